@@ -1,0 +1,110 @@
+/*
+ * The configuration snapshot.
+ *
+ * A struct config is built completely off to the side by config_load() (which
+ * also loads the catalog, policy, users and pages it names), then published.
+ * It is immutable once published and reference-counted: every connection
+ * holds a reference for its life, so a reload (SIGHUP) never changes the rules
+ * under a running request, and a failed reload leaves the old snapshot in
+ * force.  Workers receive a new snapshot by message (worker.c), so taking a
+ * reference on the request path is one atomic increment and no lock.
+ */
+#ifndef AIGATE_CONFIG_H
+#define AIGATE_CONFIG_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "aigate/netaddr.h"
+
+struct catalog;
+struct policy;
+struct users;
+struct pages;
+struct auth_db;
+
+enum auth_mode { AUTH_NONE = 0, AUTH_BASIC, AUTH_ADDRESS };
+
+struct listen_addr {
+    char *text; /* as written, for logs */
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+
+struct limits {
+    int max_connections;
+    size_t max_header_bytes;
+    size_t max_body_inspect_bytes;
+    int header_timeout_ms;
+    int idle_timeout_ms;
+    int connect_timeout_ms;
+    int shutdown_grace_ms;
+};
+
+struct config {
+    atomic_int refs;
+    char *path; /* the main file */
+    char *dir;  /* its folder: relative paths resolve against it */
+
+    struct listen_addr *listen;
+    size_t nlisten;
+    int workers; /* resolved: >= 1 */
+    struct cidr_list client_networks;
+    uint16_t *connect_ports;
+    size_t nconnect_ports;
+    struct limits limits;
+
+    struct {
+        enum auth_mode mode;
+        char *realm;
+        char *htpasswd; /* resolved path, NULL unless basic */
+    } auth;
+
+    struct {
+        int intercept;
+        char *ca_cert, *ca_key, *upstream_ca_file;
+        int warn_fallback_block; /* 1 = "block", 0 = "allow" */
+    } tls;
+
+    struct {
+        int ttl_s;
+        char *state_file, *secret_file;
+    } ack;
+
+    struct {
+        char *path, *chain_key_file;
+        int scope_ai, log_query;
+        uint64_t rotate_bytes;
+        int keep;
+    } audit;
+
+    char *pages_dir;
+
+    struct {
+        char *hosts_file;
+        char **nameservers;
+        size_t nnameservers;
+    } dns;
+
+    struct listen_addr admin; /* admin.text == NULL: disabled */
+
+    struct catalog *catalog;
+    struct policy *policy;
+    struct users *users;
+    struct pages *pages;
+    struct auth_db *authdb;
+};
+
+/*
+ * Load and fully validate the config at path.  On error returns NULL and
+ * writes "FILE:LINE: message" (or "FILE: message") into err.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+
+int config_connect_port_ok(const struct config *c, unsigned port);
+
+#endif

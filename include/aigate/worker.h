@@ -1,0 +1,69 @@
+/*
+ * Workers: one event loop per thread.  Each worker owns its listeners (one
+ * SO_REUSEPORT socket per listen address, so the kernel spreads accepts with
+ * no shared lock), its connections, its upstream pool, its resolver and its
+ * current config snapshot.  The main thread talks to workers only by
+ * message: a new snapshot on reload, a stop on shutdown.
+ */
+#ifndef AIGATE_WORKER_H
+#define AIGATE_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/queue.h>
+
+struct config;
+struct conn;
+struct audit;
+struct auth_cache;
+struct auth_backoff;
+struct upstream_pool;
+
+/* Process-wide state shared by all workers. */
+struct runtime {
+    struct audit *audit;               /* NULL: audit log disabled */
+    struct auth_backoff *auth_backoff; /* shared across workers */
+    atomic_int nconns;                 /* open client connections, all workers */
+    atomic_ullong requests;            /* served requests, all workers */
+};
+
+extern struct runtime rt;
+
+struct worker {
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct evdns_base **old_dns; /* replaced by reloads; freed at exit */
+    size_t nold_dns;
+    struct evconnlistener **listeners;
+    size_t nlisteners;
+
+    struct config *cfg; /* this worker's reference to the current snapshot */
+    pthread_mutex_t mu; /* guards pending/stop_requested only */
+    struct config *pending;
+    int stop_requested;
+    struct event *msg_ev;
+    struct event *grace_ev;
+    int stopping;
+
+    TAILQ_HEAD(, conn) conns;
+    size_t nconns;
+    struct upstream_pool *pool;
+    struct auth_cache *auth_cache;
+};
+
+/* Create the worker's loop and listeners for cfg; 0 or -1 (logged). */
+int worker_init(struct worker *w, int id, struct config *cfg);
+int worker_start(struct worker *w);
+/* Hand a new snapshot to the worker (takes a reference).  Thread-safe. */
+void worker_post_config(struct worker *w, struct config *cfg);
+/* Ask the worker to stop accepting and drain within the grace period. */
+void worker_post_stop(struct worker *w);
+void worker_join(struct worker *w);
+
+/* Called by conn.c when a connection is freed, to end a draining loop. */
+void worker_conn_gone(struct worker *w);
+
+#endif

@@ -1,0 +1,1906 @@
+/*
+ * Audit log: formatting and escaping (pure), the hash chain, the writer thread
+ * with rotation and gzip, and the offline verify and report tools.  The line
+ * format, chain input, crash and full-queue behaviour are described in
+ * include/aigate/audit.h.
+ *
+ * Threads.  Workers call audit_emit(): format on their own stack, then copy
+ * the line into a byte ring (records [u32 len][bytes]) under a mutex held
+ * only for the copy.  The single writer thread owns the file descriptor, the
+ * chain state and the output buffer; it reads [head, tail) of the ring
+ * without the lock (producers only write beyond tail) and frees the space
+ * afterwards.  Rotated files are gzipped by a short-lived thread, at most one
+ * at a time, so rotation never holds lines back for long.
+ */
+#include "aigate/audit.h"
+
+#include "aigate/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#define AUDIT_BATCH (256u << 10)    /* ring bytes handled per lock round, output bytes per write */
+#define AUDIT_CHAIN_SUFFIX 76       /* ,"chain":"<64 hex>"} */
+#define AUDIT_READ_LINE (64u << 10) /* longest line the readers accept */
+#define AUDIT_TAIL_SCAN (64u << 10) /* bytes of a live file searched for its last chain */
+#define AUDIT_STAMP_LEN 16          /* YYYYMMDDTHHMMSSZ */
+
+static const char audit_hex[] = "0123456789abcdef";
+
+/* ---- ids -------------------------------------------------------------------------- */
+
+static uint64_t
+audit_rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* xoshiro256**, one state per thread, seeded from getrandom(). */
+static uint64_t
+audit_rand64(void)
+{
+    static _Thread_local uint64_t s[4];
+    static _Thread_local int seeded;
+
+    if (!seeded) {
+        if (getrandom(s, sizeof(s), 0) != (ssize_t)sizeof(s)) {
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            s[0] = (uint64_t)t.tv_nsec ^ ((uint64_t)t.tv_sec << 32);
+            s[1] = (uint64_t)(uintptr_t)&seeded;
+            s[2] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+            s[3] = 0x2545f4914f6cdd1dull;
+        }
+        seeded = 1;
+    }
+    uint64_t r = audit_rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = audit_rotl(s[3], 45);
+    return r;
+}
+
+void
+audit_new_id(char out[33])
+{
+    for (int w = 0; w < 2; w++) {
+        uint64_t v = audit_rand64();
+        for (int i = 0; i < 16; i++)
+            out[w * 16 + i] = audit_hex[(v >> (60 - 4 * i)) & 0xf];
+    }
+    out[32] = '\0';
+}
+
+/* ---- JSON ------------------------------------------------------------------------- */
+
+/*
+ * Length of the valid UTF-8 sequence at s (2..4), or 0 with *adv set to the
+ * maximal invalid prefix to replace by one U+FFFD (Unicode's recommended practice).
+ */
+static size_t
+audit_utf8_seq(const unsigned char *s, size_t len, size_t *adv)
+{
+    unsigned c = s[0], lo = 0x80, hi = 0xbf;
+    size_t need, k;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        need = 1;
+    } else if (c == 0xe0) {
+        need = 2;
+        lo = 0xa0;
+    } else if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) {
+        need = 2;
+    } else if (c == 0xed) {
+        need = 2;
+        hi = 0x9f;
+    } else if (c == 0xf0) {
+        need = 3;
+        lo = 0x90;
+    } else if (c >= 0xf1 && c <= 0xf3) {
+        need = 3;
+    } else if (c == 0xf4) {
+        need = 3;
+        hi = 0x8f;
+    } else {
+        *adv = 1;
+        return 0;
+    }
+    for (k = 1; k <= need && k < len; k++) {
+        unsigned b = s[k];
+        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf))
+            break;
+    }
+    if (k > need)
+        return need + 1;
+    *adv = k;
+    return 0;
+}
+
+/* Escape s into out[0..room); stops at max bytes; *short_room set if room ran out first. */
+static size_t
+audit_escape(char *out, size_t room, const unsigned char *s, size_t len, size_t max,
+             int *short_room)
+{
+    size_t o = 0, i = 0;
+    char u[8];
+
+    while (i < len) {
+        const char *unit = u;
+        size_t ulen, adv = 1;
+        unsigned c = s[i];
+
+        if (c == '"' || c == '\\') {
+            u[0] = '\\';
+            u[1] = (char)c;
+            ulen = 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            char e = c == '\b'   ? 'b'
+                     : c == '\f' ? 'f'
+                     : c == '\n' ? 'n'
+                     : c == '\r' ? 'r'
+                     : c == '\t' ? 't'
+                                 : 0;
+            u[0] = '\\';
+            if (e) {
+                u[1] = e;
+                ulen = 2;
+            } else {
+                memcpy(u + 1, "u00", 3);
+                u[4] = audit_hex[c >> 4];
+                u[5] = audit_hex[c & 0xf];
+                ulen = 6;
+            }
+        } else if (c < 0x80) {
+            u[0] = (char)c;
+            ulen = 1;
+        } else if ((ulen = audit_utf8_seq(s + i, len - i, &adv)) > 0) {
+            unit = (const char *)s + i;
+            adv = ulen;
+        } else {
+            unit = "\xef\xbf\xbd";
+            ulen = 3;
+        }
+        if (o + ulen > max)
+            break;
+        if (o + ulen > room) {
+            *short_room = 1;
+            break;
+        }
+        memcpy(out + o, unit, ulen);
+        o += ulen;
+        i += adv;
+    }
+    return o;
+}
+
+size_t
+audit_json_str(char *out, size_t cap, const char *s, size_t len, size_t max)
+{
+    int short_room = 0;
+
+    if (!s) {
+        if (cap < 4)
+            return 0;
+        memcpy(out, "null", 4);
+        return 4;
+    }
+    if (cap < 2)
+        return 0;
+    out[0] = '"';
+    size_t o = 1 + audit_escape(out + 1, cap - 2, (const unsigned char *)s, len, max, &short_room);
+    if (short_room)
+        return 0;
+    out[o++] = '"';
+    return o;
+}
+
+struct audit_buf {
+    char *p;
+    size_t cap, len;
+    int full;
+};
+
+static void
+audit_put(struct audit_buf *b, const char *s, size_t n)
+{
+    if (b->full || n > b->cap - b->len) {
+        b->full = 1;
+        return;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void
+audit_put_str(struct audit_buf *b, const char *key, const char *s, size_t len, size_t max)
+{
+    audit_put(b, key, strlen(key));
+    if (b->full)
+        return;
+    size_t n = audit_json_str(b->p + b->len, b->cap - b->len, s, len, max);
+    if (n == 0)
+        b->full = 1;
+    b->len += n;
+}
+
+static void
+audit_put_cstr(struct audit_buf *b, const char *key, const char *s)
+{
+    audit_put_str(b, key, s, s ? strlen(s) : 0, AUDIT_FIELD_MAX);
+}
+
+static void
+audit_put_int(struct audit_buf *b, const char *key, int64_t v)
+{
+    char num[24];
+    int n;
+
+    audit_put(b, key, strlen(key));
+    if (v < 0) {
+        audit_put(b, "null", 4);
+        return;
+    }
+    n = snprintf(num, sizeof(num), "%" PRId64, v);
+    audit_put(b, num, (size_t)n);
+}
+
+size_t
+audit_format(char *buf, size_t cap, const struct audit_rec *r, int log_query)
+{
+    struct audit_buf b = {buf, cap ? cap - 1 : 0, 0, cap == 0};
+    char ts[80];
+    struct tm tm;
+    long ms = r->ts.tv_nsec / 1000000;
+
+    if (!gmtime_r(&r->ts.tv_sec, &tm))
+        memset(&tm, 0, sizeof(tm));
+    if (ms < 0 || ms > 999)
+        ms = 0;
+    int n = snprintf(ts, sizeof(ts), "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ms);
+    audit_put(&b, ts, (size_t)n);
+    audit_put_str(&b, ",\"id\":", r->id[0] ? r->id : NULL, strnlen(r->id, sizeof(r->id)),
+                  AUDIT_FIELD_MAX);
+    audit_put_cstr(&b, ",\"client\":", r->client);
+    audit_put_cstr(&b, ",\"user\":", r->user);
+    audit_put_cstr(&b, ",\"method\":", r->method);
+    audit_put_cstr(&b, ",\"scheme\":", r->scheme);
+    audit_put_cstr(&b, ",\"host\":", r->host);
+    audit_put_int(&b, ",\"port\":", r->port);
+    size_t plen = 0;
+    if (r->path)
+        plen = log_query ? strlen(r->path) : strcspn(r->path, "?");
+    audit_put_str(&b, ",\"path\":", r->path, plen, AUDIT_PATH_MAX);
+    audit_put_cstr(&b, ",\"service\":", r->service);
+    audit_put_cstr(&b, ",\"category\":", r->category);
+    audit_put_cstr(&b, ",\"rule\":", r->rule);
+    audit_put_cstr(&b, ",\"action\":", r->action);
+    audit_put_int(&b, ",\"status\":", r->status);
+    audit_put_int(&b, ",\"bytes_in\":", r->bytes_in);
+    audit_put_int(&b, ",\"bytes_out\":", r->bytes_out);
+    audit_put_int(&b, ",\"ms\":", r->ms);
+    audit_put_cstr(&b, ",\"tls\":", r->tls);
+    if (r->ndlp > 0 && r->dlp) {
+        size_t nd = r->ndlp < AUDIT_DLP_MAX ? r->ndlp : AUDIT_DLP_MAX;
+        for (size_t i = 0; i < nd; i++) {
+            const char *d = r->dlp[i];
+            audit_put_str(&b, i == 0 ? ",\"dlp\":[" : ",", d, d ? strlen(d) : 0,
+                          AUDIT_DLP_NAME_MAX);
+        }
+        audit_put(&b, "]", 1);
+    }
+    audit_put(&b, "}", 1);
+    if (b.full) {
+        if (cap)
+            buf[0] = '\0';
+        return 0;
+    }
+    buf[b.len] = '\0';
+    return b.len;
+}
+
+/* ---- chain ------------------------------------------------------------------------ */
+
+struct audit_mac {
+    EVP_MAC *mac;
+    EVP_MAC_CTX *ctx;
+    unsigned char key[32];
+};
+
+static int
+audit_mac_init(struct audit_mac *m, const unsigned char key[32])
+{
+    memset(m, 0, sizeof(*m));
+    memcpy(m->key, key, 32);
+    m->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (!m->mac)
+        return -1;
+    m->ctx = EVP_MAC_CTX_new(m->mac);
+    return m->ctx ? 0 : -1;
+}
+
+static void
+audit_mac_free(struct audit_mac *m)
+{
+    EVP_MAC_CTX_free(m->ctx);
+    EVP_MAC_free(m->mac);
+    OPENSSL_cleanse(m->key, sizeof(m->key));
+    memset(m, 0, sizeof(*m));
+}
+
+/* out = hex(HMAC-SHA256(key, prev || line)), 64 characters, no NUL. */
+static int
+audit_mac_chain(struct audit_mac *m, const char prev[AUDIT_CHAIN_HEX], const char *line, size_t len,
+                char out[AUDIT_CHAIN_HEX])
+{
+    unsigned char md[32];
+    size_t mdlen = 0;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+
+    if (!EVP_MAC_init(m->ctx, m->key, sizeof(m->key), params) ||
+        !EVP_MAC_update(m->ctx, (const unsigned char *)prev, AUDIT_CHAIN_HEX) ||
+        !EVP_MAC_update(m->ctx, (const unsigned char *)line, len) ||
+        !EVP_MAC_final(m->ctx, md, &mdlen, sizeof(md)) || mdlen != sizeof(md))
+        return -1;
+    for (size_t i = 0; i < sizeof(md); i++) {
+        out[2 * i] = audit_hex[md[i] >> 4];
+        out[2 * i + 1] = audit_hex[md[i] & 0xf];
+    }
+    return 0;
+}
+
+/* If line[0..len) ends with ,"chain":"<64 lower hex>"}, copy the hex to chain. */
+static int
+audit_chain_suffix(const char *line, size_t len, char chain[AUDIT_CHAIN_HEX])
+{
+    if (len < AUDIT_CHAIN_SUFFIX + 1 || line[0] != '{')
+        return 0;
+    const char *s = line + len - AUDIT_CHAIN_SUFFIX;
+    if (memcmp(s, ",\"chain\":\"", 10) != 0 || memcmp(s + 74, "\"}", 2) != 0)
+        return 0;
+    for (size_t i = 0; i < AUDIT_CHAIN_HEX; i++) {
+        char c = s[10 + i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+    }
+    memcpy(chain, s + 10, AUDIT_CHAIN_HEX);
+    return 1;
+}
+
+static int
+audit_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static void
+audit_fsync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* Create the key file whole or not at all: temporary file, fsync, link(2). */
+static int
+audit_key_create(const char *file, char *err, size_t errlen)
+{
+    unsigned char key[32];
+    char hex[AUDIT_CHAIN_HEX + 1], tmp[4096];
+    int fd = -1;
+
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+        snprintf(err, errlen, "%s: getrandom: %s", file, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(key); i++) {
+        hex[2 * i] = audit_hex[key[i] >> 4];
+        hex[2 * i + 1] = audit_hex[key[i] & 0xf];
+    }
+    hex[AUDIT_CHAIN_HEX] = '\n';
+    OPENSSL_cleanse(key, sizeof(key));
+    if (snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", file) >= (int)sizeof(tmp)) {
+        snprintf(err, errlen, "%s: path too long", file);
+        goto fail;
+    }
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        goto fail;
+    }
+    if (fchmod(fd, 0600) < 0 || write(fd, hex, sizeof(hex)) != (ssize_t)sizeof(hex) ||
+        fsync(fd) < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        goto fail_unlink;
+    }
+    close(fd);
+    fd = -1;
+    if (link(tmp, file) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        goto fail_unlink;
+    }
+    unlink(tmp);
+    audit_fsync_dir(file);
+    OPENSSL_cleanse(hex, sizeof(hex));
+    log_info("audit: created chain key %s", file);
+    return 0;
+
+fail_unlink:
+    unlink(tmp);
+fail:
+    if (fd >= 0)
+        close(fd);
+    OPENSSL_cleanse(hex, sizeof(hex));
+    return -1;
+}
+
+int
+audit_key_load(const char *file, int create, unsigned char key[32], char *err, size_t errlen)
+{
+    unsigned char buf[130];
+    struct stat st;
+    ssize_t n;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0 && errno == ENOENT && create) {
+        if (audit_key_create(file, err, errlen) < 0)
+            return -1;
+        fd = open(file, O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) == 0 && (st.st_mode & 077))
+        log_warnx("audit: chain key %s is accessible by group or others (chmod 600 it)", file);
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+    if (n == 32) {
+        memcpy(key, buf, 32);
+    } else {
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+            n--;
+        if (n != 2 * 32) {
+            OPENSSL_cleanse(buf, sizeof(buf));
+            snprintf(err, errlen, "%s: not a chain key (64 hex digits or 32 bytes)", file);
+            return -1;
+        }
+        for (size_t i = 0; i < 32; i++) {
+            int hi = audit_hexval(buf[2 * i]), lo = audit_hexval(buf[2 * i + 1]);
+            if (hi < 0 || lo < 0) {
+                OPENSSL_cleanse(buf, sizeof(buf));
+                snprintf(err, errlen, "%s: not a chain key (64 hex digits or 32 bytes)", file);
+                return -1;
+            }
+            key[i] = (unsigned char)(hi << 4 | lo);
+        }
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}
+
+/* ---- line reader (plain or gzip) -------------------------------------------------- */
+
+struct audit_reader {
+    gzFile gz;
+    char *buf;
+    size_t start, end;
+    int eof;
+};
+
+static int
+audit_reader_open(struct audit_reader *r, const char *file)
+{
+    memset(r, 0, sizeof(*r));
+    r->buf = malloc(AUDIT_READ_LINE);
+    if (!r->buf)
+        return -1;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || !(r->gz = gzdopen(fd, "rb"))) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        free(r->buf);
+        r->buf = NULL;
+        errno = e ? e : ENOMEM;
+        return -1;
+    }
+    gzbuffer(r->gz, 128 * 1024);
+    return 0;
+}
+
+static void
+audit_reader_close(struct audit_reader *r)
+{
+    if (r->gz)
+        gzclose(r->gz);
+    free(r->buf);
+    memset(r, 0, sizeof(*r));
+}
+
+static const char *
+audit_reader_error(struct audit_reader *r)
+{
+    int e = Z_OK;
+    const char *msg = gzerror(r->gz, &e);
+    if (e == Z_ERRNO)
+        return strerror(errno);
+    return msg && *msg ? msg : "read error";
+}
+
+/*
+ * Next line (without '\n', *nl says whether it had one; a line longer than
+ * the buffer comes back in pieces without nl).  Returns 1, 0 at end, -1 on error.
+ * The line stays valid and writable until the next call.
+ */
+static int
+audit_reader_next(struct audit_reader *r, char **line, size_t *len, int *nl)
+{
+    for (;;) {
+        char *p = memchr(r->buf + r->start, '\n', r->end - r->start);
+        if (p) {
+            *line = r->buf + r->start;
+            *len = (size_t)(p - *line);
+            *nl = 1;
+            r->start += *len + 1;
+            return 1;
+        }
+        if (r->eof || (r->start == 0 && r->end == AUDIT_READ_LINE)) {
+            if (r->start == r->end)
+                return 0;
+            *line = r->buf + r->start;
+            *len = r->end - r->start;
+            *nl = 0;
+            r->start = r->end;
+            return 1;
+        }
+        if (r->start > 0) {
+            memmove(r->buf, r->buf + r->start, r->end - r->start);
+            r->end -= r->start;
+            r->start = 0;
+        }
+        int n = gzread(r->gz, r->buf + r->end, (unsigned)(AUDIT_READ_LINE - r->end));
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            int e = Z_OK;
+            gzerror(r->gz, &e);
+            if (e != Z_OK)
+                return -1;
+            r->eof = 1;
+        }
+        r->end += (size_t)n;
+    }
+}
+
+/* Chain of the last chained complete line of a (plain or gzip) file: 1 found, 0 none, -1 error. */
+static int
+audit_file_last_chain(const char *file, char chain[AUDIT_CHAIN_HEX])
+{
+    struct audit_reader r;
+    char *line;
+    size_t len;
+    int nl, rc, found = 0;
+
+    if (audit_reader_open(&r, file) < 0)
+        return -1;
+    while ((rc = audit_reader_next(&r, &line, &len, &nl)) > 0)
+        if (nl && audit_chain_suffix(line, len, chain))
+            found = 1;
+    audit_reader_close(&r);
+    return rc < 0 ? -1 : found;
+}
+
+/*
+ * The tail of the live file: *ends_nl, and the chain of its last chained
+ * complete line among the last AUDIT_TAIL_SCAN bytes.  Returns 1 found, 0 not
+ * found with the whole file scanned, -1 not found in a longer file or error.
+ */
+static int
+audit_tail_chain(int fd, uint64_t size, char chain[AUDIT_CHAIN_HEX], int *ends_nl)
+{
+    size_t want = size < AUDIT_TAIL_SCAN ? (size_t)size : AUDIT_TAIL_SCAN;
+    char *buf;
+    int rc = size <= AUDIT_TAIL_SCAN ? 0 : -1;
+
+    *ends_nl = 1;
+    if (want == 0)
+        return 0;
+    buf = malloc(want);
+    if (!buf)
+        return -1;
+    if (pread(fd, buf, want, (off_t)(size - want)) != (ssize_t)want) {
+        free(buf);
+        return -1;
+    }
+    *ends_nl = buf[want - 1] == '\n';
+    char *end = memrchr(buf, '\n', want);
+    while (end) {
+        char *start = memrchr(buf, '\n', (size_t)(end - buf));
+        start = start ? start + 1 : buf;
+        if ((start > buf || size <= AUDIT_TAIL_SCAN) &&
+            audit_chain_suffix(start, (size_t)(end - start), chain)) {
+            rc = 1;
+            break;
+        }
+        end = start > buf ? start - 1 : NULL;
+    }
+    free(buf);
+    return rc;
+}
+
+/* ---- rotated files ---------------------------------------------------------------- */
+
+struct audit_rot {
+    char *file;
+    char stamp[AUDIT_STAMP_LEN + 1];
+    unsigned long seq;
+    int gz;
+};
+
+/* name = BASE.YYYYMMDDTHHMMSSZ[.N][.gz] */
+static int
+audit_rot_parse(const char *name, const char *base, size_t blen, struct audit_rot *r)
+{
+    static const char pat[] = "DDDDDDDDTDDDDDDZ";
+    const char *s = name + blen + 1;
+
+    if (strncmp(name, base, blen) != 0 || name[blen] != '.' || strlen(s) < AUDIT_STAMP_LEN)
+        return 0;
+    for (size_t i = 0; i < AUDIT_STAMP_LEN; i++)
+        if (pat[i] == 'D' ? (s[i] < '0' || s[i] > '9') : s[i] != pat[i])
+            return 0;
+    memcpy(r->stamp, s, AUDIT_STAMP_LEN);
+    r->stamp[AUDIT_STAMP_LEN] = '\0';
+    s += AUDIT_STAMP_LEN;
+    r->seq = 0;
+    if (s[0] == '.' && s[1] >= '1' && s[1] <= '9') {
+        char *e;
+        errno = 0;
+        r->seq = strtoul(s + 1, &e, 10);
+        if (errno)
+            return 0;
+        s = e;
+    }
+    r->gz = strcmp(s, ".gz") == 0;
+    return r->gz || *s == '\0';
+}
+
+static int
+audit_rot_cmp(const void *pa, const void *pb)
+{
+    const struct audit_rot *a = pa, *b = pb;
+    int c = strcmp(a->stamp, b->stamp);
+
+    if (c)
+        return c;
+    if (a->seq != b->seq)
+        return a->seq < b->seq ? -1 : 1;
+    return a->gz - b->gz;
+}
+
+/* All rotated files of path, oldest first; both X and X.gz may appear (mid-compression). */
+static int
+audit_rot_list(const char *path, struct audit_rot **out, size_t *n)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t blen = strlen(base), plen = (size_t)(base - path), cap = 0;
+    char dir[4096];
+    struct audit_rot *v = NULL;
+    struct dirent *de;
+    DIR *d;
+
+    *out = NULL;
+    *n = 0;
+    snprintf(dir, sizeof(dir), "%.*s", plen ? (int)plen : 1, plen ? path : ".");
+    d = opendir(dir);
+    if (!d)
+        return -1;
+    while ((de = readdir(d))) {
+        struct audit_rot r;
+        if (!audit_rot_parse(de->d_name, base, blen, &r))
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            struct audit_rot *nv = realloc(v, cap * sizeof(*v));
+            if (!nv)
+                goto fail;
+            v = nv;
+        }
+        size_t flen = plen + strlen(de->d_name) + 1;
+        r.file = malloc(flen);
+        if (!r.file)
+            goto fail;
+        snprintf(r.file, flen, "%.*s%s", (int)plen, path, de->d_name);
+        v[(*n)++] = r;
+    }
+    closedir(d);
+    if (*n)
+        qsort(v, *n, sizeof(*v), audit_rot_cmp);
+    *out = v;
+    return 0;
+
+fail:
+    closedir(d);
+    for (size_t i = 0; i < *n; i++)
+        free(v[i].file);
+    free(v);
+    *n = 0;
+    return -1;
+}
+
+static void
+audit_rot_free(struct audit_rot *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].file);
+    free(v);
+}
+
+static int
+audit_rot_same(const struct audit_rot *a, const struct audit_rot *b)
+{
+    return strcmp(a->stamp, b->stamp) == 0 && a->seq == b->seq;
+}
+
+int
+audit_rotated_files(const char *path, char ***files, size_t *n)
+{
+    struct audit_rot *v;
+    size_t nv, k = 0;
+
+    *files = NULL;
+    *n = 0;
+    if (audit_rot_list(path, &v, &nv) < 0)
+        return -1;
+    char **f = calloc(nv ? nv : 1, sizeof(*f));
+    if (!f) {
+        audit_rot_free(v, nv);
+        return -1;
+    }
+    for (size_t i = 0; i < nv; i++) {
+        /* X and X.gz both present: the compressor is done but has not removed X yet */
+        if (i + 1 < nv && audit_rot_same(&v[i], &v[i + 1]) && !v[i].gz && v[i + 1].gz) {
+            free(v[i].file);
+            continue;
+        }
+        f[k++] = v[i].file;
+    }
+    free(v);
+    *files = f;
+    *n = k;
+    return 0;
+}
+
+void
+audit_files_free(char **files, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(files[i]);
+    free(files);
+}
+
+/* gzip src to src.gz (via src.gz.tmp, fsync'd), then remove src. */
+static int
+audit_gzip_file(const char *src)
+{
+    char dst[4096], tmp[4112], buf[65536];
+    int in = -1, out = -1, out2 = -1;
+    gzFile gz = NULL;
+    ssize_t n;
+
+    if (snprintf(dst, sizeof(dst), "%s.gz", src) >= (int)sizeof(dst))
+        return -1;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", dst);
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (in < 0 || out < 0 || (out2 = dup(out)) < 0 || !(gz = gzdopen(out, "wb6")))
+        goto fail;
+    out = -1;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        if (gzwrite(gz, buf, (unsigned)n) != (int)n)
+            goto fail;
+    if (n < 0)
+        goto fail;
+    int zrc = gzclose(gz);
+    gz = NULL;
+    if (zrc != Z_OK || fsync(out2) < 0 || rename(tmp, dst) < 0)
+        goto fail;
+    close(out2);
+    close(in);
+    unlink(src);
+    audit_fsync_dir(src);
+    return 0;
+
+fail:
+    log_warnx("audit: cannot compress %s: %s", src, strerror(errno));
+    if (gz)
+        gzclose(gz);
+    if (out >= 0)
+        close(out);
+    if (out2 >= 0)
+        close(out2);
+    if (in >= 0)
+        close(in);
+    unlink(tmp);
+    return -1;
+}
+
+struct audit_gzjob {
+    char *path;
+    int keep;
+};
+
+/* Compress every uncompressed rotated file, then delete the oldest beyond keep. */
+static void *
+audit_gz_main(void *arg)
+{
+    struct audit_gzjob *job = arg;
+    struct audit_rot *v;
+    size_t n;
+
+    if (audit_rot_list(job->path, &v, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            int has_gz = i + 1 < n && audit_rot_same(&v[i], &v[i + 1]) && v[i + 1].gz;
+            if (v[i].gz)
+                continue;
+            if (has_gz) {
+                unlink(v[i].file);
+                continue;
+            }
+            audit_gzip_file(v[i].file);
+        }
+        audit_rot_free(v, n);
+    }
+    if (job->keep > 0) {
+        char **f;
+        if (audit_rotated_files(job->path, &f, &n) == 0) {
+            for (size_t i = 0; i + (size_t)job->keep < n; i++) {
+                if (unlink(f[i]) == 0)
+                    log_info("audit: removed old log %s", f[i]);
+                else
+                    log_warnx("audit: cannot remove %s: %s", f[i], strerror(errno));
+            }
+            audit_files_free(f, n);
+        }
+    }
+    free(job->path);
+    free(job);
+    return NULL;
+}
+
+/* ---- writer ----------------------------------------------------------------------- */
+
+struct audit {
+    pthread_mutex_t mu;
+    pthread_cond_t nonempty, nonfull;
+    unsigned char *ring;
+    uint64_t head, tail; /* under mu; ring holds [head, tail) */
+    int writer_sleeping, full_waiters, stop;
+    int stalled;     /* under mu: a wait timed out, drop at once until progress */
+    int cfg_changed; /* under mu: the fields below are new */
+    uint64_t cfg_rotate_bytes;
+    int cfg_keep;
+    int pending_fd; /* opened by audit_reconfigure() for pending_path */
+    char *pending_path;
+    char *path; /* written by the writer under mu */
+
+    atomic_int reopen;
+    atomic_int scope_ai, log_query;
+    atomic_uint_least64_t lines, waits, dropped;
+
+    /* writer thread only */
+    int fd;
+    uint64_t size, rotate_bytes, rot_at;
+    int keep;
+    char prev[AUDIT_CHAIN_HEX];
+    struct audit_mac mac;
+    char *out;
+    size_t outlen, outlines;
+    int dirty;
+    struct timespec last_sync;
+    pthread_t gz;
+    int gz_running;
+
+    char *key_file;
+    pthread_t writer;
+};
+
+static void
+audit_ring_put(struct audit *a, uint64_t pos, const void *src, size_t n)
+{
+    size_t off = (size_t)(pos & (AUDIT_QUEUE_BYTES - 1)), first = AUDIT_QUEUE_BYTES - off;
+
+    if (first > n)
+        first = n;
+    memcpy(a->ring + off, src, first);
+    memcpy(a->ring, (const char *)src + first, n - first);
+}
+
+static void
+audit_ring_get(const struct audit *a, uint64_t pos, void *dst, size_t n)
+{
+    size_t off = (size_t)(pos & (AUDIT_QUEUE_BYTES - 1)), first = AUDIT_QUEUE_BYTES - off;
+
+    if (first > n)
+        first = n;
+    memcpy(dst, a->ring + off, first);
+    memcpy((char *)dst + first, a->ring, n - first);
+}
+
+static void
+audit_deadline(struct timespec *t, long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+/*
+ * Open path for appending.  A file that does not end with '\n' (a line cut
+ * by a crash) gets one so the next line starts clean.
+ */
+static int
+audit_open_log(const char *path, uint64_t *size, char *err, size_t errlen)
+{
+    struct stat st;
+    char last;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+    if (fd < 0 || fstat(fd, &st) < 0)
+        goto fail;
+    *size = (uint64_t)st.st_size;
+    if (st.st_size > 0) {
+        int rfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (rfd < 0 || pread(rfd, &last, 1, st.st_size - 1) != 1) {
+            if (rfd >= 0)
+                close(rfd);
+            goto fail;
+        }
+        close(rfd);
+        if (last != '\n') {
+            if (write(fd, "\n", 1) != 1)
+                goto fail;
+            (*size)++;
+            log_warnx("audit: %s ended with an incomplete line (crash?); it is kept as is", path);
+        }
+    }
+    return fd;
+
+fail:
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* The chain to continue from: the live file's last line, else the newest rotated file's. */
+static int
+audit_find_prev(const char *path, char prev[AUDIT_CHAIN_HEX], char *err, size_t errlen)
+{
+    struct stat st;
+    int ends_nl, rc = 0;
+    char **f;
+    size_t n;
+
+    memset(prev, '0', AUDIT_CHAIN_HEX);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        rc = fstat(fd, &st) < 0 ? -1 : audit_tail_chain(fd, (uint64_t)st.st_size, prev, &ends_nl);
+        close(fd);
+        if (rc == 1)
+            return 0;
+        if (rc < 0) {
+            snprintf(err, errlen, "%s: no chained line at its end; not an aigate audit log?", path);
+            return -1;
+        }
+    } else if (errno != ENOENT) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (audit_rotated_files(path, &f, &n) < 0)
+        return 0;
+    for (size_t i = n; i-- > 0;) {
+        rc = audit_file_last_chain(f[i], prev);
+        if (rc != 0)
+            break;
+    }
+    audit_files_free(f, n);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: cannot read the previous rotated file", path);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+audit_start_gz(struct audit *a)
+{
+    struct audit_gzjob *job;
+
+    if (a->gz_running) {
+        pthread_join(a->gz, NULL);
+        a->gz_running = 0;
+    }
+    job = malloc(sizeof(*job));
+    if (!job || !(job->path = strdup(a->path))) {
+        free(job);
+        log_warnx("audit: out of memory starting compression");
+        return;
+    }
+    job->keep = a->keep;
+    if (pthread_create(&a->gz, NULL, audit_gz_main, job) != 0) {
+        log_warnx("audit: cannot start the compression thread");
+        free(job->path);
+        free(job);
+        return;
+    }
+    a->gz_running = 1;
+}
+
+static int
+audit_stopping(struct audit *a)
+{
+    pthread_mutex_lock(&a->mu);
+    int s = a->stop;
+    pthread_mutex_unlock(&a->mu);
+    return s;
+}
+
+static void
+audit_sync(struct audit *a)
+{
+    if (a->dirty && a->fd >= 0)
+        fdatasync(a->fd);
+    a->dirty = 0;
+    clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
+}
+
+/* Replace the descriptor with a freshly opened one (path already set). */
+static void
+audit_switch_fd(struct audit *a, int fd, uint64_t size)
+{
+    audit_sync(a);
+    if (a->fd >= 0)
+        close(a->fd);
+    a->fd = fd;
+    a->size = size;
+    a->rot_at = a->rotate_bytes;
+}
+
+static void
+audit_reopen_now(struct audit *a)
+{
+    char err[512];
+    uint64_t size;
+    int fd = audit_open_log(a->path, &size, err, sizeof(err));
+
+    if (fd < 0) {
+        log_warnx("audit: reopen failed, still writing to the old file: %s", err);
+        return;
+    }
+    audit_switch_fd(a, fd, size);
+    log_info("audit: reopened %s", a->path);
+}
+
+/*
+ * Write the output buffer.  On errors (disk full...) retry every second, so
+ * the ring fills and workers see back-pressure; give up only when closing.
+ */
+static void
+audit_flush(struct audit *a)
+{
+    size_t off = 0;
+    int warned = 0;
+
+    while (off < a->outlen) {
+        ssize_t n = a->fd >= 0 ? write(a->fd, a->out + off, a->outlen - off) : -1;
+        if (n > 0) {
+            off += (size_t)n;
+            a->size += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (!warned)
+            log_warnx("audit: cannot write %s: %s; retrying", a->path,
+                      a->fd >= 0 ? strerror(errno) : "not open");
+        warned = 1;
+        if (audit_stopping(a)) {
+            atomic_fetch_add(&a->dropped, a->outlines);
+            a->outlines = 0;
+            break;
+        }
+        struct timespec one = {1, 0};
+        nanosleep(&one, NULL);
+        if (atomic_exchange(&a->reopen, 0))
+            audit_reopen_now(a);
+    }
+    if (warned && off == a->outlen)
+        log_warnx("audit: writing %s again", a->path);
+    atomic_fetch_add(&a->lines, a->outlines);
+    a->outlen = 0;
+    a->outlines = 0;
+    a->dirty = 1;
+}
+
+static void
+audit_rotate(struct audit *a)
+{
+    char stamp[AUDIT_STAMP_LEN + 1], dst[4200], probe[4210], err[512];
+    struct tm tm;
+    time_t now = time(NULL);
+    uint64_t size;
+
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    for (unsigned seq = 0;; seq++) {
+        if (seq == 0)
+            snprintf(dst, sizeof(dst), "%s.%s", a->path, stamp);
+        else
+            snprintf(dst, sizeof(dst), "%s.%s.%u", a->path, stamp, seq);
+        snprintf(probe, sizeof(probe), "%s.gz", dst);
+        if (access(dst, F_OK) < 0 && access(probe, F_OK) < 0)
+            break;
+    }
+    audit_sync(a);
+    if (rename(a->path, dst) < 0) {
+        log_warnx("audit: cannot rotate %s: %s", a->path, strerror(errno));
+        a->rot_at = a->size + a->rotate_bytes;
+        return;
+    }
+    int fd = audit_open_log(a->path, &size, err, sizeof(err));
+    if (fd < 0) {
+        log_warnx("audit: rotated %s but cannot open a new file: %s", a->path, err);
+        a->rot_at = a->size + a->rotate_bytes;
+        return;
+    }
+    audit_switch_fd(a, fd, size);
+    audit_fsync_dir(a->path);
+    audit_start_gz(a);
+}
+
+/* Chain and write the records in [head, tail), at most about AUDIT_BATCH bytes; returns bytes used.
+ */
+static uint64_t
+audit_drain(struct audit *a, uint64_t head, uint64_t tail)
+{
+    uint64_t pos = head;
+
+    while (pos < tail && pos - head < AUDIT_BATCH) {
+        uint32_t len;
+        char chain[AUDIT_CHAIN_HEX];
+        char *l = a->out + a->outlen;
+
+        audit_ring_get(a, pos, &len, sizeof(len));
+        audit_ring_get(a, pos + sizeof(len), l, len);
+        pos += sizeof(len) + len;
+        if (audit_mac_chain(&a->mac, a->prev, l, len, chain) < 0) {
+            log_warnx("audit: HMAC failed, line dropped");
+            atomic_fetch_add(&a->dropped, 1);
+            continue;
+        }
+        l[len - 1] = ',';
+        memcpy(l + len, "\"chain\":\"", 9);
+        memcpy(l + len + 9, chain, AUDIT_CHAIN_HEX);
+        memcpy(l + len + 9 + AUDIT_CHAIN_HEX, "\"}\n", 3);
+        a->outlen += len + AUDIT_CHAIN_SUFFIX;
+        a->outlines++;
+        memcpy(a->prev, chain, AUDIT_CHAIN_HEX);
+        if (a->rot_at && a->size + a->outlen >= a->rot_at) {
+            audit_flush(a);
+            audit_rotate(a);
+        } else if (a->outlen >= AUDIT_BATCH) {
+            audit_flush(a);
+        }
+    }
+    if (a->outlen)
+        audit_flush(a);
+    return pos - head;
+}
+
+static void *
+audit_writer_main(void *arg)
+{
+    struct audit *a = arg;
+
+    for (;;) {
+        struct timespec dl;
+        int stop, changed;
+
+        pthread_mutex_lock(&a->mu);
+        while (a->head == a->tail && !a->stop && !a->cfg_changed && !atomic_load(&a->reopen)) {
+            if (a->dirty) {
+                dl = a->last_sync;
+                dl.tv_sec += 1;
+            } else {
+                audit_deadline(&dl, 1000);
+            }
+            a->writer_sleeping = 1;
+            int rc = pthread_cond_timedwait(&a->nonempty, &a->mu, &dl);
+            a->writer_sleeping = 0;
+            if (rc == ETIMEDOUT)
+                break;
+        }
+        uint64_t head = a->head, tail = a->tail;
+        int pending_fd = a->pending_fd;
+        stop = a->stop;
+        changed = a->cfg_changed;
+        if (changed) {
+            a->rotate_bytes = a->cfg_rotate_bytes;
+            a->keep = a->cfg_keep;
+            a->rot_at = a->rotate_bytes;
+            if (pending_fd >= 0) {
+                free(a->path);
+                a->path = a->pending_path;
+                a->pending_path = NULL;
+                a->pending_fd = -1;
+            }
+            a->cfg_changed = 0;
+        }
+        pthread_mutex_unlock(&a->mu);
+
+        if (changed && pending_fd >= 0) {
+            struct stat st;
+            audit_switch_fd(a, pending_fd, fstat(pending_fd, &st) == 0 ? (uint64_t)st.st_size : 0);
+            log_info("audit: now writing %s", a->path);
+        }
+        if (atomic_exchange(&a->reopen, 0))
+            audit_reopen_now(a);
+
+        uint64_t used = audit_drain(a, head, tail);
+
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (a->dirty &&
+            (now.tv_sec > a->last_sync.tv_sec + 1 ||
+             (now.tv_sec == a->last_sync.tv_sec + 1 && now.tv_nsec >= a->last_sync.tv_nsec)))
+            audit_sync(a);
+
+        pthread_mutex_lock(&a->mu);
+        a->head += used;
+        if (used && a->stalled) {
+            a->stalled = 0;
+            log_warnx("audit: writer caught up; %" PRIu64 " lines dropped so far",
+                      (uint64_t)atomic_load(&a->dropped));
+        }
+        if (used && a->full_waiters)
+            pthread_cond_broadcast(&a->nonfull);
+        int done = stop && a->head == a->tail;
+        pthread_mutex_unlock(&a->mu);
+        if (done)
+            break;
+    }
+    audit_sync(a);
+    return NULL;
+}
+
+void
+audit_emit(struct audit *a, const struct audit_rec *r)
+{
+    char line[AUDIT_LINE_MAX];
+    uint32_t len;
+    size_t need;
+    int wake;
+
+    if (!a || !r || (atomic_load_explicit(&a->scope_ai, memory_order_relaxed) && !r->is_ai))
+        return;
+    len = (uint32_t)audit_format(line, sizeof(line), r,
+                                 atomic_load_explicit(&a->log_query, memory_order_relaxed));
+    if (len == 0) {
+        atomic_fetch_add(&a->dropped, 1);
+        return;
+    }
+    need = sizeof(len) + len;
+
+    pthread_mutex_lock(&a->mu);
+    if (a->tail - a->head + need > AUDIT_QUEUE_BYTES) {
+        if (!a->stalled) {
+            struct timespec dl;
+            atomic_fetch_add(&a->waits, 1);
+            audit_deadline(&dl, AUDIT_WAIT_MS);
+            a->full_waiters++;
+            while (a->tail - a->head + need > AUDIT_QUEUE_BYTES)
+                if (pthread_cond_timedwait(&a->nonfull, &a->mu, &dl) == ETIMEDOUT)
+                    break;
+            a->full_waiters--;
+        }
+        if (a->tail - a->head + need > AUDIT_QUEUE_BYTES) {
+            if (!a->stalled)
+                log_warnx("audit: queue full for %d ms, dropping audit lines until the writer "
+                          "catches up",
+                          AUDIT_WAIT_MS);
+            a->stalled = 1;
+            pthread_mutex_unlock(&a->mu);
+            atomic_fetch_add(&a->dropped, 1);
+            return;
+        }
+    }
+    audit_ring_put(a, a->tail, &len, sizeof(len));
+    audit_ring_put(a, a->tail + sizeof(len), line, len);
+    a->tail += need;
+    wake = a->writer_sleeping;
+    pthread_mutex_unlock(&a->mu);
+    if (wake)
+        pthread_cond_signal(&a->nonempty);
+}
+
+struct audit *
+audit_open(const struct audit_cfg *cfg, char *err, size_t errlen)
+{
+    unsigned char key[32];
+    pthread_condattr_t ca;
+    struct audit *a = calloc(1, sizeof(*a));
+
+    if (!a) {
+        snprintf(err, errlen, "audit: out of memory");
+        return NULL;
+    }
+    a->fd = -1;
+    a->pending_fd = -1;
+    a->ring = malloc(AUDIT_QUEUE_BYTES);
+    a->out = malloc(AUDIT_BATCH + AUDIT_LINE_MAX + AUDIT_CHAIN_SUFFIX);
+    a->path = strdup(cfg->path);
+    a->key_file = strdup(cfg->chain_key_file);
+    if (!a->ring || !a->out || !a->path || !a->key_file) {
+        snprintf(err, errlen, "audit: out of memory");
+        goto fail;
+    }
+    if (audit_key_load(cfg->chain_key_file, 1, key, err, errlen) < 0)
+        goto fail;
+    int mrc = audit_mac_init(&a->mac, key);
+    OPENSSL_cleanse(key, sizeof(key));
+    if (mrc < 0) {
+        snprintf(err, errlen, "audit: HMAC-SHA256 unavailable");
+        goto fail;
+    }
+    if (audit_find_prev(cfg->path, a->prev, err, errlen) < 0)
+        goto fail;
+    a->fd = audit_open_log(cfg->path, &a->size, err, errlen);
+    if (a->fd < 0)
+        goto fail;
+    a->rotate_bytes = cfg->rotate_bytes;
+    a->rot_at = cfg->rotate_bytes;
+    a->keep = cfg->keep;
+    atomic_init(&a->scope_ai, cfg->scope_ai);
+    atomic_init(&a->log_query, cfg->log_query);
+    clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
+
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->nonempty, &ca);
+    pthread_cond_init(&a->nonfull, &ca);
+    pthread_condattr_destroy(&ca);
+
+    struct audit_rot *rv;
+    size_t nr;
+    if (audit_rot_list(a->path, &rv, &nr) == 0) {
+        int pending = 0;
+        for (size_t i = 0; i < nr; i++)
+            pending |= !rv[i].gz;
+        audit_rot_free(rv, nr);
+        if (pending)
+            audit_start_gz(a);
+    }
+    if (pthread_create(&a->writer, NULL, audit_writer_main, a) != 0) {
+        snprintf(err, errlen, "audit: cannot start the writer thread");
+        if (a->gz_running)
+            pthread_join(a->gz, NULL);
+        pthread_cond_destroy(&a->nonempty);
+        pthread_cond_destroy(&a->nonfull);
+        pthread_mutex_destroy(&a->mu);
+        goto fail;
+    }
+    return a;
+
+fail:
+    if (a->fd >= 0)
+        close(a->fd);
+    audit_mac_free(&a->mac);
+    free(a->ring);
+    free(a->out);
+    free(a->path);
+    free(a->key_file);
+    free(a);
+    return NULL;
+}
+
+void
+audit_request_reopen(struct audit *a)
+{
+    if (a)
+        atomic_store(&a->reopen, 1);
+}
+
+int
+audit_reconfigure(struct audit *a, const struct audit_cfg *cfg, char *err, size_t errlen)
+{
+    int fd = -1;
+    char *np = NULL;
+    uint64_t size;
+
+    if (strcmp(cfg->chain_key_file, a->key_file) != 0)
+        log_warnx("audit: chain_key_file change to %s takes effect on restart",
+                  cfg->chain_key_file);
+    pthread_mutex_lock(&a->mu);
+    int moved = strcmp(cfg->path, a->pending_path ? a->pending_path : a->path) != 0;
+    pthread_mutex_unlock(&a->mu);
+    if (moved) {
+        np = strdup(cfg->path);
+        if (!np) {
+            snprintf(err, errlen, "audit: out of memory");
+            return -1;
+        }
+        fd = audit_open_log(cfg->path, &size, err, errlen);
+        if (fd < 0) {
+            free(np);
+            return -1;
+        }
+    }
+    atomic_store(&a->scope_ai, cfg->scope_ai);
+    atomic_store(&a->log_query, cfg->log_query);
+    pthread_mutex_lock(&a->mu);
+    a->cfg_rotate_bytes = cfg->rotate_bytes;
+    a->cfg_keep = cfg->keep;
+    if (moved) {
+        if (a->pending_fd >= 0)
+            close(a->pending_fd);
+        free(a->pending_path);
+        a->pending_fd = fd;
+        a->pending_path = np;
+    }
+    a->cfg_changed = 1;
+    pthread_cond_signal(&a->nonempty);
+    pthread_mutex_unlock(&a->mu);
+    return 0;
+}
+
+void
+audit_close(struct audit *a)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->stop = 1;
+    pthread_cond_signal(&a->nonempty);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->writer, NULL);
+    if (a->gz_running)
+        pthread_join(a->gz, NULL);
+    if (a->fd >= 0)
+        close(a->fd);
+    if (a->pending_fd >= 0)
+        close(a->pending_fd);
+    pthread_cond_destroy(&a->nonempty);
+    pthread_cond_destroy(&a->nonfull);
+    pthread_mutex_destroy(&a->mu);
+    audit_mac_free(&a->mac);
+    free(a->pending_path);
+    free(a->ring);
+    free(a->out);
+    free(a->path);
+    free(a->key_file);
+    free(a);
+}
+
+void
+audit_stats(struct audit *a, uint64_t *lines, uint64_t *waits, uint64_t *dropped)
+{
+    *lines = a ? atomic_load(&a->lines) : 0;
+    *waits = a ? atomic_load(&a->waits) : 0;
+    *dropped = a ? atomic_load(&a->dropped) : 0;
+}
+
+/* ---- verify ----------------------------------------------------------------------- */
+
+int
+audit_verify(const char *const *files, size_t n, const char *key_file, int from_any, FILE *out)
+{
+    unsigned char key[32];
+    char err[512], prev[AUDIT_CHAIN_HEX], chain[AUDIT_CHAIN_HEX], calc[AUDIT_CHAIN_HEX];
+    struct audit_mac mac;
+    uint64_t count = 0;
+    int rc = 0, first = 1;
+
+    if (audit_key_load(key_file, 0, key, err, sizeof(err)) < 0) {
+        fprintf(out, "%s\n", err);
+        return 2;
+    }
+    int mrc = audit_mac_init(&mac, key);
+    OPENSSL_cleanse(key, sizeof(key));
+    if (mrc < 0) {
+        audit_mac_free(&mac);
+        fprintf(out, "HMAC-SHA256 unavailable\n");
+        return 2;
+    }
+    memset(prev, '0', sizeof(prev));
+    for (size_t f = 0; f < n && rc == 0; f++) {
+        struct audit_reader r;
+        unsigned long lineno = 0;
+        char *line;
+        size_t len;
+        int nl, got;
+
+        if (audit_reader_open(&r, files[f]) < 0) {
+            fprintf(out, "%s: %s\n", files[f], strerror(errno));
+            rc = 2;
+            break;
+        }
+        while (rc == 0 && (got = audit_reader_next(&r, &line, &len, &nl)) > 0) {
+            lineno++;
+            if (!nl || !audit_chain_suffix(line, len, chain)) {
+                fprintf(out, "%s:%lu: truncated/incomplete line\n", files[f], lineno);
+                rc = 1;
+                break;
+            }
+            line[len - AUDIT_CHAIN_SUFFIX] = '}';
+            if (!(first && from_any)) {
+                if (audit_mac_chain(&mac, prev, line, len - AUDIT_CHAIN_SUFFIX + 1, calc) < 0) {
+                    fprintf(out, "HMAC-SHA256 failed\n");
+                    rc = 2;
+                    break;
+                }
+                if (CRYPTO_memcmp(calc, chain, sizeof(calc)) != 0) {
+                    fprintf(out, "%s:%lu: chain broken (altered, removed or reordered line)\n",
+                            files[f], lineno);
+                    rc = 1;
+                    break;
+                }
+            }
+            memcpy(prev, chain, sizeof(prev));
+            first = 0;
+            count++;
+        }
+        if (rc == 0 && got < 0) {
+            fprintf(out, "%s: %s\n", files[f], audit_reader_error(&r));
+            rc = 2;
+        }
+        audit_reader_close(&r);
+    }
+    audit_mac_free(&mac);
+    if (rc == 0)
+        fprintf(out, "%" PRIu64 " lines verified\n", count);
+    return rc;
+}
+
+/* ---- report ----------------------------------------------------------------------- */
+
+enum { REP_ALLOW, REP_WARN, REP_ACK, REP_BLOCK, REP_AUTHFAIL, REP_ERROR, REP_OTHER, REP_N };
+static const char *const audit_rep_actions[REP_N] = {"allow",     "warn",  "ack",  "block",
+                                                     "auth-fail", "error", "other"};
+
+struct audit_rep_row {
+    char *name;
+    uint64_t c[REP_N], total;
+};
+
+struct audit_rep_tab {
+    struct audit_rep_row *v;
+    size_t cap, n;
+};
+
+static uint64_t
+audit_fnv(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
+static struct audit_rep_row *
+audit_rep_get(struct audit_rep_tab *t, const char *name)
+{
+    if (2 * (t->n + 1) > t->cap) {
+        size_t ncap = t->cap ? 2 * t->cap : 64;
+        struct audit_rep_row *nv = calloc(ncap, sizeof(*nv));
+        if (!nv)
+            return NULL;
+        for (size_t i = 0; i < t->cap; i++) {
+            if (!t->v[i].name)
+                continue;
+            size_t j = audit_fnv(t->v[i].name) & (ncap - 1);
+            while (nv[j].name)
+                j = (j + 1) & (ncap - 1);
+            nv[j] = t->v[i];
+        }
+        free(t->v);
+        t->v = nv;
+        t->cap = ncap;
+    }
+    size_t j = audit_fnv(name) & (t->cap - 1);
+    while (t->v[j].name) {
+        if (strcmp(t->v[j].name, name) == 0)
+            return &t->v[j];
+        j = (j + 1) & (t->cap - 1);
+    }
+    if (!(t->v[j].name = strdup(name)))
+        return NULL;
+    t->n++;
+    return &t->v[j];
+}
+
+static int
+audit_rep_cmp(const void *pa, const void *pb)
+{
+    const struct audit_rep_row *a = pa, *b = pb;
+
+    if (a->total != b->total)
+        return a->total > b->total ? -1 : 1;
+    return strcmp(a->name, b->name);
+}
+
+/* One JSON string at *s (just past the opening quote), unescaped into out (cut to cap-1). */
+static const char *
+audit_rep_string(const char *s, const char *end, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    while (s < end && *s != '"') {
+        unsigned c = (unsigned char)*s++;
+        if (c == '\\') {
+            if (s >= end)
+                return NULL;
+            c = (unsigned char)*s++;
+            switch (c) {
+            case 'b':
+                c = '\b';
+                break;
+            case 'f':
+                c = '\f';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'u': {
+                unsigned v = 0;
+                for (int i = 0; i < 4; i++) {
+                    int h = s < end ? audit_hexval(*s++) : -1;
+                    if (h < 0)
+                        return NULL;
+                    v = v << 4 | (unsigned)h;
+                }
+                c = v < 0x80 ? v : '?';
+                break;
+            }
+            case '"':
+            case '\\':
+            case '/':
+                break;
+            default:
+                return NULL;
+            }
+        }
+        if (o + 1 < cap)
+            out[o++] = (char)c;
+    }
+    if (s >= end)
+        return NULL;
+    out[o] = '\0';
+    return s + 1;
+}
+
+struct audit_rep_line {
+    char ts[64], user[1100], service[1100], action[32];
+};
+
+/* Pick ts, user, service, action out of one line; -1 if it is not a JSON object of ours. */
+static int
+audit_rep_parse(const char *s, size_t len, struct audit_rep_line *l)
+{
+    const char *end = s + len;
+    char key[32], junk[2];
+
+    l->ts[0] = l->action[0] = '\0';
+    snprintf(l->user, sizeof(l->user), "-");
+    snprintf(l->service, sizeof(l->service), "-");
+    if (len < 2 || *s++ != '{')
+        return -1;
+    while (s < end) {
+        if (*s++ != '"' || !(s = audit_rep_string(s, end, key, sizeof(key))) || s >= end ||
+            *s++ != ':' || s >= end)
+            return -1;
+        char *dst = junk;
+        size_t cap = sizeof(junk);
+        if (strcmp(key, "ts") == 0)
+            dst = l->ts, cap = sizeof(l->ts);
+        else if (strcmp(key, "user") == 0)
+            dst = l->user, cap = sizeof(l->user);
+        else if (strcmp(key, "service") == 0)
+            dst = l->service, cap = sizeof(l->service);
+        else if (strcmp(key, "action") == 0)
+            dst = l->action, cap = sizeof(l->action);
+        if (*s == '"') {
+            if (!(s = audit_rep_string(s + 1, end, dst, cap)))
+                return -1;
+        } else if (*s == '[') {
+            while (s < end && *s != ']') {
+                s++;
+                if (s < end && *s == '"' && !(s = audit_rep_string(s + 1, end, junk, 2)))
+                    return -1;
+            }
+            if (s >= end)
+                return -1;
+            s++;
+        } else {
+            while (s < end && *s != ',' && *s != '}')
+                s++;
+        }
+        if (s >= end)
+            return -1;
+        if (*s == '}')
+            return l->action[0] ? 0 : -1;
+        if (*s++ != ',')
+            return -1;
+    }
+    return -1;
+}
+
+static void
+audit_rep_count(struct audit_rep_tab *t, const char *name, int act)
+{
+    char clean[1100];
+    size_t i;
+
+    for (i = 0; name[i] && i + 1 < sizeof(clean); i++)
+        clean[i] = ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) ? '?' : name[i];
+    clean[i] = '\0';
+    struct audit_rep_row *r = audit_rep_get(t, clean);
+    if (r) {
+        r->c[act]++;
+        r->total++;
+    }
+}
+
+static void
+audit_rep_print(FILE *out, const char *title, struct audit_rep_tab *t)
+{
+    struct audit_rep_row *rows = calloc(t->n ? t->n : 1, sizeof(*rows));
+    size_t k = 0;
+    int w = (int)strlen(title);
+
+    if (!rows)
+        return;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->v[i].name) {
+            rows[k++] = t->v[i];
+            if ((int)strlen(t->v[i].name) > w)
+                w = (int)strlen(t->v[i].name);
+        }
+    if (w > 40)
+        w = 40;
+    qsort(rows, k, sizeof(*rows), audit_rep_cmp);
+    fprintf(out, "\n%-*s %9s", w, title, "total");
+    for (int a = 0; a < REP_OTHER; a++)
+        fprintf(out, " %9s", audit_rep_actions[a]);
+    fputc('\n', out);
+    for (size_t i = 0; i < k; i++) {
+        fprintf(out, "%-*s %9" PRIu64, w, rows[i].name, rows[i].total);
+        for (int a = 0; a < REP_OTHER; a++)
+            fprintf(out, " %9" PRIu64, rows[i].c[a]);
+        fputc('\n', out);
+    }
+    free(rows);
+}
+
+static void
+audit_rep_free(struct audit_rep_tab *t)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        free(t->v[i].name);
+    free(t->v);
+}
+
+int
+audit_report(const char *const *files, size_t n, FILE *out)
+{
+    struct audit_rep_tab by_service = {0}, by_user = {0};
+    struct audit_rep_line *l = malloc(sizeof(*l));
+    char first[64] = "", last[64] = "";
+    uint64_t lines = 0, bad = 0, tot[REP_N] = {0};
+    int rc = 0;
+
+    if (!l) {
+        fprintf(out, "out of memory\n");
+        return 2;
+    }
+    for (size_t f = 0; f < n; f++) {
+        struct audit_reader r;
+        char *line;
+        size_t len;
+        int nl, got;
+
+        if (audit_reader_open(&r, files[f]) < 0) {
+            fprintf(out, "%s: %s\n", files[f], strerror(errno));
+            rc = 2;
+            continue;
+        }
+        while ((got = audit_reader_next(&r, &line, &len, &nl)) > 0) {
+            if (!nl || audit_rep_parse(line, len, l) < 0) {
+                bad++;
+                continue;
+            }
+            int act = REP_OTHER;
+            for (int a = 0; a < REP_OTHER; a++)
+                if (strcmp(l->action, audit_rep_actions[a]) == 0)
+                    act = a;
+            lines++;
+            tot[act]++;
+            if (l->ts[0] && (!first[0] || strcmp(l->ts, first) < 0))
+                snprintf(first, sizeof(first), "%s", l->ts);
+            if (l->ts[0] && strcmp(l->ts, last) > 0)
+                snprintf(last, sizeof(last), "%s", l->ts);
+            audit_rep_count(&by_service, l->service, act);
+            audit_rep_count(&by_user, l->user, act);
+        }
+        if (got < 0) {
+            fprintf(out, "%s: %s\n", files[f], audit_reader_error(&r));
+            rc = 2;
+        }
+        audit_reader_close(&r);
+    }
+    fprintf(out, "period: %s .. %s\n", first[0] ? first : "-", last[0] ? last : "-");
+    fprintf(out, "lines: %" PRIu64 " (unreadable: %" PRIu64 ")\n", lines, bad);
+    fprintf(out, "actions:");
+    for (int a = 0; a < REP_N; a++)
+        if (a != REP_OTHER || tot[a])
+            fprintf(out, " %s %" PRIu64, audit_rep_actions[a], tot[a]);
+    fputc('\n', out);
+    audit_rep_print(out, "service", &by_service);
+    audit_rep_print(out, "user", &by_user);
+    audit_rep_free(&by_service);
+    audit_rep_free(&by_user);
+    free(l);
+    return rc;
+}

@@ -1,0 +1,310 @@
+/*
+ * The AI service catalog: services.conf -> an immutable table of services and
+ * a hostset mapping every host pattern to its service.
+ *
+ * Invariants after catalog_load(): ids are unique, every host pattern belongs
+ * to exactly one service, categories are from the fixed set, countries are two
+ * upper-case letters.  Nothing is allocated on lookup.
+ */
+#include "aigate/catalog.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aigate/hostset.h"
+
+struct catalog {
+    struct service *v;
+    size_t n;
+    struct hostset *hosts; /* pattern -> struct service * */
+    struct hostset *ids;   /* id -> struct service * */
+};
+
+static const char *const cat_categories[] = {"chat",   "api",   "image", "code",
+                                             "search", "agent", "other", NULL};
+static const char *const cat_keys[] = {"id", "name", "category", "vendor_country", "hosts", NULL};
+
+static void cat_err(char *err, size_t errlen, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+cat_err(char *err, size_t errlen, const config_setting_t *s, const char *fmt, ...)
+{
+    const char *file = s ? config_setting_source_file(s) : NULL;
+    int n = snprintf(err, errlen, "%s:%u: ", file ? file : "<config>",
+                     s ? config_setting_source_line(s) : 0);
+    va_list ap;
+
+    if (n < 0 || (size_t)n >= errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+int
+catalog_category_valid(const char *s)
+{
+    for (size_t i = 0; cat_categories[i]; i++)
+        if (strcmp(s, cat_categories[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int
+cat_id_valid(const char *s)
+{
+    if (!*s || *s == '-')
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* A required string member of e, duplicated into *out. */
+static int
+cat_string(const config_setting_t *e, const char *key, const char *id, char **out, char *err,
+           size_t errlen)
+{
+    const config_setting_t *m = config_setting_get_member(e, key);
+
+    if (!m) {
+        cat_err(err, errlen, e, "service \"%s\": missing \"%s\"", id, key);
+        return -1;
+    }
+    if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+        cat_err(err, errlen, m, "service \"%s\": \"%s\" must be a string", id, key);
+        return -1;
+    }
+    if (!(*out = strdup(config_setting_get_string(m)))) {
+        cat_err(err, errlen, m, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+cat_add_host(struct catalog *c, struct service *svc, const config_setting_t *h, char *err,
+             size_t errlen)
+{
+    char name[HOSTSET_NAME_MAX + 1];
+    const char *why, *text;
+    void *prev = NULL;
+    int wild, n, rc;
+
+    if (config_setting_type(h) != CONFIG_TYPE_STRING) {
+        cat_err(err, errlen, h, "service \"%s\": hosts must be strings", svc->id);
+        return -1;
+    }
+    text = config_setting_get_string(h);
+    if ((n = hostset_pattern_parse(text, name, &wild, &why)) < 0) {
+        cat_err(err, errlen, h, "service \"%s\": host \"%s\": %s", svc->id, text, why);
+        return -1;
+    }
+    if ((rc = hostset_put(c->hosts, name, (size_t)n, wild, svc, &prev)) < 0) {
+        cat_err(err, errlen, h, "out of memory");
+        return -1;
+    }
+    if (rc == 1) {
+        const struct service *other = prev;
+
+        if (other == svc)
+            cat_err(err, errlen, h, "service \"%s\": host \"%s%s\" is listed twice", svc->id,
+                    wild ? "*." : "", name);
+        else
+            cat_err(err, errlen, h, "host \"%s%s\" is listed by both \"%s\" (line %d) and \"%s\"",
+                    wild ? "*." : "", name, other->id, other->line, svc->id);
+        return -1;
+    }
+    if (!(svc->hosts[svc->nhosts] = malloc((size_t)n + 3))) {
+        cat_err(err, errlen, h, "out of memory");
+        return -1;
+    }
+    snprintf(svc->hosts[svc->nhosts++], (size_t)n + 3, "%s%s", wild ? "*." : "", name);
+    return 0;
+}
+
+static int
+cat_hosts(struct catalog *c, struct service *svc, const config_setting_t *e, char *err,
+          size_t errlen)
+{
+    const config_setting_t *hs = config_setting_get_member(e, "hosts");
+    int n;
+
+    if (!hs) {
+        cat_err(err, errlen, e, "service \"%s\": missing \"hosts\"", svc->id);
+        return -1;
+    }
+    if (config_setting_type(hs) == CONFIG_TYPE_STRING) {
+        if (!(svc->hosts = calloc(1, sizeof(char *))))
+            goto oom;
+        return cat_add_host(c, svc, hs, err, errlen);
+    }
+    if (!config_setting_is_array(hs) && !config_setting_is_list(hs)) {
+        cat_err(err, errlen, hs, "service \"%s\": hosts must be a list of strings", svc->id);
+        return -1;
+    }
+    if ((n = config_setting_length(hs)) == 0) {
+        cat_err(err, errlen, hs, "service \"%s\": hosts is empty", svc->id);
+        return -1;
+    }
+    if (!(svc->hosts = calloc((size_t)n, sizeof(char *))))
+        goto oom;
+    for (int i = 0; i < n; i++)
+        if (cat_add_host(c, svc, config_setting_get_elem(hs, (unsigned)i), err, errlen) < 0)
+            return -1;
+    return 0;
+oom:
+    cat_err(err, errlen, hs, "out of memory");
+    return -1;
+}
+
+static int
+cat_service(struct catalog *c, struct service *svc, const config_setting_t *e, char *err,
+            size_t errlen)
+{
+    const config_setting_t *idm;
+    void *prev = NULL;
+    int rc;
+
+    svc->line = config_setting_source_line(e);
+    if (!config_setting_is_group(e)) {
+        cat_err(err, errlen, e, "service entry must be a group { id = ...; ... }");
+        return -1;
+    }
+    idm = config_setting_get_member(e, "id");
+    if (cat_string(e, "id", "?", &svc->id, err, errlen) < 0)
+        return -1;
+    if (!cat_id_valid(svc->id)) {
+        cat_err(err, errlen, idm, "service \"%s\": id must be lower-case letters, digits and '-'",
+                svc->id);
+        return -1;
+    }
+    for (int i = 0; i < config_setting_length(e); i++) {
+        const config_setting_t *m = config_setting_get_elem(e, (unsigned)i);
+        const char *key = config_setting_name(m);
+        size_t k;
+
+        for (k = 0; cat_keys[k] && strcmp(cat_keys[k], key) != 0; k++)
+            ;
+        if (!cat_keys[k]) {
+            cat_err(err, errlen, m, "service \"%s\": unknown key \"%s\"", svc->id, key);
+            return -1;
+        }
+    }
+    if ((rc = hostset_put(c->ids, svc->id, strlen(svc->id), 0, svc, &prev)) != 0) {
+        if (rc < 0)
+            cat_err(err, errlen, idm, "out of memory");
+        else
+            cat_err(err, errlen, idm, "service \"%s\" is defined twice (first at line %d)", svc->id,
+                    ((const struct service *)prev)->line);
+        return -1;
+    }
+    if (cat_string(e, "name", svc->id, &svc->name, err, errlen) < 0 ||
+        cat_string(e, "category", svc->id, &svc->category, err, errlen) < 0 ||
+        cat_string(e, "vendor_country", svc->id, &svc->vendor_country, err, errlen) < 0)
+        return -1;
+    if (!catalog_category_valid(svc->category)) {
+        cat_err(err, errlen, config_setting_get_member(e, "category"),
+                "service \"%s\": unknown category \"%s\" (chat, api, image, code, search, "
+                "agent, other)",
+                svc->id, svc->category);
+        return -1;
+    }
+    if (strlen(svc->vendor_country) != 2 ||
+        !(svc->vendor_country[0] >= 'A' && svc->vendor_country[0] <= 'Z' &&
+          svc->vendor_country[1] >= 'A' && svc->vendor_country[1] <= 'Z')) {
+        cat_err(err, errlen, config_setting_get_member(e, "vendor_country"),
+                "service \"%s\": vendor_country must be an ISO 3166 alpha-2 code like \"US\"",
+                svc->id);
+        return -1;
+    }
+    return cat_hosts(c, svc, e, err, errlen);
+}
+
+struct catalog *
+catalog_load(const config_setting_t *services, char *err, size_t errlen)
+{
+    struct catalog *c = calloc(1, sizeof(*c));
+    int n = 0;
+
+    if (!c || !(c->hosts = hostset_new()) || !(c->ids = hostset_new())) {
+        snprintf(err, errlen, "<config>: out of memory");
+        goto fail;
+    }
+    if (!services)
+        return c;
+    if (!config_setting_is_list(services) && !config_setting_is_array(services)) {
+        cat_err(err, errlen, services, "services must be a list ( { ... }, ... )");
+        goto fail;
+    }
+    n = config_setting_length(services);
+    if (n > 0 && !(c->v = calloc((size_t)n, sizeof(*c->v)))) {
+        cat_err(err, errlen, services, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        c->v[i].index = (size_t)i;
+        c->n = (size_t)i + 1;
+        if (cat_service(c, &c->v[i], config_setting_get_elem(services, (unsigned)i), err, errlen) <
+            0)
+            goto fail;
+    }
+    return c;
+fail:
+    catalog_free(c);
+    return NULL;
+}
+
+void
+catalog_free(struct catalog *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        struct service *s = &c->v[i];
+
+        for (size_t j = 0; j < s->nhosts; j++)
+            free(s->hosts[j]);
+        free(s->hosts);
+        free(s->id);
+        free(s->name);
+        free(s->category);
+        free(s->vendor_country);
+    }
+    free(c->v);
+    hostset_free(c->hosts);
+    hostset_free(c->ids);
+    free(c);
+}
+
+const struct service *
+catalog_lookup(const struct catalog *c, const char *host, size_t len)
+{
+    void *data;
+
+    if (!c || !hostset_match(c->hosts, host, len, &data))
+        return NULL;
+    return data;
+}
+
+size_t
+catalog_count(const struct catalog *c)
+{
+    return c ? c->n : 0;
+}
+
+const struct service *
+catalog_service(const struct catalog *c, size_t i)
+{
+    return c && i < c->n ? &c->v[i] : NULL;
+}
+
+const struct service *
+catalog_find_id(const struct catalog *c, const char *id)
+{
+    return c ? hostset_get(c->ids, id, strlen(id), 0) : NULL;
+}

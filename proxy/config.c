@@ -1,0 +1,609 @@
+/*
+ * Config loading: libconfig text -> an immutable, reference-counted struct
+ * config.  Every key has a default, so an empty file is a valid config.
+ * Unknown keys are errors that name the key; every error carries FILE:LINE.
+ * The sections owned by other modules (services, policy, groups, addresses,
+ * pages) are handed to those modules' loaders, so one snapshot holds
+ * everything a request needs.
+ */
+#include "aigate/config.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "aigate/auth.h"
+#include "aigate/catalog.h"
+#include "aigate/pages.h"
+#include "aigate/policy.h"
+#include "aigate/users.h"
+
+struct cfg_ctx {
+    const char *path;
+    const char *dir;
+    char *err;
+    size_t errlen;
+};
+
+static int
+cfg_fail(struct cfg_ctx *x, const config_setting_t *s, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    const char *file = s ? config_setting_source_file(s) : NULL;
+    unsigned line = s ? config_setting_source_line(s) : 0;
+    if (!file)
+        file = x->path;
+    if (line)
+        snprintf(x->err, x->errlen, "%s:%u: %s", file, line, msg);
+    else
+        snprintf(x->err, x->errlen, "%s: %s", file, msg);
+    return -1;
+}
+
+/* Reject members of group s that are not in the NULL-terminated list known. */
+static int
+cfg_known_keys(struct cfg_ctx *x, const config_setting_t *s, const char *where,
+               const char *const *known)
+{
+    int n = s ? config_setting_length(s) : 0;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *m = config_setting_get_elem(s, (unsigned)i);
+        const char *name = config_setting_name(m);
+        int ok = 0;
+        for (const char *const *k = known; *k; k++)
+            if (name && strcmp(name, *k) == 0)
+                ok = 1;
+        if (!ok)
+            return cfg_fail(x, m, "unknown key \"%s\"%s%s", name ? name : "?", where ? " in " : "",
+                            where ? where : "");
+    }
+    return 0;
+}
+
+static int
+cfg_int(struct cfg_ctx *x, const config_setting_t *grp, const char *key, long long lo, long long hi,
+        long long *out)
+{
+    const config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+    if (!s)
+        return 0;
+    long long v;
+    if (config_setting_type(s) == CONFIG_TYPE_INT)
+        v = config_setting_get_int(s);
+    else if (config_setting_type(s) == CONFIG_TYPE_INT64)
+        v = config_setting_get_int64(s);
+    else
+        return cfg_fail(x, s, "\"%s\" must be an integer", key);
+    if (v < lo || v > hi)
+        return cfg_fail(x, s, "\"%s\" must be between %lld and %lld", key, lo, hi);
+    *out = v;
+    return 0;
+}
+
+static int
+cfg_bool(struct cfg_ctx *x, const config_setting_t *grp, const char *key, int *out)
+{
+    const config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+    if (!s)
+        return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return cfg_fail(x, s, "\"%s\" must be true or false", key);
+    *out = config_setting_get_bool(s);
+    return 0;
+}
+
+static int
+cfg_str(struct cfg_ctx *x, const config_setting_t *grp, const char *key, const char **out)
+{
+    const config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+    if (!s)
+        return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return cfg_fail(x, s, "\"%s\" must be a string", key);
+    *out = config_setting_get_string(s);
+    return 0;
+}
+
+/* Resolve p against the folder of the file that named it (setting s). */
+static char *
+cfg_path(struct cfg_ctx *x, const config_setting_t *s, const char *p)
+{
+    char *out = NULL;
+    if (p[0] == '/')
+        return strdup(p);
+    const char *dir = x->dir;
+    char *tmp = NULL;
+    const char *file = s ? config_setting_source_file(s) : NULL;
+    if (file) {
+        tmp = strdup(file);
+        if (tmp)
+            dir = dirname(tmp);
+    }
+    if (asprintf(&out, "%s/%s", dir, p) < 0)
+        out = NULL;
+    free(tmp);
+    return out;
+}
+
+static int
+cfg_path_key(struct cfg_ctx *x, const config_setting_t *grp, const char *key, const char *def,
+             char **out)
+{
+    const char *v = def;
+    if (cfg_str(x, grp, key, &v) < 0)
+        return -1;
+    free(*out);
+    *out = NULL;
+    if (!v)
+        return 0;
+    const config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+    *out = cfg_path(x, s, v);
+    return *out ? 0 : cfg_fail(x, s, "out of memory");
+}
+
+/* Accept a string or a list/array of strings; calls fn for each element. */
+static int
+cfg_strings(struct cfg_ctx *x, const config_setting_t *s, const char *key,
+            int (*fn)(struct cfg_ctx *, const config_setting_t *, const char *, void *), void *arg)
+{
+    if (config_setting_type(s) == CONFIG_TYPE_STRING)
+        return fn(x, s, config_setting_get_string(s), arg);
+    if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+        return cfg_fail(x, s, "\"%s\" must be a list of strings", key);
+    int n = config_setting_length(s);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        if (config_setting_type(e) != CONFIG_TYPE_STRING)
+            return cfg_fail(x, e, "\"%s\" must be a list of strings", key);
+        if (fn(x, e, config_setting_get_string(e), arg) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+add_listen(struct cfg_ctx *x, const config_setting_t *s, const char *v, void *arg)
+{
+    struct config *c = arg;
+    struct listen_addr la = {0};
+    if (netaddr_parse_listen(v, &la.ss, &la.len) < 0)
+        return cfg_fail(x, s, "bad listen address \"%s\" (want host:port or [v6]:port)", v);
+    struct listen_addr *nv = realloc(c->listen, (c->nlisten + 1) * sizeof(*nv));
+    if (!nv)
+        return cfg_fail(x, s, "out of memory");
+    c->listen = nv;
+    if (!(la.text = strdup(v)))
+        return cfg_fail(x, s, "out of memory");
+    c->listen[c->nlisten++] = la;
+    return 0;
+}
+
+static int
+add_network(struct cfg_ctx *x, const config_setting_t *s, const char *v, void *arg)
+{
+    struct cidr_list *l = arg;
+    struct cidr cd;
+    if (cidr_parse(v, &cd) < 0)
+        return cfg_fail(x, s, "bad network \"%s\" (want CIDR like 10.0.0.0/8)", v);
+    struct cidr *nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
+    if (!nv)
+        return cfg_fail(x, s, "out of memory");
+    l->v = nv;
+    l->v[l->n++] = cd;
+    return 0;
+}
+
+static int
+add_nameserver(struct cfg_ctx *x, const config_setting_t *s, const char *v, void *arg)
+{
+    struct config *c = arg;
+    char **nv = realloc(c->dns.nameservers, (c->dns.nnameservers + 1) * sizeof(*nv));
+    if (!nv)
+        return cfg_fail(x, s, "out of memory");
+    c->dns.nameservers = nv;
+    if (!(nv[c->dns.nnameservers] = strdup(v)))
+        return cfg_fail(x, s, "out of memory");
+    c->dns.nnameservers++;
+    return 0;
+}
+
+static int
+load_ports(struct cfg_ctx *x, struct config *c, const config_setting_t *s)
+{
+    if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+        return cfg_fail(x, s, "\"connect_ports\" must be a list of ports");
+    int n = config_setting_length(s);
+    free(c->connect_ports);
+    c->connect_ports = calloc((size_t)n + 1, sizeof(uint16_t));
+    c->nconnect_ports = 0;
+    if (!c->connect_ports)
+        return cfg_fail(x, s, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        if (config_setting_type(e) != CONFIG_TYPE_INT)
+            return cfg_fail(x, e, "\"connect_ports\" must be a list of ports");
+        int p = config_setting_get_int(e);
+        if (p < 1 || p > 65535)
+            return cfg_fail(x, e, "port %d out of range 1-65535", p);
+        c->connect_ports[c->nconnect_ports++] = (uint16_t)p;
+    }
+    return 0;
+}
+
+static int
+load_limits(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
+{
+    static const char *const keys[] = {
+        "max_connections", "max_header_bytes",   "max_body_inspect_bytes", "header_timeout_ms",
+        "idle_timeout_ms", "connect_timeout_ms", "shutdown_grace_ms",      NULL};
+    struct limits *l = &c->limits;
+    long long v;
+    if (cfg_known_keys(x, g, "limits", keys) < 0)
+        return -1;
+#define LIM(key, field, lo, hi)                                                                    \
+    do {                                                                                           \
+        v = (long long)l->field;                                                                   \
+        if (cfg_int(x, g, key, lo, hi, &v) < 0)                                                    \
+            return -1;                                                                             \
+        l->field = (__typeof__(l->field))v;                                                        \
+    } while (0)
+    LIM("max_connections", max_connections, 1, 10000000);
+    LIM("max_header_bytes", max_header_bytes, 1024, 16 * 1024 * 1024);
+    LIM("max_body_inspect_bytes", max_body_inspect_bytes, 0, 1024LL * 1024 * 1024);
+    LIM("header_timeout_ms", header_timeout_ms, 1, 3600000);
+    LIM("idle_timeout_ms", idle_timeout_ms, 1, 86400000);
+    LIM("connect_timeout_ms", connect_timeout_ms, 1, 3600000);
+    LIM("shutdown_grace_ms", shutdown_grace_ms, 0, 3600000);
+#undef LIM
+    return 0;
+}
+
+static int
+load_auth(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
+{
+    static const char *const keys[] = {"mode", "realm", "htpasswd", NULL};
+    const char *mode = "none", *realm = "aigate";
+    if (cfg_known_keys(x, g, "auth", keys) < 0 || cfg_str(x, g, "mode", &mode) < 0 ||
+        cfg_str(x, g, "realm", &realm) < 0)
+        return -1;
+    if (strcmp(mode, "none") == 0)
+        c->auth.mode = AUTH_NONE;
+    else if (strcmp(mode, "basic") == 0)
+        c->auth.mode = AUTH_BASIC;
+    else if (strcmp(mode, "address") == 0)
+        c->auth.mode = AUTH_ADDRESS;
+    else
+        return cfg_fail(x, config_setting_get_member(g, "mode"),
+                        "auth mode \"%s\" is not one of basic, address, none", mode);
+    for (const char *p = realm; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            return cfg_fail(x, config_setting_get_member(g, "realm"),
+                            "realm must not contain quotes, backslashes or control characters");
+    free(c->auth.realm);
+    c->auth.realm = strdup(realm);
+    if (c->auth.mode == AUTH_BASIC &&
+        cfg_path_key(x, g, "htpasswd", "users.htpasswd", &c->auth.htpasswd) < 0)
+        return -1;
+    return c->auth.realm ? 0 : cfg_fail(x, g, "out of memory");
+}
+
+static int
+load_tls(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
+{
+    static const char *const keys[] = {"intercept",        "ca_cert",       "ca_key",
+                                       "upstream_ca_file", "warn_fallback", NULL};
+    const char *wf = "block";
+    if (cfg_known_keys(x, g, "tls", keys) < 0 ||
+        cfg_bool(x, g, "intercept", &c->tls.intercept) < 0 ||
+        cfg_path_key(x, g, "ca_cert", "../certs/ca.pem", &c->tls.ca_cert) < 0 ||
+        cfg_path_key(x, g, "ca_key", "../certs/ca.key", &c->tls.ca_key) < 0 ||
+        cfg_path_key(x, g, "upstream_ca_file", "/etc/ssl/certs/ca-certificates.crt",
+                     &c->tls.upstream_ca_file) < 0 ||
+        cfg_str(x, g, "warn_fallback", &wf) < 0)
+        return -1;
+    if (strcmp(wf, "block") == 0)
+        c->tls.warn_fallback_block = 1;
+    else if (strcmp(wf, "allow") == 0)
+        c->tls.warn_fallback_block = 0;
+    else
+        return cfg_fail(x, config_setting_get_member(g, "warn_fallback"),
+                        "warn_fallback must be \"block\" or \"allow\"");
+    return 0;
+}
+
+static int
+load_ack(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
+{
+    static const char *const keys[] = {"ttl_s", "state_file", "secret_file", NULL};
+    long long v = c->ack.ttl_s;
+    if (cfg_known_keys(x, g, "ack", keys) < 0 || cfg_int(x, g, "ttl_s", 1, 31536000, &v) < 0 ||
+        cfg_path_key(x, g, "state_file", "acks.state", &c->ack.state_file) < 0 ||
+        cfg_path_key(x, g, "secret_file", "ack.secret", &c->ack.secret_file) < 0)
+        return -1;
+    c->ack.ttl_s = (int)v;
+    return 0;
+}
+
+static int
+load_audit(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
+{
+    static const char *const keys[] = {"path",         "scope", "log_query", "chain_key_file",
+                                       "rotate_bytes", "keep",  NULL};
+    const char *scope = "all";
+    long long rb = (long long)c->audit.rotate_bytes, keep = c->audit.keep;
+    if (cfg_known_keys(x, g, "audit", keys) < 0 ||
+        cfg_path_key(x, g, "path", "audit.jsonl", &c->audit.path) < 0 ||
+        cfg_path_key(x, g, "chain_key_file", "audit.key", &c->audit.chain_key_file) < 0 ||
+        cfg_str(x, g, "scope", &scope) < 0 ||
+        cfg_bool(x, g, "log_query", &c->audit.log_query) < 0 ||
+        cfg_int(x, g, "rotate_bytes", 0, LLONG_MAX, &rb) < 0 ||
+        cfg_int(x, g, "keep", 0, 100000, &keep) < 0)
+        return -1;
+    if (strcmp(scope, "all") == 0)
+        c->audit.scope_ai = 0;
+    else if (strcmp(scope, "ai") == 0)
+        c->audit.scope_ai = 1;
+    else
+        return cfg_fail(x, config_setting_get_member(g, "scope"),
+                        "audit scope must be \"all\" or \"ai\"");
+    c->audit.rotate_bytes = (uint64_t)rb;
+    c->audit.keep = (int)keep;
+    return 0;
+}
+
+static int
+load_dns(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
+{
+    static const char *const keys[] = {"hosts_file", "nameservers", NULL};
+    if (cfg_known_keys(x, g, "dns", keys) < 0 ||
+        cfg_path_key(x, g, "hosts_file", "/etc/hosts", &c->dns.hosts_file) < 0)
+        return -1;
+    const config_setting_t *ns = config_setting_get_member(g, "nameservers");
+    if (ns && cfg_strings(x, ns, "nameservers", add_nameserver, c) < 0)
+        return -1;
+    return 0;
+}
+
+static int
+load_admin(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
+{
+    static const char *const keys[] = {"listen", NULL};
+    const char *l = NULL;
+    if (cfg_known_keys(x, g, "admin", keys) < 0 || cfg_str(x, g, "listen", &l) < 0)
+        return -1;
+    if (!l)
+        return 0;
+    if (netaddr_parse_listen(l, &c->admin.ss, &c->admin.len) < 0)
+        return cfg_fail(x, config_setting_get_member(g, "listen"), "bad admin listen \"%s\"", l);
+    c->admin.text = strdup(l);
+    return c->admin.text ? 0 : cfg_fail(x, g, "out of memory");
+}
+
+static void
+config_defaults(struct config *c)
+{
+    c->workers = 0;
+    c->limits = (struct limits){
+        .max_connections = 20000,
+        .max_header_bytes = 65536,
+        .max_body_inspect_bytes = 1048576,
+        .header_timeout_ms = 10000,
+        .idle_timeout_ms = 60000,
+        .connect_timeout_ms = 10000,
+        .shutdown_grace_ms = 5000,
+    };
+    c->tls.warn_fallback_block = 1;
+    c->ack.ttl_s = 28800;
+    c->audit.rotate_bytes = 104857600;
+    c->audit.keep = 10;
+}
+
+/* Apply defaults for keys whose sections were absent. */
+static int
+config_fill(struct cfg_ctx *x, struct config *c)
+{
+    if (c->nlisten == 0 && add_listen(x, NULL, "127.0.0.1:3128", c) < 0)
+        return -1;
+    if (!c->client_networks.v && (add_network(x, NULL, "127.0.0.0/8", &c->client_networks) < 0 ||
+                                  add_network(x, NULL, "::1/128", &c->client_networks) < 0))
+        return -1;
+    if (!c->connect_ports) {
+        c->connect_ports = calloc(1, sizeof(uint16_t));
+        if (!c->connect_ports)
+            return -1;
+        c->connect_ports[0] = 443;
+        c->nconnect_ports = 1;
+    }
+    if (!c->auth.realm && load_auth(x, c, NULL) < 0)
+        return -1;
+    if (!c->tls.ca_cert && load_tls(x, c, NULL) < 0)
+        return -1;
+    if (!c->ack.state_file && load_ack(x, c, NULL) < 0)
+        return -1;
+    if (!c->audit.path && load_audit(x, c, NULL) < 0)
+        return -1;
+    if (!c->dns.hosts_file && load_dns(x, c, NULL) < 0)
+        return -1;
+    if (!c->pages_dir && !(c->pages_dir = cfg_path(x, NULL, "pages")))
+        return -1;
+    if (c->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->workers = n > 0 ? (int)(n > 64 ? 64 : n) : 1;
+    }
+    return 0;
+}
+
+/* libconfig lets a NULL group stand for "absent": make the helpers accept it. */
+static int
+config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
+{
+    static const char *const keys[] = {"listen",        "workers",      "client_networks",
+                                       "connect_ports", "limits",       "auth",
+                                       "groups",        "addresses",    "tls",
+                                       "ack",           "audit",        "pages_dir",
+                                       "dns",           "admin",        "services",
+                                       "policy",        "dlp_patterns", NULL};
+    const config_setting_t *root = config_root_setting(lc), *s;
+    long long w = 0;
+
+    if (cfg_known_keys(x, root, NULL, keys) < 0)
+        return -1;
+    if ((s = config_setting_get_member(root, "listen")) &&
+        cfg_strings(x, s, "listen", add_listen, c) < 0)
+        return -1;
+    if (cfg_int(x, root, "workers", 0, 64, &w) < 0)
+        return -1;
+    c->workers = (int)w;
+    if ((s = config_setting_get_member(root, "client_networks"))) {
+        if (cfg_strings(x, s, "client_networks", add_network, &c->client_networks) < 0)
+            return -1;
+        if (!c->client_networks.v && !(c->client_networks.v = calloc(1, sizeof(struct cidr))))
+            return -1;
+    }
+    if ((s = config_setting_get_member(root, "connect_ports")) && load_ports(x, c, s) < 0)
+        return -1;
+
+#define SECTION(key, fn)                                                                           \
+    if ((s = config_setting_get_member(root, key))) {                                              \
+        if (config_setting_type(s) != CONFIG_TYPE_GROUP)                                           \
+            return cfg_fail(x, s, "\"%s\" must be a group { ... }", key);                          \
+        if (fn(x, c, s) < 0)                                                                       \
+            return -1;                                                                             \
+    }
+    SECTION("limits", load_limits)
+    SECTION("auth", load_auth)
+    SECTION("tls", load_tls)
+    SECTION("ack", load_ack)
+    SECTION("audit", load_audit)
+    SECTION("dns", load_dns)
+    SECTION("admin", load_admin)
+#undef SECTION
+    if (cfg_path_key(x, root, "pages_dir", "pages", &c->pages_dir) < 0)
+        return -1;
+    if (config_fill(x, c) < 0)
+        return -1;
+
+    /* Modules with their own sections, loaded into this snapshot. */
+    if (!(c->catalog =
+              catalog_load(config_setting_get_member(root, "services"), x->err, x->errlen)))
+        return -1;
+    if (!(c->users = users_load(config_setting_get_member(root, "groups"),
+                                config_setting_get_member(root, "addresses"), x->err, x->errlen)))
+        return -1;
+    if (!(c->policy =
+              policy_load(config_setting_get_member(root, "policy"), c->catalog,
+                          config_setting_get_member(root, "dlp_patterns"), x->err, x->errlen)))
+        return -1;
+    if (!(c->pages = pages_load(c->pages_dir, x->err, x->errlen)))
+        return -1;
+    if (c->auth.mode == AUTH_BASIC &&
+        !(c->authdb = auth_db_load(c->auth.htpasswd, x->err, x->errlen)))
+        return -1;
+    return 0;
+}
+
+struct config *
+config_load(const char *path, char *err, size_t errlen)
+{
+    config_t lc;
+    struct config *c = calloc(1, sizeof(*c));
+    char *tmp = strdup(path);
+    struct cfg_ctx x = {.path = path, .err = err, .errlen = errlen};
+
+    config_init(&lc);
+    if (!c || !tmp) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto fail;
+    }
+    atomic_init(&c->refs, 1);
+    c->path = strdup(path);
+    c->dir = strdup(dirname(tmp));
+    if (!c->path || !c->dir) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto fail;
+    }
+    x.dir = c->dir;
+    config_defaults(c);
+    config_set_include_dir(&lc, c->dir);
+    if (!config_read_file(&lc, path)) {
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO && !config_error_file(&lc))
+            snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        else
+            snprintf(err, errlen, "%s:%d: %s",
+                     config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
+                     config_error_text(&lc));
+        goto fail;
+    }
+    if (config_sections(&x, c, &lc) < 0)
+        goto fail;
+    config_destroy(&lc);
+    free(tmp);
+    return c;
+fail:
+    config_destroy(&lc);
+    free(tmp);
+    config_unref(c);
+    return NULL;
+}
+
+struct config *
+config_ref(struct config *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void
+config_unref(struct config *c)
+{
+    if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < c->nlisten; i++)
+        free(c->listen[i].text);
+    free(c->listen);
+    cidr_list_free(&c->client_networks);
+    free(c->connect_ports);
+    free(c->auth.realm);
+    free(c->auth.htpasswd);
+    free(c->tls.ca_cert);
+    free(c->tls.ca_key);
+    free(c->tls.upstream_ca_file);
+    free(c->ack.state_file);
+    free(c->ack.secret_file);
+    free(c->audit.path);
+    free(c->audit.chain_key_file);
+    free(c->pages_dir);
+    free(c->dns.hosts_file);
+    for (size_t i = 0; i < c->dns.nnameservers; i++)
+        free(c->dns.nameservers[i]);
+    free(c->dns.nameservers);
+    free(c->admin.text);
+    catalog_free(c->catalog);
+    policy_free(c->policy);
+    users_free(c->users);
+    pages_free(c->pages);
+    auth_db_free(c->authdb);
+    free(c->path);
+    free(c->dir);
+    free(c);
+}
+
+int
+config_connect_port_ok(const struct config *c, unsigned port)
+{
+    for (size_t i = 0; i < c->nconnect_ports; i++)
+        if (c->connect_ports[i] == port)
+            return 1;
+    return 0;
+}

@@ -1,0 +1,319 @@
+/*
+ * aigate: command line, start-up, signals.  The work happens in the workers
+ * (worker.c); this file only wires things together and keeps the current
+ * config snapshot for reloads.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aigate/audit.h"
+#include "aigate/auth.h"
+#include "aigate/config.h"
+#include "aigate/explain.h"
+#include "aigate/log.h"
+#include "aigate/users.h"
+#include "aigate/worker.h"
+
+#define AIGATE_VERSION "0.1.0"
+
+static struct config *current;
+static struct worker *workers;
+static int nworkers;
+static struct event_base *main_base;
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: aigate [-c FILE] [-f] [-t] [-V] [-h]\n"
+            "       aigate [-c FILE] --explain USER METHOD URL\n"
+            "       aigate [-c FILE] --verify-log [--from-any] FILE [FILE...]\n"
+            "       aigate --report FILE [FILE...]\n"
+            "\n"
+            "  -c FILE       config file (default rules/aigate.conf, then /etc/aigate/aigate.conf)\n"
+            "  -f            stay in the foreground, diagnostics to stderr\n"
+            "  -t            check the whole configuration and exit (0 valid, 2 invalid)\n"
+            "  --explain USER METHOD URL\n"
+            "                show which service, rule and action apply; USER is a name,\n"
+            "                '-' (anonymous) or '@ADDRESS'\n"
+            "  --verify-log FILE...  check the audit log's hash chain\n"
+            "  --report FILE...      counts per service and user from audit logs\n"
+            "  -V            print the version\n"
+            "  -h            this help\n"
+            "\n"
+            "signals: HUP reload, USR1 reopen logs, TERM/INT graceful stop\n");
+}
+
+static const char *
+default_config(void)
+{
+    if (access("rules/aigate.conf", R_OK) == 0)
+        return "rules/aigate.conf";
+    return "/etc/aigate/aigate.conf";
+}
+
+static struct audit *
+open_audit(const struct config *c, char *err, size_t errlen)
+{
+    struct audit_cfg ac = {
+        .path = c->audit.path,
+        .chain_key_file = c->audit.chain_key_file,
+        .scope_ai = c->audit.scope_ai,
+        .log_query = c->audit.log_query,
+        .rotate_bytes = c->audit.rotate_bytes,
+        .keep = c->audit.keep,
+    };
+    return audit_open(&ac, err, errlen);
+}
+
+static void
+reload(void)
+{
+    char err[1024];
+    struct config *next = config_load(current->path, err, sizeof(err));
+    if (!next) {
+        log_warnx("reload refused, old configuration stays in force: %s", err);
+        return;
+    }
+    if (next->nlisten != current->nlisten)
+        log_warnx("reload: listen addresses change only on restart");
+    struct audit_cfg ac = {
+        .path = next->audit.path,
+        .chain_key_file = next->audit.chain_key_file,
+        .scope_ai = next->audit.scope_ai,
+        .log_query = next->audit.log_query,
+        .rotate_bytes = next->audit.rotate_bytes,
+        .keep = next->audit.keep,
+    };
+    if (rt.audit && audit_reconfigure(rt.audit, &ac, err, sizeof(err)) < 0) {
+        log_warnx("reload refused, old configuration stays in force: %s", err);
+        config_unref(next);
+        return;
+    }
+    for (int i = 0; i < nworkers; i++)
+        worker_post_config(&workers[i], next);
+    config_unref(current);
+    current = next;
+    log_info("configuration reloaded from %s", current->path);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    switch (sig) {
+    case SIGHUP:
+        reload();
+        break;
+    case SIGUSR1:
+        if (rt.audit)
+            audit_request_reopen(rt.audit);
+        log_info("log files reopened");
+        break;
+    default:
+        log_info("stopping (signal %d): draining for up to %d ms", (int)sig,
+                 current->limits.shutdown_grace_ms);
+        for (int i = 0; i < nworkers; i++)
+            worker_post_stop(&workers[i]);
+        event_base_loopexit(main_base, NULL);
+        break;
+    }
+}
+
+static int
+run_explain(struct config *c, char **argv)
+{
+    const char *user = argv[0], *method = argv[1], *url = argv[2];
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    const char *name = NULL;
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (user[0] == '@') {
+        if (inet_pton(AF_INET, user + 1, &in->sin_addr) != 1) {
+            in6->sin6_family = AF_INET6;
+            if (inet_pton(AF_INET6, user + 1, &in6->sin6_addr) != 1) {
+                fprintf(stderr, "aigate: bad address %s\n", user + 1);
+                return 2;
+            }
+        }
+        name = users_by_address(c->users, (struct sockaddr *)&ss);
+    } else if (strcmp(user, "-") != 0) {
+        name = user;
+    }
+    const char *const *groups = NULL;
+    size_t ngroups = name ? users_groups(c->users, name, &groups) : 0;
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    return explain_print(stdout, c->catalog, c->policy, name, groups, ngroups,
+                         (struct sockaddr *)&ss, method, url, &tm) < 0
+               ? 2
+               : 0;
+}
+
+static int
+run_proxy(struct config *c, int foreground)
+{
+    char err[1024];
+    sigset_t all, old;
+
+    if (!foreground && daemon(1, 0) < 0) {
+        fprintf(stderr, "aigate: daemon: %s\n", strerror(errno));
+        return 1;
+    }
+    log_init(foreground, getenv("AIGATE_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+    evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN);
+    if (!(rt.audit = open_audit(c, err, sizeof(err)))) {
+        log_warnx("audit log: %s", err);
+        return 1;
+    }
+    rt.auth_backoff = auth_backoff_new();
+    current = c;
+    nworkers = c->workers;
+    workers = calloc((size_t)nworkers, sizeof(*workers));
+    main_base = event_base_new();
+    if (!workers || !main_base || !rt.auth_backoff)
+        return 1;
+
+    /* Workers never see signals: only this thread's loop handles them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int started = 0, rc = 0;
+    for (int i = 0; i < nworkers; i++) {
+        if (worker_init(&workers[i], i, c) < 0) {
+            rc = 1;
+            break;
+        }
+    }
+    if (rc == 0)
+        for (; started < nworkers; started++)
+            if (worker_start(&workers[started]) < 0) {
+                rc = 1;
+                break;
+            }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    struct event *sigs[4];
+    int signums[4] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT};
+    for (int i = 0; i < 4; i++) {
+        sigs[i] = evsignal_new(main_base, signums[i], on_signal, NULL);
+        evsignal_add(sigs[i], NULL);
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < c->nlisten; i++)
+            log_info("listening on %s (%d workers)", c->listen[i].text, nworkers);
+        event_base_dispatch(main_base);
+    } else {
+        for (int i = 0; i < started; i++)
+            worker_post_stop(&workers[i]);
+    }
+    for (int i = 0; i < nworkers; i++)
+        worker_join(&workers[i]);
+    for (int i = 0; i < 4; i++)
+        event_free(sigs[i]);
+    event_base_free(main_base);
+    free(workers);
+    audit_close(rt.audit);
+    auth_backoff_free(rt.auth_backoff);
+    config_unref(current);
+    log_info("stopped");
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    enum { OPT_EXPLAIN = 256, OPT_VERIFY, OPT_REPORT, OPT_FROM_ANY, OPT_GENCA };
+    static const struct option longopts[] = {
+        {"explain", no_argument, NULL, OPT_EXPLAIN}, {"verify-log", no_argument, NULL, OPT_VERIFY},
+        {"report", no_argument, NULL, OPT_REPORT},   {"from-any", no_argument, NULL, OPT_FROM_ANY},
+        {"help", no_argument, NULL, 'h'},            {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+    const char *cfgpath = NULL;
+    int foreground = isatty(STDERR_FILENO), test = 0, mode = 0, from_any = 0, ch;
+    char err[1024];
+
+    while ((ch = getopt_long(argc, argv, "c:ftVh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            cfgpath = optarg;
+            break;
+        case 'f':
+            foreground = 1;
+            break;
+        case 't':
+            test = 1;
+            break;
+        case 'V':
+            printf("aigate %s\n", AIGATE_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case OPT_FROM_ANY:
+            from_any = 1;
+            break;
+        case OPT_EXPLAIN:
+        case OPT_VERIFY:
+        case OPT_REPORT:
+            mode = ch;
+            break;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    argc -= optind;
+    argv += optind;
+    if (mode == OPT_REPORT) {
+        if (argc < 1) {
+            usage(stderr);
+            return 2;
+        }
+        return audit_report((const char *const *)argv, (size_t)argc, stdout) == 0 ? 0 : 2;
+    }
+    if ((mode == OPT_EXPLAIN && argc != 3) || (mode == OPT_VERIFY && argc < 1) ||
+        (mode == 0 && argc != 0)) {
+        usage(stderr);
+        return 2;
+    }
+    if (!cfgpath)
+        cfgpath = default_config();
+    struct config *c = config_load(cfgpath, err, sizeof(err));
+    if (!c) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    int rc;
+    if (mode == OPT_VERIFY) {
+        rc = audit_verify((const char *const *)argv, (size_t)argc, c->audit.chain_key_file,
+                          from_any, stdout);
+        config_unref(c);
+        return rc;
+    }
+    if (mode == OPT_EXPLAIN) {
+        rc = run_explain(c, argv);
+        config_unref(c);
+        return rc;
+    }
+    if (test) {
+        printf("%s: configuration OK\n", cfgpath);
+        config_unref(c);
+        return 0;
+    }
+    return run_proxy(c, foreground);
+}

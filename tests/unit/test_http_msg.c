@@ -1,0 +1,233 @@
+/*
+ * Unit tests for proxy/http_msg.c: forwarded request and response heads
+ * (hop-by-hop removal incl. Connection-named fields, Host rewrite, Via,
+ * Max-Forwards), Via loop detection.
+ */
+#include <check.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aigate/http_msg.h"
+
+/* Parse request s (absolute-form), serialise it, return the result (malloc'd). */
+static char *
+fwd_request(const char *s)
+{
+    struct http_head h;
+    struct http_url u;
+    struct evbuffer *out = evbuffer_new();
+    char *r;
+    size_t n;
+
+    ck_assert_ptr_nonnull(out);
+    memset(&h, 0, sizeof(h));
+    ck_assert_int_eq(http_parse_request(s, strlen(s), 65536, &h), HTTP_PARSE_OK);
+    ck_assert_int_eq(http_url_parse_absolute(s, h.target, &u), 0);
+    ck_assert_int_eq(http_msg_request_head(out, s, &h, &u), 0);
+    n = evbuffer_get_length(out);
+    r = malloc(n + 1);
+    ck_assert_ptr_nonnull(r);
+    evbuffer_remove(out, r, n);
+    r[n] = '\0';
+    evbuffer_free(out);
+    return r;
+}
+
+static char *
+fwd_response(const char *s, int client_minor, int keep_alive, int dechunk)
+{
+    struct http_head h;
+    struct evbuffer *out = evbuffer_new();
+    char *r;
+    size_t n;
+
+    ck_assert_ptr_nonnull(out);
+    memset(&h, 0, sizeof(h));
+    ck_assert_int_eq(http_parse_response(s, strlen(s), 65536, 0, &h), HTTP_PARSE_OK);
+    ck_assert_int_eq(http_msg_response_head(out, s, &h, client_minor, keep_alive, dechunk), 0);
+    n = evbuffer_get_length(out);
+    r = malloc(n + 1);
+    ck_assert_ptr_nonnull(r);
+    evbuffer_remove(out, r, n);
+    r[n] = '\0';
+    evbuffer_free(out);
+    return r;
+}
+
+#define CHECK_FWD(fn, expect, ...)                                                                 \
+    do {                                                                                           \
+        char *got_ = fn(__VA_ARGS__);                                                              \
+        ck_assert_str_eq(got_, expect);                                                            \
+        free(got_);                                                                                \
+    } while (0)
+
+START_TEST(test_request_line_host)
+{
+    CHECK_FWD(fwd_request, "GET /a?b HTTP/1.1\r\nHost: example.com\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET http://Example.com/a?b HTTP/1.0\r\nHost: evil.example\r\n\r\n");
+    CHECK_FWD(fwd_request,
+              "GET / HTTP/1.1\r\nHost: example.com:8080\r\nAccept: */*\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET http://example.com:8080 HTTP/1.1\r\nAccept: */*\r\n\r\n");
+    CHECK_FWD(fwd_request, "GET /?q HTTP/1.1\r\nHost: h\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET http://h:80?q#frag HTTP/1.1\r\n\r\n");
+    CHECK_FWD(fwd_request, "GET /x HTTP/1.1\r\nHost: h:443\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET http://h:443/x HTTP/1.1\r\n\r\n");
+    CHECK_FWD(fwd_request, "GET /x HTTP/1.1\r\nHost: h\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET https://h:443/x HTTP/1.1\r\n\r\n");
+    CHECK_FWD(fwd_request, "GET / HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET http://[2001:DB8::1]:8080/ HTTP/1.1\r\n\r\n");
+    CHECK_FWD(fwd_request, "GET / HTTP/1.1\r\nHost: [::1]\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET http://[::1]/ HTTP/1.1\r\n\r\n");
+}
+END_TEST
+
+START_TEST(test_request_hop_by_hop)
+{
+    CHECK_FWD(fwd_request,
+              "POST / HTTP/1.1\r\nHost: h\r\nA: 1\r\nTransfer-Encoding: chunked\r\nD: 4\r\n"
+              "Via: 1.1 aigate\r\n\r\n",
+              "POST http://h/ HTTP/1.1\r\nConnection: keep-alive, X-Secret , x-other\r\n"
+              "A: 1\r\nKeep-Alive: 300\r\nProxy-Connection: keep-alive, X-Proxied\r\n"
+              "Proxy-Authorization: Basic YTpi\r\nProxy-Authenticate: Basic\r\nTE: trailers\r\n"
+              "Trailer: X-T\r\nUpgrade: websocket\r\nX-Secret: s\r\nX-Other: o\r\n"
+              "X-Proxied: p\r\nTransfer-Encoding: chunked\r\nD: 4\r\n\r\n");
+    /* Content-Length is kept; a name merely containing a Connection token is kept */
+    CHECK_FWD(fwd_request,
+              "PUT /f HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nX-Secret-2: k\r\n"
+              "Via: 1.1 aigate\r\n\r\n",
+              "PUT http://h/f HTTP/1.1\r\nConnection: X-Secret\r\nContent-Length: 3\r\n"
+              "X-Secret: s\r\nX-Secret-2: k\r\n\r\n");
+}
+END_TEST
+
+START_TEST(test_request_via_maxfwd)
+{
+    CHECK_FWD(fwd_request,
+              "GET / HTTP/1.1\r\nHost: h\r\nB: 2\r\nVia: 1.0 fred, 1.1 p.example (x, y), 2 q, 1.1 "
+              "aigate\r\n\r\n",
+              "GET http://h/ HTTP/1.1\r\nVia: 1.0 fred, 1.1 p.example (x, y)\r\nB: 2\r\n"
+              "via: 2 q\r\nVia:\r\n\r\n");
+    CHECK_FWD(fwd_request,
+              "OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 4\r\nVia: 1.1 aigate\r\n\r\n",
+              "OPTIONS http://h/ HTTP/1.1\r\nMax-Forwards: 5\r\nMax-Forwards: 9\r\n\r\n");
+    CHECK_FWD(fwd_request,
+              "TRACE / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\nVia: 1.1 aigate\r\n\r\n",
+              "TRACE http://h/ HTTP/1.1\r\nMax-Forwards: 0\r\n\r\n");
+    /* only OPTIONS and TRACE are counted down; invalid values pass as they are */
+    CHECK_FWD(fwd_request,
+              "GET / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 5\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET http://h/ HTTP/1.1\r\nMax-Forwards: 5\r\n\r\n");
+    CHECK_FWD(fwd_request,
+              "OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards: x5\r\nVia: 1.1 aigate\r\n\r\n",
+              "OPTIONS http://h/ HTTP/1.1\r\nMax-Forwards: x5\r\n\r\n");
+}
+END_TEST
+
+START_TEST(test_response_head)
+{
+    const char *r = "HTTP/1.0 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: t=5\r\n"
+                    "Content-Length: 2\r\nVia: 1.0 up\r\nSet-Cookie: a=b\r\n\r\nhi";
+
+    CHECK_FWD(
+        fwd_response,
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: a=b\r\nVia: 1.0 up, 1.1 aigate\r\n"
+        "\r\n",
+        r, 1, 1, 0);
+    CHECK_FWD(
+        fwd_response,
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: a=b\r\nVia: 1.0 up, 1.1 aigate\r\n"
+        "Connection: keep-alive\r\n\r\n",
+        r, 0, 1, 0);
+    CHECK_FWD(
+        fwd_response,
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: a=b\r\nVia: 1.0 up, 1.1 aigate\r\n"
+        "Connection: close\r\n\r\n",
+        r, 1, 0, 0);
+
+    r = "HTTP/1.1 404 \r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\nUpgrade: h2c\r\n"
+        "Proxy-Authenticate: Basic\r\n\r\n";
+    CHECK_FWD(fwd_response,
+              "HTTP/1.1 404 \r\nTransfer-Encoding: chunked\r\nVia: 1.1 aigate\r\n\r\n", r, 1, 1, 0);
+    CHECK_FWD(fwd_response, "HTTP/1.1 404 \r\nVia: 1.1 aigate\r\nConnection: close\r\n\r\n", r, 0,
+              0, 1);
+    CHECK_FWD(fwd_response, "HTTP/1.1 204 \r\nVia: 1.1 aigate\r\n\r\n", "HTTP/1.1 204\r\n\r\n", 1,
+              1, 0);
+}
+END_TEST
+
+static int
+via_us(const char *s)
+{
+    struct http_head h;
+
+    memset(&h, 0, sizeof(h));
+    ck_assert_int_eq(http_parse_request(s, strlen(s), 65536, &h), HTTP_PARSE_OK);
+    return http_msg_via_has_us(s, &h);
+}
+
+static int
+maxfwd(const char *s)
+{
+    struct http_head h;
+
+    memset(&h, 0, sizeof(h));
+    ck_assert_int_eq(http_parse_request(s, strlen(s), 65536, &h), HTTP_PARSE_OK);
+    return http_msg_max_forwards(s, &h);
+}
+
+START_TEST(test_via_loop)
+{
+    ck_assert(via_us("GET / HTTP/1.1\r\nVia: 1.1 aigate\r\n\r\n"));
+    ck_assert(via_us("GET / HTTP/1.1\r\nVia: 1.0 a, 1.1 AIGATE (comment)\r\n\r\n"));
+    ck_assert(via_us("GET / HTTP/1.1\r\nVia: 1.0 a\r\nVia: HTTP/1.1 aigate\r\n\r\n"));
+    ck_assert(via_us("GET / HTTP/1.1\r\nVia: 1.0 a (b, c), 1.1 aigate\r\n\r\n"));
+    ck_assert(!via_us("GET / HTTP/1.1\r\n\r\n"));
+    ck_assert(!via_us("GET / HTTP/1.1\r\nVia: 1.1 aigate2, 1.1 x\r\n\r\n"));
+    ck_assert(!via_us("GET / HTTP/1.1\r\nVia: 1.1 x (aigate), aigate\r\n\r\n"));
+    ck_assert(!via_us("GET / HTTP/1.1\r\nVia: 1.1 x (a, 1.1 aigate)\r\n\r\n"));
+    ck_assert(!via_us("GET / HTTP/1.1\r\nX-Via: 1.1 aigate\r\n\r\n"));
+}
+END_TEST
+
+START_TEST(test_max_forwards)
+{
+    ck_assert_int_eq(maxfwd("OPTIONS * HTTP/1.1\r\nMax-Forwards: 10\r\n\r\n"), 10);
+    ck_assert_int_eq(maxfwd("OPTIONS * HTTP/1.1\r\nMax-Forwards: 0\r\n\r\n"), 0);
+    ck_assert_int_eq(maxfwd("OPTIONS * HTTP/1.1\r\nMax-Forwards: 99999999999999\r\n\r\n"),
+                     2147483647);
+    ck_assert_int_eq(maxfwd("OPTIONS * HTTP/1.1\r\n\r\n"), -1);
+    ck_assert_int_eq(maxfwd("OPTIONS * HTTP/1.1\r\nMax-Forwards:\r\n\r\n"), -1);
+    ck_assert_int_eq(maxfwd("OPTIONS * HTTP/1.1\r\nMax-Forwards: -1\r\n\r\n"), -1);
+    ck_assert_int_eq(maxfwd("OPTIONS * HTTP/1.1\r\nMax-Forwards: 1 2\r\n\r\n"), -1);
+}
+END_TEST
+
+static Suite *
+http_msg_suite(void)
+{
+    Suite *s = suite_create("http_msg");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, test_request_line_host);
+    tcase_add_test(tc, test_request_hop_by_hop);
+    tcase_add_test(tc, test_request_via_maxfwd);
+    tcase_add_test(tc, test_response_head);
+    tcase_add_test(tc, test_via_loop);
+    tcase_add_test(tc, test_max_forwards);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(http_msg_suite());
+    int failed;
+
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
