@@ -75,13 +75,8 @@ deps-check:
 	  || $(MAKE) deps
 
 # ---- run / install ----------------------------------------------------------
-certs/ca.pem:
-	$(MAKE) build/aigate
-	build/aigate --gen-ca certs
-	@echo "Development CA created in certs/. Trust certs/ca.pem in your browser (see certs/README.md)."
-
 run: deps-check
-	$(MAKE) build/aigate certs/ca.pem
+	$(MAKE) build/aigate
 	build/aigate -f -c rules/aigate.conf
 
 install: build/aigate

@@ -941,6 +941,8 @@ struct audit {
     struct timespec last_sync;
     pthread_t gz;
     int gz_running;
+    char rot_stamp[AUDIT_STAMP_LEN + 1]; /* newest rotated name, so names only grow */
+    unsigned long rot_seq;
 
     char *key_file;
     pthread_t writer;
@@ -1178,11 +1180,17 @@ audit_rotate(struct audit *a)
 
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-    for (unsigned seq = 0;; seq++) {
+    unsigned long seq = 0;
+    if (strcmp(stamp, a->rot_stamp) <= 0) {
+        /* same second, or the clock went back: sort after the newest rotated file */
+        memcpy(stamp, a->rot_stamp, sizeof(stamp));
+        seq = a->rot_seq + 1;
+    }
+    for (;; seq++) {
         if (seq == 0)
             snprintf(dst, sizeof(dst), "%s.%s", a->path, stamp);
         else
-            snprintf(dst, sizeof(dst), "%s.%s.%u", a->path, stamp, seq);
+            snprintf(dst, sizeof(dst), "%s.%s.%lu", a->path, stamp, seq);
         snprintf(probe, sizeof(probe), "%s.gz", dst);
         if (access(dst, F_OK) < 0 && access(probe, F_OK) < 0)
             break;
@@ -1199,6 +1207,8 @@ audit_rotate(struct audit *a)
         a->rot_at = a->size + a->rotate_bytes;
         return;
     }
+    memcpy(a->rot_stamp, stamp, sizeof(stamp));
+    a->rot_seq = seq;
     audit_switch_fd(a, fd, size);
     audit_fsync_dir(a->path);
     audit_start_gz(a);
@@ -1423,6 +1433,10 @@ audit_open(const struct audit_cfg *cfg, char *err, size_t errlen)
         int pending = 0;
         for (size_t i = 0; i < nr; i++)
             pending |= !rv[i].gz;
+        if (nr) {
+            memcpy(a->rot_stamp, rv[nr - 1].stamp, sizeof(a->rot_stamp));
+            a->rot_seq = rv[nr - 1].seq;
+        }
         audit_rot_free(rv, nr);
         if (pending)
             audit_start_gz(a);

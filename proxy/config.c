@@ -32,6 +32,13 @@ struct cfg_ctx {
     size_t errlen;
 };
 
+/* Like config_setting_get_member(), but a NULL group (an absent section) has no members. */
+static const config_setting_t *
+cfg_member(const config_setting_t *g, const char *key)
+{
+    return g ? config_setting_get_member(g, key) : NULL;
+}
+
 static int
 cfg_fail(struct cfg_ctx *x, const config_setting_t *s, const char *fmt, ...)
 {
@@ -75,7 +82,7 @@ static int
 cfg_int(struct cfg_ctx *x, const config_setting_t *grp, const char *key, long long lo, long long hi,
         long long *out)
 {
-    const config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+    const config_setting_t *s = cfg_member(grp, key);
     if (!s)
         return 0;
     long long v;
@@ -94,7 +101,7 @@ cfg_int(struct cfg_ctx *x, const config_setting_t *grp, const char *key, long lo
 static int
 cfg_bool(struct cfg_ctx *x, const config_setting_t *grp, const char *key, int *out)
 {
-    const config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+    const config_setting_t *s = cfg_member(grp, key);
     if (!s)
         return 0;
     if (config_setting_type(s) != CONFIG_TYPE_BOOL)
@@ -106,7 +113,7 @@ cfg_bool(struct cfg_ctx *x, const config_setting_t *grp, const char *key, int *o
 static int
 cfg_str(struct cfg_ctx *x, const config_setting_t *grp, const char *key, const char **out)
 {
-    const config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+    const config_setting_t *s = cfg_member(grp, key);
     if (!s)
         return 0;
     if (config_setting_type(s) != CONFIG_TYPE_STRING)
@@ -147,7 +154,7 @@ cfg_path_key(struct cfg_ctx *x, const config_setting_t *grp, const char *key, co
     *out = NULL;
     if (!v)
         return 0;
-    const config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+    const config_setting_t *s = cfg_member(grp, key);
     *out = cfg_path(x, s, v);
     return *out ? 0 : cfg_fail(x, s, "out of memory");
 }
@@ -284,11 +291,11 @@ load_auth(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
     else if (strcmp(mode, "address") == 0)
         c->auth.mode = AUTH_ADDRESS;
     else
-        return cfg_fail(x, config_setting_get_member(g, "mode"),
+        return cfg_fail(x, cfg_member(g, "mode"),
                         "auth mode \"%s\" is not one of basic, address, none", mode);
     for (const char *p = realm; *p; p++)
         if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
-            return cfg_fail(x, config_setting_get_member(g, "realm"),
+            return cfg_fail(x, cfg_member(g, "realm"),
                             "realm must not contain quotes, backslashes or control characters");
     free(c->auth.realm);
     c->auth.realm = strdup(realm);
@@ -317,7 +324,7 @@ load_tls(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
     else if (strcmp(wf, "allow") == 0)
         c->tls.warn_fallback_block = 0;
     else
-        return cfg_fail(x, config_setting_get_member(g, "warn_fallback"),
+        return cfg_fail(x, cfg_member(g, "warn_fallback"),
                         "warn_fallback must be \"block\" or \"allow\"");
     return 0;
 }
@@ -355,7 +362,7 @@ load_audit(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
     else if (strcmp(scope, "ai") == 0)
         c->audit.scope_ai = 1;
     else
-        return cfg_fail(x, config_setting_get_member(g, "scope"),
+        return cfg_fail(x, cfg_member(g, "scope"),
                         "audit scope must be \"all\" or \"ai\"");
     c->audit.rotate_bytes = (uint64_t)rb;
     c->audit.keep = (int)keep;
@@ -369,7 +376,7 @@ load_dns(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
     if (cfg_known_keys(x, g, "dns", keys) < 0 ||
         cfg_path_key(x, g, "hosts_file", "/etc/hosts", &c->dns.hosts_file) < 0)
         return -1;
-    const config_setting_t *ns = config_setting_get_member(g, "nameservers");
+    const config_setting_t *ns = cfg_member(g, "nameservers");
     if (ns && cfg_strings(x, ns, "nameservers", add_nameserver, c) < 0)
         return -1;
     return 0;
@@ -385,7 +392,7 @@ load_admin(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
     if (!l)
         return 0;
     if (netaddr_parse_listen(l, &c->admin.ss, &c->admin.len) < 0)
-        return cfg_fail(x, config_setting_get_member(g, "listen"), "bad admin listen \"%s\"", l);
+        return cfg_fail(x, cfg_member(g, "listen"), "bad admin listen \"%s\"", l);
     c->admin.text = strdup(l);
     return c->admin.text ? 0 : cfg_fail(x, g, "out of memory");
 }

@@ -90,6 +90,8 @@ class OriginHandler(socketserver.StreamRequestHandler):
 
     def one_request(self):
         line = self.rfile.readline(65536)
+        while line == b"\r\n":  # empty lines before a request (RFC 9112 section 2.2)
+            line = self.rfile.readline(65536)
         if not line:
             return False
         parts = line.rstrip(b"\r\n").split(b" ")
@@ -116,7 +118,8 @@ class OriginHandler(socketserver.StreamRequestHandler):
             n = int(hmap[b"content-length"][0])
             if len(self.rfile.read(n)) != n:
                 raise BadRequest("short body")
-        m = PATH_RE.match(parts[1])
+        target = re.sub(rb"^https?://[^/?#]*", b"", parts[1])
+        m = PATH_RE.match(target)
         if m:
             self.server.recorder.add(int(m.group(1)))
         conn = b",".join(hmap.get(b"connection", [])).lower()
@@ -174,7 +177,11 @@ def run_case(proxy, raw):
     """Send raw to the proxy, return everything read until close or idle."""
     got = b""
     deadline = time.monotonic() + CASE_MAX_S
-    with socket.create_connection(proxy, timeout=IDLE_S) as s:
+    try:
+        s = socket.create_connection(proxy, timeout=IDLE_S)
+    except OSError:
+        return got
+    with s:
         try:
             s.sendall(raw)
         except OSError:
@@ -215,6 +222,11 @@ def main():
     else:
         origin_addr = args.origin
     proxy = hostport(args.proxy)
+    try:
+        socket.create_connection(proxy, timeout=IDLE_S).close()
+    except OSError as e:
+        print("cannot connect to the proxy at %s: %s" % (args.proxy, e), file=sys.stderr)
+        return 2
 
     passed = failed = 0
     for c in cases:
