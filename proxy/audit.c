@@ -330,13 +330,17 @@ struct audit_mac {
 static int
 audit_mac_init(struct audit_mac *m, const unsigned char key[32])
 {
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+
     memset(m, 0, sizeof(*m));
     memcpy(m->key, key, 32);
     m->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     if (!m->mac)
         return -1;
     m->ctx = EVP_MAC_CTX_new(m->mac);
-    return m->ctx ? 0 : -1;
+    return m->ctx && EVP_MAC_CTX_set_params(m->ctx, params) ? 0 : -1;
 }
 
 static void
@@ -355,11 +359,8 @@ audit_mac_chain(struct audit_mac *m, const char prev[AUDIT_CHAIN_HEX], const cha
 {
     unsigned char md[32];
     size_t mdlen = 0;
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                           OSSL_PARAM_construct_end()};
 
-    if (!EVP_MAC_init(m->ctx, m->key, sizeof(m->key), params) ||
+    if (!EVP_MAC_init(m->ctx, m->key, sizeof(m->key), NULL) ||
         !EVP_MAC_update(m->ctx, (const unsigned char *)prev, AUDIT_CHAIN_HEX) ||
         !EVP_MAC_update(m->ctx, (const unsigned char *)line, len) ||
         !EVP_MAC_final(m->ctx, md, &mdlen, sizeof(md)) || mdlen != sizeof(md))
@@ -499,7 +500,7 @@ audit_key_load(const char *file, int create, unsigned char key[32], char *err, s
     } else {
         while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
             n--;
-        if (n != 2 * 32) {
+        if (n != 64) {
             OPENSSL_cleanse(buf, sizeof(buf));
             snprintf(err, errlen, "%s: not a chain key (64 hex digits or 32 bytes)", file);
             return -1;
@@ -937,7 +938,7 @@ struct audit {
     struct audit_mac mac;
     char *out;
     size_t outlen, outlines;
-    int dirty;
+    int dirty, write_failed;
     struct timespec last_sync;
     pthread_t gz;
     int gz_running;
@@ -1137,7 +1138,6 @@ static void
 audit_flush(struct audit *a)
 {
     size_t off = 0;
-    int warned = 0;
 
     while (off < a->outlen) {
         ssize_t n = a->fd >= 0 ? write(a->fd, a->out + off, a->outlen - off) : -1;
@@ -1148,10 +1148,10 @@ audit_flush(struct audit *a)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (!warned)
-            log_warnx("audit: cannot write %s: %s; retrying", a->path,
+        if (!a->write_failed)
+            log_warnx("audit: cannot write %s: %s; retrying every second", a->path,
                       a->fd >= 0 ? strerror(errno) : "not open");
-        warned = 1;
+        a->write_failed = 1;
         if (audit_stopping(a)) {
             atomic_fetch_add(&a->dropped, a->outlines);
             a->outlines = 0;
@@ -1162,8 +1162,10 @@ audit_flush(struct audit *a)
         if (atomic_exchange(&a->reopen, 0))
             audit_reopen_now(a);
     }
-    if (warned && off == a->outlen)
+    if (a->write_failed && off == a->outlen) {
         log_warnx("audit: writing %s again", a->path);
+        a->write_failed = 0;
+    }
     atomic_fetch_add(&a->lines, a->outlines);
     a->outlen = 0;
     a->outlines = 0;
@@ -1313,7 +1315,7 @@ audit_writer_main(void *arg)
 
         pthread_mutex_lock(&a->mu);
         a->head += used;
-        if (used && a->stalled) {
+        if (used && a->stalled && !a->write_failed) {
             a->stalled = 0;
             log_warnx("audit: writer caught up; %" PRIu64 " lines dropped so far",
                       (uint64_t)atomic_load(&a->dropped));
@@ -1526,6 +1528,9 @@ audit_close(struct audit *a)
     pthread_join(a->writer, NULL);
     if (a->gz_running)
         pthread_join(a->gz, NULL);
+    if (atomic_load(&a->dropped))
+        log_warnx("audit: closed %s; %" PRIu64 " lines were dropped", a->path,
+                  (uint64_t)atomic_load(&a->dropped));
     if (a->fd >= 0)
         close(a->fd);
     if (a->pending_fd >= 0)

@@ -520,10 +520,70 @@ config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
     return 0;
 }
 
+/*
+ * Module loaders name settings of the main file "<config>" (it is read from
+ * a string, so libconfig has no file name for them): put the path back.
+ */
+static void
+config_name_main(char *err, size_t errlen, const char *path)
+{
+    static const char anon[] = "<config>";
+    if (strncmp(err, anon, sizeof(anon) - 1) != 0)
+        return;
+    char rest[1024];
+    snprintf(rest, sizeof(rest), "%s", err + sizeof(anon) - 1);
+    snprintf(err, errlen, "%s%s", path, rest);
+}
+
+/*
+ * Read the main file and make its relative @include paths absolute against
+ * its folder (libconfig 1.5 would prefix an include_dir even to absolute
+ * paths).  Line numbers are unchanged.  Returns a malloc'd string or NULL.
+ */
+static char *
+config_text(const char *path, const char *dir)
+{
+    FILE *f = fopen(path, "r");
+    char *out = NULL, *line = NULL;
+    size_t outlen = 0, cap = 0;
+    FILE *mem = NULL;
+    if (!f)
+        return NULL;
+    if (!(mem = open_memstream(&out, &outlen)))
+        goto done;
+    while (getline(&line, &cap, f) != -1) {
+        const char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (strncmp(p, "@include", 8) == 0) {
+            const char *q = strchr(p, '"');
+            if (q && q[1] != '/' && q[1] != '"') {
+                fwrite(line, 1, (size_t)(q + 1 - line), mem);
+                fprintf(mem, "%s/%s", dir, q + 1);
+                continue;
+            }
+        }
+        fputs(line, mem);
+    }
+    if (ferror(f)) {
+        fclose(mem);
+        free(out);
+        out = NULL;
+        mem = NULL;
+    }
+done:
+    if (mem)
+        fclose(mem);
+    free(line);
+    fclose(f);
+    return out;
+}
+
 struct config *
 config_load(const char *path, char *err, size_t errlen)
 {
     config_t lc;
+    char *text = NULL;
     struct config *c = calloc(1, sizeof(*c));
     char *tmp = strdup(path);
     struct cfg_ctx x = {.path = path, .err = err, .errlen = errlen};
@@ -542,23 +602,27 @@ config_load(const char *path, char *err, size_t errlen)
     }
     x.dir = c->dir;
     config_defaults(c);
-    config_set_include_dir(&lc, c->dir);
-    if (!config_read_file(&lc, path)) {
-        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO && !config_error_file(&lc))
-            snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        else
-            snprintf(err, errlen, "%s:%d: %s",
+    if (!(text = config_text(path, c->dir))) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!config_read_string(&lc, text)) {
+        snprintf(err, errlen, "%s:%d: %s",
                      config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
                      config_error_text(&lc));
         goto fail;
     }
-    if (config_sections(&x, c, &lc) < 0)
+    if (config_sections(&x, c, &lc) < 0) {
+        config_name_main(err, errlen, path);
         goto fail;
+    }
     config_destroy(&lc);
+    free(text);
     free(tmp);
     return c;
 fail:
     config_destroy(&lc);
+    free(text);
     free(tmp);
     config_unref(c);
     return NULL;

@@ -421,14 +421,20 @@ conn_identify(struct conn *c, const char *buf, const struct http_head *h)
         return 0;
     }
     r->user[0] = '\0';
+    unsigned delay = 0;
     if (i >= 0) {
-        /* Log the name that was tried, never the password. */
-        conn_audit(c, r, "auth-fail", 407);
+        /* Log the name that was tried (never the password), and slow the next guess. */
+        struct auth_cred *cred = malloc(sizeof(*cred));
+        if (cred && auth_basic_parse(buf + h->hdr[i].value.off, h->hdr[i].value.len, cred) == 0)
+            snprintf(r->user, sizeof(r->user), "%.127s", cred->user);
+        if (cred) {
+            auth_cred_clear(cred);
+            free(cred);
+        }
+        delay = auth_backoff_fail(rt.auth_backoff, (struct sockaddr *)&c->peer, time(NULL));
     }
-    unsigned delay = i >= 0 ? auth_backoff_fail(rt.auth_backoff, (struct sockaddr *)&c->peer,
-                                                time(NULL))
-                            : 0;
     client_407(c, buf, h);
+    conn_audit(c, r, "auth-fail", 407);
     if (delay) {
         /* Hold the answer back: the bytes sit in the output buffer until the timer. */
         bufferevent_disable(c->bev, EV_WRITE | EV_READ);
@@ -591,7 +597,20 @@ answer_trace(struct conn *c, const char *buf, const struct http_head *h)
     conn_request_end(c);
 }
 
-/* A parsed head is in buf; the request starts here.  The head is still in the input buffer. */
+/* Drop the current request head from the input, once. */
+static void
+conn_drain_head(struct conn *c)
+{
+    if (c->head_pending) {
+        evbuffer_drain(bufferevent_get_input(c->bev), c->head_pending);
+        c->head_pending = 0;
+    }
+}
+
+/*
+ * A parsed head is in buf (still in the input buffer until conn_drain_head).
+ * Every path either answers the request itself or hands it to an origin.
+ */
 static void
 conn_request(struct conn *c, const char *buf, const struct http_head *h)
 {
@@ -643,7 +662,7 @@ conn_request(struct conn *c, const char *buf, const struct http_head *h)
                        "CONNECT is only allowed to the configured ports.", buf, h, 1);
             return;
         }
-        evbuffer_drain(bufferevent_get_input(c->bev), h->head_len);
+        conn_drain_head(c);
         conn_connect(c, 0);
         return;
     }
@@ -653,14 +672,13 @@ conn_request(struct conn *c, const char *buf, const struct http_head *h)
             answer_options(c);
         else
             answer_trace(c, buf, h);
-        evbuffer_drain(bufferevent_get_input(c->bev), h->head_len);
         return;
     }
     if (!(r->head = evbuffer_new()) || http_msg_request_head(r->head, buf, h, &r->url) < 0) {
         conn_error(c, 500, "proxy_internal_error", "Internal error", "Out of memory.", buf, h, 1);
         return;
     }
-    evbuffer_drain(bufferevent_get_input(c->bev), h->head_len);
+    conn_drain_head(c);
     if (r->body == HTTP_BODY_CHUNKED) {
         http_chunk_init(&r->chunk);
         if (!chunked_prefix_ok(c)) {
@@ -714,7 +732,10 @@ conn_parse(struct conn *c)
         }
         if (!(c->req = req_new(c, buf, &h)))
             return conn_close(c, "out of memory");
+        /* buf points into the input buffer: the head is drained only once it is no longer read. */
+        c->head_pending = h.head_len;
         conn_request(c, buf, &h);
+        conn_drain_head(c);
     }
     if (c->state == CS_IDLE || c->state == CS_HEAD)
         bufferevent_enable(c->bev, EV_READ);

@@ -137,8 +137,7 @@ exp_parse(const char *method, const char *url, struct exp_url *u, const char **w
 }
 
 static void
-exp_request(FILE *out, const struct exp_url *u, const struct policy_req *r, const char *method,
-            const char *url)
+exp_request(FILE *out, const struct exp_url *u, const struct policy_req *r, const char *method)
 {
     char addr[64], when[64] = "(unknown)";
 
@@ -153,7 +152,13 @@ exp_request(FILE *out, const struct exp_url *u, const struct policy_req *r, cons
     }
     fprintf(out, "\n  client      %s\n",
             r->client ? netaddr_ntop(r->client, addr, sizeof(addr)) : "(unknown)");
-    fprintf(out, "  method      %s\n  url         %s\n", method, url);
+    fprintf(out, "  method      %s\n", method);
+    if (u->path)
+        fprintf(out, "  url         %s://%.*s%.*s%s%.*s\n", u->https ? "https" : "http",
+                (int)u->authlen, u->authority, (int)u->pathlen, u->path, u->query ? "?" : "",
+                (int)u->querylen, u->query ? u->query : "");
+    else
+        fprintf(out, "  target      %.*s\n", (int)u->authlen, u->authority);
     fprintf(out, "  host        %s  port %u\n", u->host, u->port);
     if (u->path) {
         fprintf(out, "  path        %.*s\n", (int)u->pathlen, u->path);
@@ -171,8 +176,9 @@ exp_request(FILE *out, const struct exp_url *u, const struct policy_req *r, cons
         fprintf(out, "  seen as     HTTPS to a host outside the catalog: tunnelled without\n"
                      "              interception, so only host-level conditions apply\n");
     else if (u->https)
-        fprintf(out, "  seen as     intercepted HTTPS request (tls.intercept = true): method and\n"
-                     "              path conditions apply; no body given, so dlp rules do not match\n");
+        fprintf(out,
+                "  seen as     intercepted HTTPS request (tls.intercept = true): method and\n"
+                "              path conditions apply; no body given, so dlp rules do not match\n");
     else
         fprintf(out, "  seen as     plain HTTP request: method and path conditions apply; no\n"
                      "              body given, so dlp rules do not match\n");
@@ -191,12 +197,10 @@ exp_service(FILE *out, const struct service *svc, const char *host)
 }
 
 static void
-exp_checks(FILE *out, const struct policy_check *c, size_t n, int only_ok)
+exp_checks(FILE *out, const struct policy_check *c, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (!only_ok || c[i].ok)
-            fprintf(out, "    %s %-16s %s\n", only_ok ? "   " : (c[i].ok ? "ok " : "NO "),
-                    c[i].cond, c[i].why);
+        fprintf(out, "    %s %-16s %s\n", c[i].ok ? "ok " : "NO ", c[i].cond, c[i].why);
 }
 
 static void
@@ -229,10 +233,13 @@ exp_decision(FILE *out, const struct policy_rule *d, const struct policy_req *r)
         fprintf(out, "  matched     (no conditions: it matches every request)\n");
     else
         fprintf(out, "  matched because\n");
-    exp_checks(out, c, n, 1);
+    exp_checks(out, c, n);
 }
 
-/* Earlier rules where one condition failed, or more matched than failed. */
+/*
+ * Earlier rules where one condition failed, more held than failed, or only
+ * conditions this request cannot show (method, path, body on a tunnel) failed.
+ */
 static void
 exp_close(FILE *out, const struct policy *pol, const struct policy_rule *d,
           const struct policy_req *r)
@@ -243,11 +250,13 @@ exp_close(FILE *out, const struct policy *pol, const struct policy_rule *d,
     for (size_t i = 0; i < upto; i++) {
         const struct policy_rule *rule = policy_rule_at(pol, i);
         struct policy_check c[POLICY_C_COUNT];
-        size_t n = policy_rule_check(rule, r, c, POLICY_C_COUNT), ok = 0;
+        size_t n = policy_rule_check(rule, r, c, POLICY_C_COUNT), ok = 0, hidden = 0;
 
-        for (size_t k = 0; k < n; k++)
+        for (size_t k = 0; k < n; k++) {
             ok += c[k].ok != 0;
-        if (ok == n || !(n - ok == 1 || ok > n - ok))
+            hidden += !c[k].ok && !r->have_request && (c[k].bit & POLICY_C_NEEDS_REQUEST);
+        }
+        if (ok == n || !(n - ok == 1 || ok > n - ok || ok + hidden == n))
             continue;
         if (shown == EXPLAIN_MAX_CLOSE) {
             more++;
@@ -255,7 +264,7 @@ exp_close(FILE *out, const struct policy *pol, const struct policy_rule *d,
         }
         exp_rule_head(out, rule);
         fprintf(out, "    %zu of %zu conditions held:\n", ok, n);
-        exp_checks(out, c, n, 0);
+        exp_checks(out, c, n);
         shown++;
     }
     if (shown == 0)
@@ -292,7 +301,7 @@ explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, co
         r.path = u.path;
         r.pathlen = u.pathlen;
     }
-    exp_request(out, &u, &r, method, url);
+    exp_request(out, &u, &r, method);
     exp_service(out, r.svc, u.host);
     d = policy_eval(pol, &r);
     exp_decision(out, d, &r);
@@ -303,6 +312,7 @@ explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, co
     else
         fprintf(out, " (no rule matched)\n");
     if (d && d->action == POLICY_WARN && !r.have_request)
-        fprintf(out, "  note: a warn on a tunnel that is not intercepted becomes tls.warn_fallback\n");
+        fprintf(out,
+                "  note: a warn on a tunnel that is not intercepted becomes tls.warn_fallback\n");
     return 0;
 }

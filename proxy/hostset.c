@@ -25,6 +25,7 @@ struct hostset {
     struct hs_entry *tab;
     size_t cap; /* power of two */
     size_t n;
+    uint64_t wild_labels; /* bit k: a wildcard key of k labels exists (63: 63 or more) */
 };
 
 static uint32_t
@@ -36,6 +37,12 @@ hs_hash(const char *s, size_t len, int wild)
         h ^= (unsigned char)s[i];
         h *= 16777619u;
     }
+    /* FNV's low bits, which pick the slot, mix poorly on similar names */
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
     return h;
 }
 
@@ -86,6 +93,23 @@ hs_find(const struct hostset *s, const char *name, size_t len, int wild, uint32_
     }
 }
 
+/* Bit of wild_labels for a name of this many labels. */
+static uint64_t
+hs_depth_bit(unsigned labels)
+{
+    return (uint64_t)1 << (labels > 63 ? 63 : labels);
+}
+
+static unsigned
+hs_labels(const char *name, size_t len)
+{
+    unsigned n = 1;
+
+    for (size_t i = 0; i < len; i++)
+        n += name[i] == '.';
+    return n;
+}
+
 static int
 hs_grow(struct hostset *s)
 {
@@ -130,6 +154,8 @@ hostset_put(struct hostset *s, const char *name, size_t len, int wildcard, void 
     e->wild = wildcard != 0;
     e->data = data;
     s->n++;
+    if (wildcard)
+        s->wild_labels |= hs_depth_bit(hs_labels(name, len));
     return 0;
 }
 
@@ -152,17 +178,37 @@ hs_lookup(const struct hostset *s, const char *name, size_t len, int wild, void 
     return 1;
 }
 
+/*
+ * Walk the keys that can match host, most specific first: the exact host,
+ * then each parent suffix as a wildcard, skipping suffixes with a label count
+ * no wildcard has (so a deep host costs a probe per wildcard depth in use).
+ */
+size_t
+hostset_match_all(const struct hostset *s, const char *host, size_t len, void **out, size_t max)
+{
+    unsigned labels;
+    size_t n = 0;
+
+    if (!s || s->n == 0 || len == 0 || max == 0)
+        return 0;
+    if (hs_lookup(s, host, len, 0, &out[n]))
+        n++;
+    labels = hs_labels(host, len);
+    for (size_t i = 0; i < len && n < max && s->wild_labels; i++) {
+        if (host[i] != '.')
+            continue;
+        labels--; /* of the suffix after this dot */
+        if ((s->wild_labels & hs_depth_bit(labels)) &&
+            hs_lookup(s, host + i + 1, len - i - 1, 1, &out[n]))
+            n++;
+    }
+    return n;
+}
+
 int
 hostset_match_norm(const struct hostset *s, const char *host, size_t len, void **data)
 {
-    if (!s || s->n == 0 || len == 0)
-        return 0;
-    if (hs_lookup(s, host, len, 0, data))
-        return 1;
-    for (size_t i = 0; i < len; i++)
-        if (host[i] == '.' && hs_lookup(s, host + i + 1, len - i - 1, 1, data))
-            return 1;
-    return 0;
+    return hostset_match_all(s, host, len, data, 1) == 1;
 }
 
 int

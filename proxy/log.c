@@ -22,6 +22,9 @@ log_init(int foreground, enum log_level level)
         openlog("aigate", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
 
+static void log_emit(enum log_level lvl, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 log_emit(enum log_level lvl, const char *fmt, va_list ap)
 {

@@ -21,6 +21,7 @@
 #include "aigate/config.h"
 #include "aigate/explain.h"
 #include "aigate/log.h"
+#include "aigate/netaddr.h"
 #include "aigate/users.h"
 #include "aigate/worker.h"
 
@@ -180,6 +181,14 @@ run_proxy(struct config *c, int foreground)
     if (!(rt.audit = open_audit(c, err, sizeof(err)))) {
         log_warnx("audit log: %s", err);
         return 1;
+    }
+    for (size_t i = 0; i < c->nlisten; i++) {
+        if (netaddr_probe_bind((struct sockaddr *)&c->listen[i].ss, c->listen[i].len) < 0) {
+            log_warnx("cannot listen on %s: %s", c->listen[i].text, strerror(errno));
+            config_unref(c);
+            audit_close(rt.audit);
+            return 1;
+        }
     }
     rt.auth_backoff = auth_backoff_new();
     current = c;

@@ -7,7 +7,9 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 int
 cidr_parse(const char *s, struct cidr *out)
@@ -172,4 +174,19 @@ netaddr_ntop(const struct sockaddr *sa, char *buf, size_t len)
             inet_ntop(AF_INET6, &in6->sin6_addr, buf, (socklen_t)len);
     }
     return buf;
+}
+
+int
+netaddr_probe_bind(const struct sockaddr *sa, socklen_t len)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = bind(fd, sa, len);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
 }

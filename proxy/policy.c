@@ -140,8 +140,7 @@ pol_strs(struct pol_ctx *x, const config_setting_t *m, struct policy_strs *out)
         const config_setting_t *e = single ? m : config_setting_get_elem(m, (unsigned)i);
 
         if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-            pol_err(x, e, "\"%s\" must be a string or a list of strings",
-                    config_setting_name(m));
+            pol_err(x, e, "\"%s\" must be a string or a list of strings", config_setting_name(m));
             return -1;
         }
         if (!(out->v[i] = strdup(config_setting_get_string(e))))
@@ -184,8 +183,8 @@ pol_clock(const char *s, int end)
 {
     int h, m;
 
-    if (!(s[0] >= '0' && s[0] <= '9' && s[1] >= '0' && s[1] <= '9' && s[2] == ':' &&
-          s[3] >= '0' && s[3] <= '5' && s[4] >= '0' && s[4] <= '9'))
+    if (!(s[0] >= '0' && s[0] <= '9' && s[1] >= '0' && s[1] <= '9' && s[2] == ':' && s[3] >= '0' &&
+          s[3] <= '5' && s[4] >= '0' && s[4] <= '9'))
         return -1;
     h = (s[0] - '0') * 10 + (s[1] - '0');
     m = (s[3] - '0') * 10 + (s[4] - '0');
@@ -249,8 +248,8 @@ pol_dlp_custom(struct pol_ctx *x, const char *name, const config_setting_t *m)
                                          "name", &pn) &&
             strcmp(pn, name) == 0) {
             if (i >= POLICY_DLP_CUSTOM_MAX) {
-                pol_err(x, m, "dlp \"custom:%s\": only the first %d dlp_patterns can be used",
-                        name, POLICY_DLP_CUSTOM_MAX);
+                pol_err(x, m, "dlp \"custom:%s\": only the first %d dlp_patterns can be used", name,
+                        POLICY_DLP_CUSTOM_MAX);
                 return -1;
             }
             return i;
@@ -278,8 +277,7 @@ pol_dlp(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m)
             ;
         if (d == 4) {
             pol_err(x, m,
-                    "dlp \"%s\": expected kr-rrn, credit-card, email, phone-kr or custom:NAME",
-                    k);
+                    "dlp \"%s\": expected kr-rrn, credit-card, email, phone-kr or custom:NAME", k);
             return -1;
         }
         r->dlp_mask |= 1u << d;
@@ -316,8 +314,7 @@ pol_networks(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m
     }
     for (size_t i = 0; i < r->networks.n; i++) {
         if (cidr_parse(r->networks.v[i], &r->nets.v[i]) < 0) {
-            pol_err(x, m, "networks: \"%s\" is not a CIDR like \"10.0.0.0/8\"",
-                    r->networks.v[i]);
+            pol_err(x, m, "networks: \"%s\" is not a CIDR like \"10.0.0.0/8\"", r->networks.v[i]);
             return -1;
         }
         r->nets.n++;
@@ -412,7 +409,10 @@ struct pol_condspec {
     int (*compile)(struct pol_ctx *, struct policy_rule *, const config_setting_t *);
 };
 
-#define POL_SPEC(k, b, f, fn) {k, b, offsetof(struct policy_rule, f), fn}
+#define POL_SPEC(k, b, f, fn)                                                                      \
+    {                                                                                              \
+        k, b, offsetof(struct policy_rule, f), fn                                                  \
+    }
 static const struct pol_condspec pol_specs[POLICY_C_COUNT] = {
     POL_SPEC("users", POLICY_C_USERS, users, NULL),
     POL_SPEC("groups", POLICY_C_GROUPS, groups, NULL),
@@ -500,8 +500,7 @@ pol_member(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m)
 }
 
 static int
-pol_rule(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *e,
-         struct hostset *names)
+pol_rule(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *e, struct hostset *names)
 {
     const config_setting_t *nm;
     const char *file = config_setting_source_file(e);
@@ -517,8 +516,7 @@ pol_rule(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *e,
         return -1;
     }
     nm = config_setting_get_member(e, "name");
-    if (!nm || config_setting_type(nm) != CONFIG_TYPE_STRING ||
-        !*config_setting_get_string(nm)) {
+    if (!nm || config_setting_type(nm) != CONFIG_TYPE_STRING || !*config_setting_get_string(nm)) {
         pol_err(x, nm ? nm : e, "missing \"name\" (a non-empty string)");
         return -1;
     }
@@ -850,8 +848,7 @@ policy_eval_scan(const struct policy *p, const struct policy_req *r)
 
 /* Lower *best to the first rule of l that matches, looking no further. */
 static void
-pol_scan(const struct policy *p, const struct pol_list *l, const struct policy_req *r,
-         size_t *best)
+pol_scan(const struct policy *p, const struct pol_list *l, const struct policy_req *r, size_t *best)
 {
     if (!l)
         return;
@@ -890,12 +887,12 @@ policy_eval(const struct policy *p, const struct policy_req *r)
     for (size_t i = 0; i < r->ngroups; i++)
         pol_scan(p, pol_get(p->by_group, r->groups[i], strlen(r->groups[i]), 0), r, &best);
     if (r->host && hostset_count(p->by_host) > 0) {
-        size_t len = strlen(r->host);
+        void *lists[HOSTSET_MATCH_MAX];
+        size_t n =
+            hostset_match_all(p->by_host, r->host, strlen(r->host), lists, HOSTSET_MATCH_MAX);
 
-        pol_scan(p, pol_get(p->by_host, r->host, len, 0), r, &best);
-        for (size_t i = 0; i < len; i++)
-            if (r->host[i] == '.')
-                pol_scan(p, pol_get(p->by_host, r->host + i + 1, len - i - 1, 1), r, &best);
+        for (size_t i = 0; i < n; i++)
+            pol_scan(p, lists[i], r, &best);
     }
     return best == SIZE_MAX ? NULL : &p->rules[best];
 }
@@ -954,8 +951,8 @@ pol_explain_catalog(const struct policy_rule *rule, unsigned bit, const struct p
 }
 
 static void
-pol_explain_dlp(const struct policy_rule *rule, const struct policy_req *r,
-                struct policy_check *c, size_t *off)
+pol_explain_dlp(const struct policy_rule *rule, const struct policy_req *r, struct policy_check *c,
+                size_t *off)
 {
     int first = 1;
 
@@ -1064,6 +1061,7 @@ policy_rule_check(const struct policy_rule *rule, const struct policy_req *r,
         if (!(rule->conds & sp->bit))
             continue;
         out[n].cond = sp->key;
+        out[n].bit = sp->bit;
         out[n].ok = pol_cond_ok(rule, sp->bit, r);
         pol_explain_cond(rule, sp->bit, r, &out[n]);
         n++;

@@ -20,7 +20,8 @@
  * verifier gets L back by replacing the trailing ,"chain":"<64 hex>"} with }.
  * The first line of a fresh log chains from 64 '0'; the first line of a new
  * file (rotation, SIGUSR1 reopen, restart, new path) chains from the last line
- * written before it.
+ * written before it.  Like any hash chain it cannot show lines cut from the
+ * very end of the newest file; the "lines" counter and diagnostics can.
  *
  * Key file: 64 hex characters and a newline (a raw 32-byte file is accepted
  * too).  Created when missing with mode 0600 via a temporary file and link(2),

@@ -20,7 +20,7 @@ struct service {
     char *vendor_country; /* ISO 3166 alpha-2, upper case */
     char **hosts;         /* patterns as normalised, "*." kept */
     size_t nhosts;
-    int line; /* where the entry starts in its file */
+    int line;     /* where the entry starts in its file */
     size_t index; /* position in the catalog: 0 .. catalog_count() - 1 */
 };
 

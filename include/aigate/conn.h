@@ -74,6 +74,7 @@ struct conn {
         timer_header : 1, held : 1;
     struct event *timer;
     long deadline_base_ms;
+    size_t head_pending; /* bytes of the current head still in the input buffer */
     struct upstream_req *ureq;
     struct upstream *up;
     struct req *req;

@@ -24,9 +24,8 @@ struct policy;
  * the proxy.  Returns 0, or -1 if the URL cannot be parsed (a message is
  * written to out).
  */
-int explain_print(FILE *out, const struct catalog *cat, const struct policy *pol,
-                  const char *user, const char *const *groups, size_t ngroups,
-                  const struct sockaddr *client, const char *method, const char *url,
-                  const struct tm *now);
+int explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, const char *user,
+                  const char *const *groups, size_t ngroups, const struct sockaddr *client,
+                  const char *method, const char *url, const struct tm *now);
 
 #endif

@@ -21,6 +21,8 @@
 
 /* Longest host name we normalise (RFC 1035: 253 + trailing dot, with slack). */
 #define HOSTSET_NAME_MAX 255
+/* Most keys one host can match: the exact name plus one wildcard per parent. */
+#define HOSTSET_MATCH_MAX (HOSTSET_NAME_MAX / 2 + 1)
 
 struct hostset;
 
@@ -60,6 +62,13 @@ void *hostset_get(const struct hostset *s, const char *name, size_t len, int wil
  * else the longest wildcard suffix.  Returns 1 with *data set, or 0.
  */
 int hostset_match_norm(const struct hostset *s, const char *host, size_t len, void **data);
+/*
+ * Data of every key matching an already normalised host, most specific
+ * first, at most max of them (a host has at most HOSTSET_NAME_MAX / 2 + 1
+ * labels).  Returns how many were stored in out.
+ */
+size_t hostset_match_all(const struct hostset *s, const char *host, size_t len, void **out,
+                         size_t max);
 /* The same for a raw host (port, case, trailing dot tolerated). */
 int hostset_match(const struct hostset *s, const char *host, size_t len, void **data);
 

@@ -30,6 +30,11 @@ void cidr_list_free(struct cidr_list *l);
 
 /* Parse "host:port" / "[v6]:port" / "*:port" into a sockaddr. 0 or -1. */
 int netaddr_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/*
+ * Bind a throw-away socket without SO_REUSEPORT: fails (EADDRINUSE) when
+ * another process already listens there, which SO_REUSEPORT would hide.
+ */
+int netaddr_probe_bind(const struct sockaddr *sa, socklen_t len);
 /* Format sa's address (no port) into buf; returns buf. */
 const char *netaddr_ntop(const struct sockaddr *sa, char *buf, size_t len);
 

@@ -122,6 +122,7 @@ const char *policy_action_name(enum policy_action a);
 /* One condition's verdict for --explain. */
 struct policy_check {
     const char *cond; /* "groups", "paths", ... */
+    unsigned bit;     /* enum policy_cond */
     int ok;
     char why[256]; /* e.g. "alice is in [staff], rule wants [security]" */
 };

@@ -739,6 +739,32 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/* A log that cannot be written (ENOSPC): workers wait once, then drop and count. */
+START_TEST(test_queue_full)
+{
+    struct tdir t;
+    char err[256];
+    uint64_t lines, waits, dropped;
+    struct timespec t0, t1;
+
+    tdir_make(&t);
+    struct audit_cfg c = tcfg(&t);
+    c.path = "/dev/full";
+    struct audit *a = audit_open(&c, err, sizeof(err));
+    ck_assert_msg(a != NULL, "%s", err);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    emit_n(a, 0, 30000);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    audit_stats(a, &lines, &waits, &dropped);
+    ck_assert_uint_eq(lines, 0);
+    ck_assert_uint_eq(waits, 1);
+    ck_assert_uint_gt(dropped, 30000 - AUDIT_QUEUE_BYTES / 300);
+    ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 3);
+    audit_close(a);
+    tdir_remove(&t);
+}
+END_TEST
+
 START_TEST(test_report)
 {
     struct tdir t;
@@ -808,6 +834,7 @@ audit_suite(void)
     tcase_add_test(tc, test_rotation_keep);
     tcase_add_test(tc, test_rotation_all);
     tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_queue_full);
     tcase_add_test(tc, test_report);
     suite_add_tcase(s, tc);
     return s;

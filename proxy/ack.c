@@ -1,0 +1,1193 @@
+/*
+ * Acknowledgements of the caution page: secret, tokens, the shared store and
+ * its state file, the ack form and the return-target URL check.  See
+ * include/aigate/ack.h for the formats.
+ *
+ * Invariants: the store's tables are only touched under s->mu, and nothing
+ * under s->mu does I/O or waits; the state file on disk is always a complete
+ * file written by the writer thread (temporary file + rename); hash keys are
+ * hashed with SipHash-2-4 under a per-store random key, so clients cannot aim
+ * entries at one bucket.
+ */
+#include "aigate/ack.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "aigate/log.h"
+
+#define ACK_NONCE_BYTES (ACK_NONCE_HEX / 2)
+#define ACK_BUCKETS_MIN 1024
+#define ACK_LINE_MAX (3 * (ACK_USER_MAX + ACK_SERVICE_MAX) + 64)
+#define ACK_RETRY_S 5
+#define ACK_SWEEP_BUCKETS 64
+#define ACK_LINE_FIXED 24          /* two tabs, a time, a newline */
+#define ACK_CHUNK_BYTES (32 << 10) /* state text formatted per hold of the mutex */
+#define ACK_STATE_HEADER "# aigate acknowledgements v1: USER\tSERVICE\tEXPIRES | NONCE\tEXPIRES\n"
+
+static const char ack_hexdig[] = "0123456789abcdef";
+static const char ack_b64tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int
+ack_unhex(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int
+ack_is_lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* Parse n decimal digits (no sign, no leading zero, at most
+ * ACK_ISSUED_DIGITS_MAX) into a positive *v. */
+static int
+ack_parse_dec(const char *s, size_t n, long long *v)
+{
+    long long x = 0;
+    if (n == 0 || n > ACK_ISSUED_DIGITS_MAX || s[0] < '1' || s[0] > '9')
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        int d = s[i] - '0';
+        if (x > (INT64_MAX - d) / 10)
+            return -1;
+        x = x * 10 + d;
+    }
+    *v = x;
+    return 0;
+}
+
+/* Undo %XX (and '+' when plus) of s (n bytes) into out (cap bytes, NUL
+ * included).  -1 on a bad %XX, a decoded NUL or no room. */
+static int
+ack_pct_decode(const char *s, size_t n, char *out, size_t cap, int plus, size_t *outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int hi = ack_unhex((unsigned char)s[i + 1]), lo = ack_unhex((unsigned char)s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = (unsigned char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+' && plus) {
+            c = ' ';
+        }
+        if (c == '\0' || o + 1 >= cap)
+            return -1;
+        out[o++] = (char)c;
+    }
+    if (cap == 0)
+        return -1;
+    out[o] = '\0';
+    *outlen = o;
+    return 0;
+}
+
+static int
+ack_name_ok(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    return n <= max && !memchr(s, '\n', n);
+}
+
+static void
+ack_fsync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static int
+ack_write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Write len bytes of buf to a new temporary file next to path (mode 0600) and
+ * fsync it.  The name is left in tmp (tmpcap bytes).  fd closed on return. */
+static int
+ack_write_tmp(const char *path, const char *buf, size_t len, char *tmp, size_t tmpcap)
+{
+    if ((size_t)snprintf(tmp, tmpcap, "%s.tmpXXXXXX", path) >= tmpcap) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int e, fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (ack_write_all(fd, buf, len) < 0)
+        goto fail;
+    if (fchmod(fd, 0600) < 0 || fsync(fd) < 0)
+        goto fail;
+    if (close(fd) < 0) {
+        fd = -1;
+        goto fail;
+    }
+    return 0;
+fail:
+    e = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    errno = e;
+    return -1;
+}
+
+/* ---- secret ---------------------------------------------------------------- */
+
+/* Create the secret file whole or not at all: temporary file, link(2).  A file
+ * another process created meanwhile wins (EEXIST), and is read by the caller. */
+static int
+ack_secret_create(const char *file, char *err, size_t errlen)
+{
+    unsigned char key[ACK_KEY_LEN];
+    char hex[2 * ACK_KEY_LEN + 1], tmp[4096];
+    int rc = -1;
+
+    if (RAND_bytes(key, sizeof(key)) != 1) {
+        snprintf(err, errlen, "%s: no randomness for a new secret", file);
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof(key); i++) {
+        hex[2 * i] = ack_hexdig[key[i] >> 4];
+        hex[2 * i + 1] = ack_hexdig[key[i] & 0xf];
+    }
+    hex[2 * ACK_KEY_LEN] = '\n';
+    if (ack_write_tmp(file, hex, sizeof(hex), tmp, sizeof(tmp)) < 0) {
+        snprintf(err, errlen, "%s: cannot create: %s", file, strerror(errno));
+        goto out;
+    }
+    if (link(tmp, file) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: cannot create: %s", file, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    unlink(tmp);
+    ack_fsync_dir(file);
+    log_info("ack: created secret %s", file);
+    rc = 0;
+out:
+    OPENSSL_cleanse(key, sizeof(key));
+    OPENSSL_cleanse(hex, sizeof(hex));
+    return rc;
+}
+
+int
+ack_secret_load(const char *file, unsigned char key[ACK_KEY_LEN], char *err, size_t errlen)
+{
+    char buf[2 * ACK_KEY_LEN + 2];
+    size_t n = 0;
+    int rc = -1;
+    struct stat st;
+
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        if (ack_secret_create(file, err, errlen) < 0)
+            return -1;
+        fd = open(file, O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot open: %s", file, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", file);
+        goto out;
+    }
+    if (st.st_mode & 077)
+        log_warnx("ack: secret %s is accessible to group or others; chmod 600 it", file);
+    while (n < sizeof(buf)) {
+        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(err, errlen, "%s: read error: %s", file, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (n == 2 * ACK_KEY_LEN + 1 && buf[n - 1] == '\n')
+        n--;
+    if (n != 2 * ACK_KEY_LEN) {
+        snprintf(err, errlen, "%s: expected 64 hex characters", file);
+        goto out;
+    }
+    for (size_t i = 0; i < ACK_KEY_LEN; i++) {
+        int hi = ack_unhex((unsigned char)buf[2 * i]),
+            lo = ack_unhex((unsigned char)buf[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            snprintf(err, errlen, "%s: expected 64 hex characters", file);
+            goto out;
+        }
+        key[i] = (unsigned char)(hi << 4 | lo);
+    }
+    rc = 0;
+out:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    close(fd);
+    return rc;
+}
+
+/* ---- tokens ---------------------------------------------------------------- */
+
+struct ack_tok {
+    const char *issued; /* digits, ilen bytes */
+    size_t ilen;
+    long long t;
+    const char *nonce; /* ACK_NONCE_HEX bytes */
+    const char *mac;   /* ACK_MAC_B64 bytes */
+};
+
+static int
+ack_token_parse(const char *tok, size_t len, struct ack_tok *p)
+{
+    const size_t tail = 1 + ACK_NONCE_HEX + 1 + ACK_MAC_B64;
+    if (!tok || len <= tail || len > ACK_TOKEN_LEN_MAX)
+        return -1;
+    p->issued = tok;
+    p->ilen = len - tail;
+    p->nonce = tok + p->ilen + 1;
+    p->mac = p->nonce + ACK_NONCE_HEX + 1;
+    if (ack_parse_dec(tok, p->ilen, &p->t) < 0 || tok[p->ilen] != '.' ||
+        !ack_is_lower_hex(p->nonce, ACK_NONCE_HEX) || p->nonce[ACK_NONCE_HEX] != '.')
+        return -1;
+    for (size_t i = 0; i < ACK_MAC_B64; i++)
+        if (!memchr(ack_b64tbl, p->mac[i], sizeof(ack_b64tbl) - 1))
+            return -1;
+    return 0;
+}
+
+/* out = unpadded base64url of the 32-byte MAC, ACK_MAC_B64 bytes, no NUL. */
+static int
+ack_mac(const unsigned char key[ACK_KEY_LEN], const char *user, const char *service,
+        const char *issued, size_t ilen, const char *nonce, char *out)
+{
+    char msg[3 + ACK_USER_MAX + 1 + ACK_SERVICE_MAX + 1 + ACK_ISSUED_DIGITS_MAX + 1 +
+             ACK_NONCE_HEX + 1];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    int n = snprintf(msg, sizeof(msg), "v1\n%s\n%s\n%.*s\n%.*s", user, service, (int)ilen, issued,
+                     ACK_NONCE_HEX, nonce);
+    if (n < 0 || (size_t)n >= sizeof(msg))
+        return -1;
+    if (!HMAC(EVP_sha256(), key, ACK_KEY_LEN, (const unsigned char *)msg, (size_t)n, md, &mdlen) ||
+        mdlen != 32)
+        return -1;
+    size_t o = 0, i = 0;
+    for (; i + 3 <= 32; i += 3) {
+        uint32_t v = (uint32_t)md[i] << 16 | (uint32_t)md[i + 1] << 8 | md[i + 2];
+        for (int k = 18; k >= 0; k -= 6)
+            out[o++] = ack_b64tbl[(v >> k) & 63];
+    }
+    uint32_t v = (uint32_t)md[i] << 16 | (uint32_t)md[i + 1] << 8;
+    out[o++] = ack_b64tbl[(v >> 18) & 63];
+    out[o++] = ack_b64tbl[(v >> 12) & 63];
+    out[o] = ack_b64tbl[(v >> 6) & 63];
+    return 0;
+}
+
+int
+ack_token_make(const unsigned char key[ACK_KEY_LEN], const char *user, const char *service,
+               time_t issued, char *out, size_t cap)
+{
+    unsigned char rnd[ACK_NONCE_BYTES];
+    char buf[ACK_TOKEN_BUF];
+
+    if (!ack_name_ok(user, ACK_USER_MAX) || !ack_name_ok(service, ACK_SERVICE_MAX) || issued <= 0 ||
+        RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return -1;
+    int n = snprintf(buf, sizeof(buf), "%lld.", (long long)issued);
+    if (n < 2 || n > ACK_ISSUED_DIGITS_MAX + 1)
+        return -1;
+    char *nonce = buf + n;
+    for (size_t i = 0; i < sizeof(rnd); i++) {
+        nonce[2 * i] = ack_hexdig[rnd[i] >> 4];
+        nonce[2 * i + 1] = ack_hexdig[rnd[i] & 0xf];
+    }
+    nonce[ACK_NONCE_HEX] = '.';
+    if (ack_mac(key, user, service, buf, (size_t)n - 1, nonce, nonce + ACK_NONCE_HEX + 1) < 0)
+        return -1;
+    size_t len = (size_t)n + ACK_NONCE_HEX + 1 + ACK_MAC_B64;
+    if (len + 1 > cap)
+        return -1;
+    memcpy(out, buf, len);
+    out[len] = '\0';
+    return 0;
+}
+
+enum ack_verdict
+ack_token_check(const unsigned char key[ACK_KEY_LEN], const char *token, size_t len,
+                const char *user, const char *service, time_t now, int max_age_s)
+{
+    struct ack_tok p;
+    char mac[ACK_MAC_B64];
+
+    if (ack_token_parse(token, len, &p) < 0 || !ack_name_ok(user, ACK_USER_MAX) ||
+        !ack_name_ok(service, ACK_SERVICE_MAX))
+        return ACK_MALFORMED;
+    if (ack_mac(key, user, service, p.issued, p.ilen, p.nonce, mac) < 0 ||
+        CRYPTO_memcmp(mac, p.mac, ACK_MAC_B64) != 0)
+        return ACK_FORGED;
+    if (p.t > (long long)now + ACK_FUTURE_SKEW_S || max_age_s < 0 ||
+        (long long)now - p.t > max_age_s)
+        return ACK_EXPIRED;
+    return ACK_OK;
+}
+
+const char *
+ack_verdict_text(enum ack_verdict v)
+{
+    switch (v) {
+    case ACK_OK:
+        return "ok";
+    case ACK_FORGED:
+        return "forged";
+    case ACK_EXPIRED:
+        return "expired or not yet valid";
+    case ACK_REPLAYED:
+        return "already used";
+    case ACK_MALFORMED:
+        return "malformed";
+    }
+    return "unknown";
+}
+
+/* ---- hash tables ------------------------------------------------------------ */
+
+struct ack_entry {
+    struct ack_entry *next;
+    uint64_t hash;
+    time_t expires;
+    size_t klen;
+    char key[]; /* klen bytes and a NUL; for acks USER NUL SERVICE */
+};
+
+struct ack_table {
+    struct ack_entry **b;
+    size_t nb; /* power of two */
+    size_t n, max;
+    size_t keybytes; /* sum of klen over entries */
+    size_t cursor;   /* next bucket to sweep or evict from when full */
+};
+
+static uint64_t
+ack_rotl(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+static void
+ack_sipround(uint64_t v[4])
+{
+    v[0] += v[1];
+    v[1] = ack_rotl(v[1], 13) ^ v[0];
+    v[0] = ack_rotl(v[0], 32);
+    v[2] += v[3];
+    v[3] = ack_rotl(v[3], 16) ^ v[2];
+    v[0] += v[3];
+    v[3] = ack_rotl(v[3], 21) ^ v[0];
+    v[2] += v[1];
+    v[1] = ack_rotl(v[1], 17) ^ v[2];
+    v[2] = ack_rotl(v[2], 32);
+}
+
+/* SipHash-2-4 of in (len bytes) under key k. */
+static uint64_t
+ack_siphash(const uint64_t k[2], const unsigned char *in, size_t len)
+{
+    uint64_t v[4] = {0x736f6d6570736575ULL ^ k[0], 0x646f72616e646f6dULL ^ k[1],
+                     0x6c7967656e657261ULL ^ k[0], 0x7465646279746573ULL ^ k[1]};
+    size_t full = len & ~(size_t)7;
+    uint64_t m;
+
+    for (size_t i = 0; i < full; i += 8) {
+        m = 0;
+        for (int j = 7; j >= 0; j--)
+            m = m << 8 | in[i + (size_t)j];
+        v[3] ^= m;
+        ack_sipround(v);
+        ack_sipround(v);
+        v[0] ^= m;
+    }
+    m = (uint64_t)len << 56;
+    for (size_t j = 0; j < (len & 7); j++)
+        m |= (uint64_t)in[full + j] << (8 * j);
+    v[3] ^= m;
+    ack_sipround(v);
+    ack_sipround(v);
+    v[0] ^= m;
+    v[2] ^= 0xff;
+    for (int r = 0; r < 4; r++)
+        ack_sipround(v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+static int
+ack_table_init(struct ack_table *t, size_t max)
+{
+    t->nb = ACK_BUCKETS_MIN;
+    t->max = max;
+    t->b = calloc(t->nb, sizeof(*t->b));
+    return t->b ? 0 : -1;
+}
+
+static void
+ack_table_free(struct ack_table *t)
+{
+    for (size_t i = 0; t->b && i < t->nb; i++) {
+        struct ack_entry *e = t->b[i], *next;
+        for (; e; e = next) {
+            next = e->next;
+            free(e);
+        }
+    }
+    free(t->b);
+}
+
+static void
+ack_table_unlink(struct ack_table *t, struct ack_entry **pp)
+{
+    struct ack_entry *e = *pp;
+    *pp = e->next;
+    t->n--;
+    t->keybytes -= e->klen;
+    free(e);
+}
+
+/* The live entry for key, or NULL; expired entries met on the way go. */
+static struct ack_entry *
+ack_table_find(struct ack_table *t, uint64_t h, const char *key, size_t klen, time_t now)
+{
+    struct ack_entry **pp = &t->b[h & (t->nb - 1)];
+    while (*pp) {
+        struct ack_entry *e = *pp;
+        if (e->expires <= now) {
+            ack_table_unlink(t, pp);
+            continue;
+        }
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+            return e;
+        pp = &e->next;
+    }
+    return NULL;
+}
+
+static void
+ack_table_grow(struct ack_table *t)
+{
+    size_t nb = t->nb * 2;
+    struct ack_entry **b = calloc(nb, sizeof(*b));
+    if (!b)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < t->nb; i++) {
+        struct ack_entry *e = t->b[i], *next;
+        for (; e; e = next) {
+            next = e->next;
+            e->next = b[e->hash & (nb - 1)];
+            b[e->hash & (nb - 1)] = e;
+        }
+    }
+    free(t->b);
+    t->b = b;
+    t->nb = nb;
+    t->cursor = 0;
+}
+
+/* Called when full: sweep the next ACK_SWEEP_BUCKETS buckets for expired
+ * entries, then drop arbitrary ones until there is room for one more.  The
+ * cost per insert stays bounded, and a table full of expired entries gives
+ * them up first. */
+static void
+ack_table_make_room(struct ack_table *t, time_t now)
+{
+    for (size_t k = 0; k < ACK_SWEEP_BUCKETS; k++) {
+        struct ack_entry **pp = &t->b[t->cursor];
+        while (*pp) {
+            if ((*pp)->expires <= now)
+                ack_table_unlink(t, pp);
+            else
+                pp = &(*pp)->next;
+        }
+        t->cursor = (t->cursor + 1) & (t->nb - 1);
+    }
+    while (t->n >= t->max) {
+        while (!t->b[t->cursor])
+            t->cursor = (t->cursor + 1) & (t->nb - 1);
+        ack_table_unlink(t, &t->b[t->cursor]);
+    }
+}
+
+/* Insert key with expires, or update the entry there.  1 if it was new, 0 if
+ * it existed (only when !replace is that a "seen" answer), -1 on no memory. */
+static int
+ack_table_put(struct ack_table *t, uint64_t h, const char *key, size_t klen, time_t expires,
+              time_t now, int replace)
+{
+    struct ack_entry *e = ack_table_find(t, h, key, klen, now);
+    if (e) {
+        if (replace)
+            e->expires = expires;
+        return 0;
+    }
+    if (t->n >= t->max)
+        ack_table_make_room(t, now);
+    if (t->n >= t->nb && t->nb < t->max)
+        ack_table_grow(t);
+    if (!(e = malloc(sizeof(*e) + klen + 1)))
+        return -1;
+    e->hash = h;
+    e->expires = expires;
+    e->klen = klen;
+    memcpy(e->key, key, klen);
+    e->key[klen] = '\0';
+    e->next = t->b[h & (t->nb - 1)];
+    t->b[h & (t->nb - 1)] = e;
+    t->n++;
+    t->keybytes += klen;
+    return 1;
+}
+
+/* ---- store ------------------------------------------------------------------ */
+
+struct ack_store {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct ack_table acks, nonces;
+    uint64_t sipkey[2];
+    char *path;
+    unsigned long gen; /* bumped on every change */
+    int stop;
+    int have_thread;
+    pthread_t writer;
+};
+
+/* Build USER NUL SERVICE into key; its length, or 0 if a name is too long. */
+static size_t
+ack_pair_key(const char *user, const char *service, char *key)
+{
+    size_t ul = strnlen(user, ACK_USER_MAX + 1), sl = strnlen(service, ACK_SERVICE_MAX + 1);
+    if (ul > ACK_USER_MAX || sl > ACK_SERVICE_MAX)
+        return 0;
+    memcpy(key, user, ul);
+    key[ul] = '\0';
+    memcpy(key + ul + 1, service, sl);
+    return ul + 1 + sl;
+}
+
+static void
+ack_store_changed(struct ack_store *s)
+{
+    s->gen++;
+    pthread_cond_signal(&s->cv);
+}
+
+int
+ack_store_grant(struct ack_store *s, const char *user, const char *service, time_t expires)
+{
+    char key[ACK_USER_MAX + 1 + ACK_SERVICE_MAX];
+    size_t klen = ack_pair_key(user, service, key);
+    if (!klen)
+        return -1;
+    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
+    time_t now = time(NULL);
+    pthread_mutex_lock(&s->mu);
+    int rc = ack_table_put(&s->acks, h, key, klen, expires, now, 1);
+    if (rc >= 0)
+        ack_store_changed(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc < 0 ? -1 : 0;
+}
+
+int
+ack_store_check(struct ack_store *s, const char *user, const char *service, time_t now)
+{
+    char key[ACK_USER_MAX + 1 + ACK_SERVICE_MAX];
+    size_t klen = ack_pair_key(user, service, key);
+    if (!klen)
+        return 0;
+    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
+    pthread_mutex_lock(&s->mu);
+    int ok = ack_table_find(&s->acks, h, key, klen, now) != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+enum ack_verdict
+ack_store_consume_nonce(struct ack_store *s, const char *token, size_t len, time_t expires)
+{
+    struct ack_tok p;
+    if (ack_token_parse(token, len, &p) < 0)
+        return ACK_MALFORMED;
+    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)p.nonce, ACK_NONCE_HEX);
+    time_t now = time(NULL);
+    pthread_mutex_lock(&s->mu);
+    int rc = ack_table_put(&s->nonces, h, p.nonce, ACK_NONCE_HEX, expires, now, 0);
+    if (rc > 0)
+        ack_store_changed(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc > 0 ? ACK_OK : ACK_REPLAYED;
+}
+
+static char *
+ack_put_encoded(char *o, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f || c == '%' || c == '#') {
+            *o++ = '%';
+            *o++ = "0123456789ABCDEF"[c >> 4];
+            *o++ = "0123456789ABCDEF"[c & 0xf];
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    return o;
+}
+
+static char *
+ack_put_line_end(char *o, time_t expires)
+{
+    char num[24], *e = num + sizeof(num);
+    unsigned long long v = (unsigned long long)expires;
+    *--e = '\n';
+    do
+        *--e = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    *--e = '\t';
+    memcpy(o, e, (size_t)(num + sizeof(num) - e));
+    return o + (num + sizeof(num) - e);
+}
+
+struct ack_chunk {
+    char *p;
+    size_t len, cap;
+};
+
+/* Format the live entries of bucket i of t into c, if they fit.  0, 1 if
+ * they do not fit (and nothing was added), -1 if they never could. */
+static int
+ack_format_bucket(const struct ack_table *t, size_t i, int pairs, time_t now, struct ack_chunk *c)
+{
+    size_t need = 0;
+    for (const struct ack_entry *e = t->b[i]; e; e = e->next)
+        need += (pairs ? 3 : 1) * e->klen + ACK_LINE_FIXED;
+    if (need > c->cap - c->len)
+        return need > c->cap ? -1 : 1;
+    char *o = c->p + c->len;
+    for (const struct ack_entry *e = t->b[i]; e; e = e->next) {
+        if (e->expires <= now)
+            continue;
+        if (pairs) {
+            size_t ul = strlen(e->key);
+            o = ack_put_encoded(o, e->key, ul);
+            *o++ = '\t';
+            o = ack_put_encoded(o, e->key + ul + 1, e->klen - ul - 1);
+        } else {
+            memcpy(o, e->key, e->klen);
+            o += e->klen;
+        }
+        o = ack_put_line_end(o, e->expires);
+    }
+    c->len = (size_t)(o - c->p);
+    return 0;
+}
+
+/* Stream the live entries of t to fd, formatting at most about
+ * ACK_CHUNK_BYTES per hold of s->mu and writing with the mutex released, so
+ * workers wait microseconds, not a whole pass.  The result is not one
+ * instant's picture: a change made meanwhile may be missed, but it bumped
+ * s->gen, so another write follows.  A rehash meanwhile moves entries between
+ * buckets: then this table is written again from its start. */
+static int
+ack_stream_table(struct ack_store *s, struct ack_table *t, int pairs, int fd, struct ack_chunk *c)
+{
+    off_t start = lseek(fd, 0, SEEK_CUR);
+    time_t now = time(NULL);
+    size_t i = 0;
+    int rc = 0;
+
+    pthread_mutex_lock(&s->mu);
+    size_t nb = t->nb;
+    while (i < t->nb && rc == 0) {
+        if (t->nb != nb) {
+            nb = t->nb;
+            i = 0;
+            if (start < 0 || ftruncate(fd, start) < 0 || lseek(fd, start, SEEK_SET) < 0) {
+                rc = -1;
+                break;
+            }
+        }
+        while (i < t->nb && (rc = ack_format_bucket(t, i, pairs, now, c)) == 0)
+            i++;
+        if (rc < 0) {
+            /* One chain longer than a chunk: only when rehashing failed. */
+            size_t ncap = 2 * c->cap;
+            char *np = realloc(c->p, ncap);
+            if (!np)
+                break;
+            c->p = np;
+            c->cap = ncap;
+            rc = 0;
+            continue;
+        }
+        pthread_mutex_unlock(&s->mu);
+        rc = ack_write_all(fd, c->p, c->len);
+        c->len = 0;
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Write the state file: temporary file in the same folder, fsync, rename,
+ * fsync of the folder.  Called by the writer without s->mu. */
+static int
+ack_state_write(struct ack_store *s)
+{
+    char tmp[4096];
+    struct ack_chunk c = {malloc(ACK_CHUNK_BYTES), 0, ACK_CHUNK_BYTES};
+    int fd = -1, e;
+
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", s->path) >= sizeof(tmp)) {
+        errno = ENAMETOOLONG;
+        goto fail;
+    }
+    if (!c.p) {
+        errno = ENOMEM;
+        goto fail;
+    }
+    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0)
+        goto fail;
+    if (ack_write_all(fd, ACK_STATE_HEADER, sizeof(ACK_STATE_HEADER) - 1) < 0 ||
+        ack_stream_table(s, &s->acks, 1, fd, &c) < 0 ||
+        ack_stream_table(s, &s->nonces, 0, fd, &c) < 0 || fsync(fd) < 0)
+        goto fail_unlink;
+    e = close(fd);
+    fd = -1;
+    if (e < 0 || rename(tmp, s->path) < 0)
+        goto fail_unlink;
+    ack_fsync_dir(s->path);
+    free(c.p);
+    return 0;
+
+fail_unlink:
+    e = errno;
+    unlink(tmp);
+    errno = e;
+fail:
+    log_warnx("ack: cannot write state file %s: %s", s->path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(c.p);
+    return -1;
+}
+
+static void
+ack_wait_until(struct ack_store *s, const struct timespec *deadline)
+{
+    while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, deadline) != ETIMEDOUT)
+        ;
+}
+
+/* The writer: sleeps until a change, writes the state file, then waits out
+ * the batching interval (or ACK_RETRY_S after a failure) before the next
+ * write.  On stop it writes what is pending once more and leaves. */
+static void *
+ack_writer_main(void *arg)
+{
+    struct ack_store *s = arg;
+    unsigned long written = 0;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stop && s->gen == written)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->gen == written)
+            break;
+        unsigned long gen = s->gen;
+        int stopping = s->stop;
+        pthread_mutex_unlock(&s->mu);
+
+        int ok = ack_state_write(s) == 0;
+        if (ok)
+            written = gen;
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        if (ok) {
+            deadline.tv_nsec += 1000000000L / ACK_FLUSH_PER_S;
+            deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+            deadline.tv_nsec %= 1000000000L;
+        } else {
+            deadline.tv_sec += ACK_RETRY_S;
+        }
+        pthread_mutex_lock(&s->mu);
+        if (!ok && stopping)
+            break;
+        ack_wait_until(s, &deadline);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static int
+ack_load_fail(char *err, size_t errlen, const char *path, size_t line, const char *msg)
+{
+    snprintf(err, errlen, "%s:%zu: %s", path, line, msg);
+    return -1;
+}
+
+/* Parse one state line (n bytes, no newline) into the tables. */
+static int
+ack_load_line(struct ack_store *s, char *l, size_t n, time_t now, const char **msg)
+{
+    char *f[3];
+    size_t fl[3], nf = 0;
+    char *p = l, *end = l + n;
+
+    for (;;) {
+        char *tab = memchr(p, '\t', (size_t)(end - p));
+        if (nf == 3) {
+            *msg = "too many fields";
+            return -1;
+        }
+        f[nf] = p;
+        fl[nf++] = (size_t)((tab ? tab : end) - p);
+        if (!tab)
+            break;
+        p = tab + 1;
+    }
+    long long exp;
+    if (nf < 2 || ack_parse_dec(f[nf - 1], fl[nf - 1], &exp) < 0) {
+        *msg = nf < 2 ? "expected USER<TAB>SERVICE<TAB>EXPIRES or NONCE<TAB>EXPIRES"
+                      : "bad expiry time";
+        return -1;
+    }
+    if (nf == 2) {
+        if (fl[0] != ACK_NONCE_HEX || !ack_is_lower_hex(f[0], ACK_NONCE_HEX)) {
+            *msg = "bad nonce";
+            return -1;
+        }
+        if ((time_t)exp <= now)
+            return 0;
+        uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)f[0], ACK_NONCE_HEX);
+        if (ack_table_put(&s->nonces, h, f[0], ACK_NONCE_HEX, (time_t)exp, now, 1) < 0)
+            goto oom;
+        return 0;
+    }
+    char user[ACK_USER_MAX + 1], service[ACK_SERVICE_MAX + 1], key[sizeof(user) + sizeof(service)];
+    size_t ul, sl;
+    if (ack_pct_decode(f[0], fl[0], user, sizeof(user), 0, &ul) < 0 ||
+        ack_pct_decode(f[1], fl[1], service, sizeof(service), 0, &sl) < 0) {
+        *msg = "bad user or service (too long, bad %XX or NUL)";
+        return -1;
+    }
+    if ((time_t)exp <= now)
+        return 0;
+    size_t klen = ack_pair_key(user, service, key);
+    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
+    if (ack_table_put(&s->acks, h, key, klen, (time_t)exp, now, 1) < 0)
+        goto oom;
+    return 0;
+oom:
+    *msg = "out of memory";
+    return -1;
+}
+
+static int
+ack_store_load(struct ack_store *s, char *err, size_t errlen)
+{
+    FILE *f = fopen(s->path, "re");
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t n;
+    time_t now = time(NULL);
+    int rc = -1;
+
+    if (!f) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%s: cannot open: %s", s->path, strerror(errno));
+        return -1;
+    }
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        const char *msg = NULL;
+        lineno++;
+        size_t len = (size_t)n;
+        if (len && line[len - 1] == '\n')
+            len--;
+        if (len > ACK_LINE_MAX)
+            msg = "line too long";
+        else if (memchr(line, '\0', len))
+            msg = "NUL byte";
+        if (msg) {
+            ack_load_fail(err, errlen, s->path, lineno, msg);
+            goto out;
+        }
+        if (len == 0 || line[0] == '#')
+            continue;
+        if (ack_load_line(s, line, len, now, &msg) < 0) {
+            ack_load_fail(err, errlen, s->path, lineno, msg);
+            goto out;
+        }
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: read error: %s", s->path, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+struct ack_store *
+ack_store_open(const char *state_file, char *err, size_t errlen)
+{
+    struct ack_store *s = calloc(1, sizeof(*s));
+    pthread_condattr_t ca;
+    int mu = 0, cv = 0;
+
+    if (!s) {
+        snprintf(err, errlen, "%s: out of memory", state_file);
+        return NULL;
+    }
+    if (getrandom(s->sipkey, sizeof(s->sipkey), 0) != (ssize_t)sizeof(s->sipkey)) {
+        snprintf(err, errlen, "%s: getrandom: %s", state_file, strerror(errno));
+        goto fail;
+    }
+    if (!(s->path = strdup(state_file)) || ack_table_init(&s->acks, ACK_STORE_MAX_ACKS) < 0 ||
+        ack_table_init(&s->nonces, ACK_STORE_MAX_NONCES) < 0) {
+        snprintf(err, errlen, "%s: out of memory", state_file);
+        goto fail;
+    }
+    if (ack_store_load(s, err, errlen) < 0)
+        goto fail;
+    if (pthread_mutex_init(&s->mu, NULL) != 0)
+        goto fail_thread;
+    mu = 1;
+    if (pthread_condattr_init(&ca) != 0)
+        goto fail_thread;
+    cv =
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&s->cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!cv || pthread_create(&s->writer, NULL, ack_writer_main, s) != 0)
+        goto fail_thread;
+    s->have_thread = 1;
+    return s;
+
+fail_thread:
+    snprintf(err, errlen, "%s: cannot start the state writer", state_file);
+fail:
+    if (cv)
+        pthread_cond_destroy(&s->cv);
+    if (mu)
+        pthread_mutex_destroy(&s->mu);
+    ack_table_free(&s->acks);
+    ack_table_free(&s->nonces);
+    free(s->path);
+    free(s);
+    return NULL;
+}
+
+void
+ack_store_close(struct ack_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->writer, NULL);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    ack_table_free(&s->acks);
+    ack_table_free(&s->nonces);
+    free(s->path);
+    free(s);
+}
+
+/* ---- form and return target -------------------------------------------------- */
+
+int
+ack_form_parse(const char *body, size_t len, char *url, size_t urlcap, char *token, size_t tokcap)
+{
+    int have_url = 0, have_tok = 0;
+    const char *p = body, *end = body + len;
+
+    if (len > ACK_FORM_MAX)
+        return -1;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *fe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(fe - p));
+        const char *ke = eq ? eq : fe, *vs = eq ? eq + 1 : fe;
+        char name[8];
+        size_t nl, vl;
+        /* A name that does not decode into name[] is not one of ours. */
+        if (ack_pct_decode(p, (size_t)(ke - p), name, sizeof(name), 1, &nl) == 0) {
+            int is_url = strcmp(name, "url") == 0, is_tok = strcmp(name, "token") == 0;
+            if (is_url || is_tok) {
+                int *have = is_url ? &have_url : &have_tok;
+                if (*have ||
+                    ack_pct_decode(vs, (size_t)(fe - vs), is_url ? url : token,
+                                   is_url ? urlcap : tokcap, 1, &vl) < 0 ||
+                    vl == 0)
+                    return -1;
+                *have = 1;
+            }
+        }
+        if (!amp)
+            break;
+        p = amp + 1;
+    }
+    return have_url && have_tok ? 0 : -1;
+}
+
+/* A DNS name or IPv4 address: labels of letters, digits, '-' and '_', each 1
+ * to 63 bytes, at most 253 bytes without an optional final dot. */
+static int
+ack_hostname_ok(const char *h, size_t n)
+{
+    if (n && h[n - 1] == '.')
+        n--;
+    if (n == 0 || n > 253)
+        return 0;
+    size_t label = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        if (c == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_') ||
+            ++label > 63)
+            return 0;
+    }
+    return label > 0;
+}
+
+int
+ack_url_parse_host(const char *url, char *host, size_t hostcap, int *is_https)
+{
+    size_t n = strnlen(url, ACK_URL_MAX + 1);
+    const char *p, *hs, *he, *port;
+    int https;
+
+    if (n > ACK_URL_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c <= 0x20 || c >= 0x7f || c == '\\')
+            return -1;
+    }
+    if (strncasecmp(url, "http://", 7) == 0) {
+        https = 0;
+        p = url + 7;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        https = 1;
+        p = url + 8;
+    } else {
+        return -1;
+    }
+    const char *aend = p + strcspn(p, "/?#");
+    if (memchr(p, '@', (size_t)(aend - p)))
+        return -1;
+    if (p < aend && *p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(aend - p));
+        char lit[INET6_ADDRSTRLEN];
+        struct in6_addr a6;
+        if (!rb)
+            return -1;
+        hs = p + 1;
+        he = rb;
+        port = rb + 1;
+        if ((size_t)(he - hs) >= sizeof(lit))
+            return -1;
+        memcpy(lit, hs, (size_t)(he - hs));
+        lit[he - hs] = '\0';
+        if (inet_pton(AF_INET6, lit, &a6) != 1 || (port < aend && *port != ':'))
+            return -1;
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(aend - p));
+        hs = p;
+        he = port = colon ? colon : aend;
+        if (!ack_hostname_ok(hs, (size_t)(he - hs)))
+            return -1;
+    }
+    if (port < aend) {
+        long long pn;
+        if (ack_parse_dec(port + 1, (size_t)(aend - port - 1), &pn) < 0 || pn > 65535)
+            return -1;
+    }
+    size_t hl = (size_t)(he - hs);
+    if (hl + 1 > hostcap)
+        return -1;
+    for (size_t i = 0; i < hl; i++) {
+        char c = hs[i];
+        host[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    }
+    host[hl] = '\0';
+    if (is_https)
+        *is_https = https;
+    return 0;
+}

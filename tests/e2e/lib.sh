@@ -1,0 +1,392 @@
+# Helpers for the end-to-end tests; every tests/e2e/t_*.sh sources this file.
+#
+# Each test gets its own scratch directory $T (removed at exit unless KEEP=1)
+# and starts its own servers on ephemeral 127.0.0.1 ports: nginx (static
+# files, keep-alive, HTTPS), origin.py (echo and odd framings) and the proxy
+# ($AIGATE, default build/aigate).  Every process a test starts is recorded by
+# pid and stopped by pid when the test exits.
+#
+# Assertions do not stop the test: each prints "ok - ..." or "not ok - ...",
+# and the test exits 1 if any failed, so one run shows every failure.  die()
+# is for broken set-up and stops at once.  A sanitizer report in the proxy's
+# log fails the test too.
+
+set -u
+E2E=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$E2E/../.." && pwd)
+: "${AIGATE:=$ROOT/build/aigate}"
+# The system python, not a pyenv shim: starts fast and $! is python itself.
+if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+# A wedged proxy that allocates without end must not take the machine with it.
+export ASAN_OPTIONS="detect_leaks=1:hard_rss_limit_mb=2048${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the tree
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/aigate-e2e.XXXXXX")
+PIDS=()
+PROXY_PIDS=()
+FAILED=0
+PROXY_PID=
+PROXY_PORT=
+PROXY_LOG=
+PROXY_RC=
+
+# ---- assertions ---------------------------------------------------------------
+die() {
+    echo "FATAL: $*" >&2
+    exit 1
+}
+
+fail() {
+    echo "not ok - $*" >&2
+    FAILED=1
+}
+
+pass() {
+    echo "ok - $*"
+}
+
+# oneline TEXT: TEXT shortened to one line for a message
+oneline() {
+    head -c 600 <<<"$1" | tr -d '\r' | tr '\n' '|'
+}
+
+# assert_eq DESC EXPECTED GOT
+assert_eq() {
+    if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: expected [$2], got [$3]"; fi
+}
+
+# assert_contains DESC HAYSTACK NEEDLE (fixed string)
+assert_contains() {
+    if grep -qF -- "$3" <<<"$2"; then
+        pass "$1"
+    else
+        fail "$1: [$3] not found in: $(oneline "$2")"
+    fi
+}
+
+# assert_not_contains DESC HAYSTACK NEEDLE (fixed string, case-insensitive)
+assert_not_contains() {
+    if grep -qiF -- "$3" <<<"$2"; then
+        fail "$1: [$3] unexpectedly found in: $(oneline "$2")"
+    else
+        pass "$1"
+    fi
+}
+
+# assert_match DESC ERE STRING
+assert_match() {
+    if grep -qE -- "$2" <<<"$3"; then
+        pass "$1"
+    else
+        fail "$1: /$2/ does not match: $(oneline "$3")"
+    fi
+}
+
+# assert_le DESC A B: integer A <= B
+assert_le() {
+    if [ "$2" -le "$3" ]; then pass "$1 ($2 <= $3)"; else fail "$1: $2 > $3"; fi
+}
+
+# ---- small utilities ---------------------------------------------------------
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+now_ms() {
+    date +%s%3N
+}
+
+# wait_port PORT [SECONDS]: until 127.0.0.1:PORT accepts a connection
+wait_port() {
+    local i n=$((${2:-10} * 20))
+    for ((i = 0; i < n; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# wait_file FILE [SECONDS]
+wait_file() {
+    local i n=$((${2:-10} * 20))
+    for ((i = 0; i < n; i++)); do
+        [ -e "$1" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# alive PID
+alive() {
+    kill -0 "$1" 2>/dev/null
+}
+
+# rss_kb PID: resident set size in KiB
+rss_kb() {
+    awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+# jget EXPR: evaluate a Python expression on the JSON document read from stdin (d)
+jget() {
+    "$PY" -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
+}
+
+# spawn CMD...: start a background process and remember its pid in $LAST_PID
+spawn() {
+    "$@" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+# ---- certificates --------------------------------------------------------------
+# make_cert DIR NAME...: DIR/ca.pem (made once) signs DIR/NAME.pem + DIR/NAME.key,
+# a server certificate for every NAME as a DNS subjectAltName.
+make_cert() {
+    local dir=$1 first=$2 san="" n
+    shift
+    mkdir -p "$dir"
+    if [ ! -e "$dir/ca.pem" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 2 -subj "/CN=aigate e2e test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null ||
+            die "openssl: cannot make the test CA"
+    fi
+    for n in "$@"; do san="${san:+$san,}DNS:$n"; done
+    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$san" \
+        >"$dir/$first.ext"
+    if ! openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$dir/$first.key" -out "$dir/$first.csr" -subj "/CN=$first" 2>/dev/null ||
+        ! openssl x509 -req -in "$dir/$first.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/$first.ext" -out "$dir/$first.pem" 2>/dev/null; then
+        die "openssl: cannot make the certificate for $first"
+    fi
+}
+
+# ---- nginx ---------------------------------------------------------------------
+# start_nginx DIR: HTTP on $NGINX_HTTP_PORT and HTTPS (certificate for origin.test,
+# signed by DIR/certs/ca.pem) on $NGINX_HTTPS_PORT, serving $NGINX_HTML:
+# small.txt (1 KiB), 64k.bin, one.txt two.txt three.txt.  $NGINX_ACCESS_LOG has
+# one line per request: "$connection $connection_requests "$request" $status $bytes".
+start_nginx() {
+    local dir=$1 user=""
+    mkdir -p "$dir/html" "$dir/tmp" "$dir/certs"
+    NGINX_HTML=$dir/html
+    NGINX_ACCESS_LOG=$dir/access.log
+    NGINX_HTTP_PORT=$(free_port)
+    NGINX_HTTPS_PORT=$(free_port)
+    head -c 1024 /dev/urandom >"$dir/html/small.txt"
+    head -c 65536 /dev/urandom >"$dir/html/64k.bin"
+    echo one >"$dir/html/one.txt"
+    echo two >"$dir/html/two.txt"
+    echo three >"$dir/html/three.txt"
+    make_cert "$dir/certs" origin.test
+    # As root, nginx's workers would switch to nobody and could not read $T.
+    [ "$(id -u)" = 0 ] && user="user root root;"
+    cat >"$dir/nginx.conf" <<EOF
+$user
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log info;
+events { worker_connections 512; }
+http {
+    log_format e2e '\$connection \$connection_requests "\$request" \$status \$body_bytes_sent';
+    access_log $dir/access.log e2e;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    types { text/plain txt; application/octet-stream bin; }
+    default_type application/octet-stream;
+    keepalive_timeout 60s;
+    keepalive_requests 10000;
+    sendfile on;
+    server {
+        listen 127.0.0.1:$NGINX_HTTP_PORT;
+        server_name origin.test;
+        root $dir/html;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_HTTPS_PORT ssl;
+        server_name origin.test;
+        ssl_certificate $dir/certs/origin.test.pem;
+        ssl_certificate_key $dir/certs/origin.test.key;
+        root $dir/html;
+    }
+}
+EOF
+    spawn nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
+    if ! wait_port "$NGINX_HTTP_PORT" 10 || ! wait_port "$NGINX_HTTPS_PORT" 10; then
+        die "nginx did not start: $(tail -n 5 "$dir/error.log" 2>/dev/null)"
+    fi
+}
+
+# make_big FILE [MIB]: a file of MIB (default 100) MiB of random bytes
+make_big() {
+    head -c "$((${2:-100} * 1024 * 1024))" /dev/urandom >"$1"
+}
+
+# nginx_requests PATTERN: access log lines whose request matches PATTERN (ERE)
+nginx_requests() {
+    grep -E -- "$1" "$NGINX_ACCESS_LOG" 2>/dev/null || true
+}
+
+# ---- origin.py -------------------------------------------------------------------
+# start_origin: HTTP origin on $ORIGIN_PORT recording to $ORIGIN_LOG
+start_origin() {
+    ORIGIN_PORT=$(free_port)
+    ORIGIN_LOG=$T/origin.jsonl
+    : >"$ORIGIN_LOG"
+    spawn "$PY" "$E2E/origin.py" --mode http --port "$ORIGIN_PORT" --log "$ORIGIN_LOG" \
+        --ready "$T/origin.ready"
+    wait_file "$T/origin.ready" 10 || die "origin.py did not start"
+}
+
+# start_echo: TCP echo-at-EOF server on $ECHO_PORT recording to $ECHO_LOG
+start_echo() {
+    ECHO_PORT=$(free_port)
+    ECHO_LOG=$T/echo.jsonl
+    : >"$ECHO_LOG"
+    spawn "$PY" "$E2E/origin.py" --mode tcp-echo --port "$ECHO_PORT" --log "$ECHO_LOG" \
+        --ready "$T/echo.ready"
+    wait_file "$T/echo.ready" 10 || die "echo server did not start"
+}
+
+# start_dns_nx: UDP DNS server answering NXDOMAIN on $DNS_PORT
+start_dns_nx() {
+    DNS_PORT=$("$PY" -c 'import socket; s = socket.socket(type=socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    spawn "$PY" "$E2E/origin.py" --mode dns-nx --port "$DNS_PORT" --ready "$T/dns.ready"
+    wait_file "$T/dns.ready" 10 || die "DNS server did not start"
+}
+
+# origin_reqs [ERE]: the requests origin.py received (JSON lines), optionally filtered
+origin_reqs() {
+    grep -F '"ev": "req"' "$ORIGIN_LOG" | grep -E -- "${1:-.}" || true
+}
+
+# origin_count [ERE]: how many requests origin.py received
+origin_count() {
+    origin_reqs "${1:-.}" | grep -c . || true
+}
+
+# ---- the proxy -------------------------------------------------------------------
+# write_hosts: $T/hosts maps the test names to 127.0.0.1
+write_hosts() {
+    printf '127.0.0.1 origin.test chat.deepseek.com api.deepseek.com www.example.test\n' >"$T/hosts"
+}
+
+# proxy_conf [LINE...]: the usual test config for $PROXY_PORT and $T/hosts, plus the
+# given lines.  CONNECT_PORTS, LIMITS and DNS (the insides of connect_ports = [ ],
+# limits : { } and dns : { }) override parts.
+proxy_conf() {
+    local ports=${CONNECT_PORTS:-443}
+    local limits=${LIMITS:-"header_timeout_ms = 1000; idle_timeout_ms = 3000; shutdown_grace_ms = 5000;"}
+    local dns=${DNS:-"hosts_file = \"$T/hosts\";"}
+    printf '%s\n' "listen = [ \"127.0.0.1:$PROXY_PORT\" ];" "workers = 2;" \
+        "connect_ports = [ $ports ];" "dns : { $dns };" "limits : { $limits };" "$@"
+}
+
+# start_proxy DIR CONFIG_TEXT: write DIR/aigate.conf, start "$AIGATE -f" on it with
+# stderr to DIR/proxy.log and wait until the first listen port accepts.
+start_proxy() {
+    local dir=$1 port
+    [ -x "$AIGATE" ] || die "proxy binary not found: $AIGATE"
+    printf '%s\n' "$2" >"$dir/aigate.conf"
+    port=$(grep -oE 'listen *= *\[ *"127\.0\.0\.1:[0-9]+' "$dir/aigate.conf" | grep -oE '[0-9]+$')
+    [ -n "$port" ] || die "start_proxy: no 127.0.0.1 listen address in the config"
+    PROXY_LOG=$dir/proxy.log
+    # Without ASan (which has its own RSS limit), cap the address space instead.
+    if ldd "$AIGATE" 2>/dev/null | grep -q libasan; then
+        spawn "$AIGATE" -f -c "$dir/aigate.conf" 2>>"$PROXY_LOG" >>"$dir/proxy.out"
+    else
+        spawn bash -c 'ulimit -v 4194304 && exec "$@"' aigate \
+            "$AIGATE" -f -c "$dir/aigate.conf" 2>>"$PROXY_LOG" >>"$dir/proxy.out"
+    fi
+    PROXY_PID=$LAST_PID
+    PROXY_PIDS+=("$PROXY_PID")
+    PROXY_PORT=$port
+    if ! wait_port "$port" 15; then
+        alive "$PROXY_PID" || die "proxy exited at start: $(tail -n 20 "$PROXY_LOG")"
+        die "proxy does not accept on $port: $(tail -n 20 "$PROXY_LOG")"
+    fi
+}
+
+# stop_proxy [SIGNAL [SECONDS]]: signal the proxy (TERM), wait for it to exit (10 s,
+# then it is killed and the test fails); its exit status is in $PROXY_RC.
+stop_proxy() {
+    local i
+    kill "-${1:-TERM}" "$PROXY_PID" 2>/dev/null
+    for ((i = 0; i < ${2:-10} * 20; i++)); do
+        alive "$PROXY_PID" || break
+        sleep 0.05
+    done
+    if alive "$PROXY_PID"; then
+        fail "proxy did not exit within ${2:-10} s of SIG${1:-TERM}"
+        kill -KILL "$PROXY_PID" 2>/dev/null
+    fi
+    wait "$PROXY_PID" 2>/dev/null
+    PROXY_RC=$?
+}
+
+# pcurl ARGS...: curl through the proxy
+pcurl() {
+    curl -q -sS --max-time 20 -x "http://127.0.0.1:$PROXY_PORT" "$@"
+}
+
+# raw_req [HTTPC OPTIONS]: send stdin to the proxy byte for byte (see httpc.py)
+raw_req() {
+    "$PY" "$E2E/httpc.py" "$PROXY_PORT" "$@"
+}
+
+# ---- teardown --------------------------------------------------------------------
+stop_all() {
+    local pid i
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do
+        for ((i = 0; i < 140; i++)); do
+            alive "$pid" || break
+            sleep 0.05
+        done
+        if alive "$pid"; then
+            if [[ " ${PROXY_PIDS[*]} " == *" $pid "* ]]; then
+                fail "proxy (pid $pid) still running 7 s after SIGTERM at the end of the test"
+            else
+                echo "pid $pid ignored SIGTERM for 7 s, killing it" >&2
+            fi
+            kill -KILL "$pid" 2>/dev/null
+        fi
+        wait "$pid" 2>/dev/null
+    done
+    PIDS=()
+}
+
+# sanitizer reports in any proxy log fail the test
+check_sanitizers() {
+    local f
+    while IFS= read -r f; do
+        if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:|AddressSanitizer:DEADLYSIGNAL' "$f"; then
+            fail "sanitizer report in ${f#"$T"/}: $(grep -m1 -E 'Sanitizer|runtime error' "$f")"
+            sed -n '1,60p' "$f" >&2
+        fi
+    done < <(find "$T" -name proxy.log)
+}
+
+on_exit() {
+    local rc=$?
+    trap - EXIT
+    stop_all
+    check_sanitizers
+    [ "$FAILED" = 0 ] || rc=1
+    if [ "$rc" != 0 ] && [ -n "$PROXY_LOG" ] && [ -s "$PROXY_LOG" ]; then
+        echo "---- last lines of $PROXY_LOG" >&2
+        tail -n 25 "$PROXY_LOG" >&2
+    fi
+    if [ "${KEEP:-0}" = 1 ]; then echo "scratch kept in $T" >&2; else rm -rf "$T"; fi
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 143' TERM INT
