@@ -77,6 +77,10 @@ deps-check:
 # ---- run / install ----------------------------------------------------------
 run: deps-check
 	$(MAKE) build/aigate
+	@if [ ! -e certs/ca.key ] && [ ! -e certs/ca.pem ]; then \
+	  build/aigate --gen-ca certs && \
+	  echo "Development CA created: certs/ca.pem. Trust it in your browser to see pages inside HTTPS (certs/README.md)."; \
+	fi
 	build/aigate -f -c rules/aigate.conf
 
 install: build/aigate

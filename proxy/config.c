@@ -23,6 +23,7 @@
 #include "aigate/catalog.h"
 #include "aigate/pages.h"
 #include "aigate/policy.h"
+#include "aigate/tls_mitm.h"
 #include "aigate/users.h"
 
 struct cfg_ctx {
@@ -517,6 +518,12 @@ config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
     if (c->auth.mode == AUTH_BASIC &&
         !(c->authdb = auth_db_load(c->auth.htpasswd, x->err, x->errlen)))
         return -1;
+    if (c->tls.intercept) {
+        if (!(c->tls_ca = tls_ca_load(c->tls.ca_cert, c->tls.ca_key, x->err, x->errlen)))
+            return -1;
+        if (!(c->tls_cctx = tls_client_ctx_new(c->tls.upstream_ca_file, x->err, x->errlen)))
+            return -1;
+    }
     return 0;
 }
 
@@ -665,6 +672,8 @@ config_unref(struct config *c)
     users_free(c->users);
     pages_free(c->pages);
     auth_db_free(c->authdb);
+    tls_ca_unref(c->tls_ca);
+    SSL_CTX_free(c->tls_cctx);
     free(c->path);
     free(c->dir);
     free(c);

@@ -16,12 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aigate/ack.h"
 #include "aigate/audit.h"
 #include "aigate/auth.h"
 #include "aigate/config.h"
 #include "aigate/explain.h"
 #include "aigate/log.h"
 #include "aigate/netaddr.h"
+#include "aigate/tls_mitm.h"
 #include "aigate/users.h"
 #include "aigate/worker.h"
 
@@ -40,6 +42,7 @@ usage(FILE *out)
             "       aigate [-c FILE] --explain USER METHOD URL\n"
             "       aigate [-c FILE] --verify-log [--from-any] FILE [FILE...]\n"
             "       aigate --report FILE [FILE...]\n"
+            "       aigate --gen-ca DIR\n"
             "\n"
             "  -c FILE       config file (default rules/aigate.conf, then /etc/aigate/aigate.conf)\n"
             "  -f            stay in the foreground, diagnostics to stderr\n"
@@ -49,6 +52,7 @@ usage(FILE *out)
             "                '-' (anonymous) or '@ADDRESS'\n"
             "  --verify-log FILE...  check the audit log's hash chain\n"
             "  --report FILE...      counts per service and user from audit logs\n"
+            "  --gen-ca DIR  create DIR/ca.pem and DIR/ca.key (0600), an interception CA\n"
             "  -V            print the version\n"
             "  -h            this help\n"
             "\n"
@@ -190,6 +194,13 @@ run_proxy(struct config *c, int foreground)
             return 1;
         }
     }
+    if (ack_secret_load(c->ack.secret_file, rt.ack_key, err, sizeof(err)) < 0 ||
+        !(rt.acks = ack_store_open(c->ack.state_file, err, sizeof(err)))) {
+        log_warnx("acknowledgements: %s", err);
+        config_unref(c);
+        audit_close(rt.audit);
+        return 1;
+    }
     rt.auth_backoff = auth_backoff_new();
     current = c;
     nworkers = c->workers;
@@ -237,6 +248,7 @@ run_proxy(struct config *c, int foreground)
     event_base_free(main_base);
     free(workers);
     audit_close(rt.audit);
+    ack_store_close(rt.acks);
     auth_backoff_free(rt.auth_backoff);
     config_unref(current);
     log_info("stopped");
@@ -250,6 +262,7 @@ main(int argc, char **argv)
     static const struct option longopts[] = {
         {"explain", no_argument, NULL, OPT_EXPLAIN}, {"verify-log", no_argument, NULL, OPT_VERIFY},
         {"report", no_argument, NULL, OPT_REPORT},   {"from-any", no_argument, NULL, OPT_FROM_ANY},
+        {"gen-ca", required_argument, NULL, OPT_GENCA},
         {"help", no_argument, NULL, 'h'},            {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     const char *cfgpath = NULL;
@@ -276,6 +289,13 @@ main(int argc, char **argv)
         case OPT_FROM_ANY:
             from_any = 1;
             break;
+        case OPT_GENCA:
+            if (tls_gen_ca(optarg, err, sizeof(err)) < 0) {
+                fprintf(stderr, "aigate: %s\n", err);
+                return 1;
+            }
+            printf("created %s/ca.pem and %s/ca.key\n", optarg, optarg);
+            return 0;
         case OPT_EXPLAIN:
         case OPT_VERIFY:
         case OPT_REPORT:

@@ -10,6 +10,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -21,6 +22,7 @@
 
 #include "aigate/config.h"
 #include "aigate/log.h"
+#include "aigate/tls_mitm.h"
 #include "aigate/worker.h"
 
 #define POOL_BUCKETS 256
@@ -49,6 +51,8 @@ struct upstream_req {
     struct event *done_ev;
     struct upstream *result;
     enum upstream_err err;
+    SSL_CTX *tls;
+    char detail[160];
     int cancelled;
 };
 
@@ -243,8 +247,10 @@ req_done(evutil_socket_t fd, short what, void *arg)
     upstream_cb cb = r->cb;
     void *cbarg = r->arg;
     enum upstream_err err = u ? UPSTREAM_OK : (r->err ? r->err : UPSTREAM_ERR_INTERNAL);
+    char detail[sizeof(r->detail)];
+    memcpy(detail, r->detail, sizeof(detail));
     upstream_cancel(r);
-    cb(u, err, cbarg);
+    cb(u, err, detail[0] ? detail : NULL, cbarg);
 }
 
 /* 1 if sa is one of our own listeners (or the admin listener): a loop. */
@@ -278,12 +284,55 @@ addr_is_self(const struct config *c, const struct sockaddr *sa)
 }
 
 static void try_connect(struct upstream_req *r);
+static void connect_event(struct bufferevent *bev, short what, void *arg);
+
+/* The TCP connection is up: start TLS to the origin, verifying its certificate for r->host. */
+static void
+tls_start(struct upstream_req *r)
+{
+    const struct config *c = r->p->w->cfg;
+    SSL *ssl = tls_client_ssl(r->tls, r->host);
+    struct bufferevent *fb = NULL;
+    bufferevent_set_timeouts(r->bev, NULL, NULL);
+    if (ssl)
+        fb = bufferevent_openssl_filter_new(r->p->w->base, r->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    if (!fb) {
+        bufferevent_free(r->bev);
+        r->bev = NULL;
+        snprintf(r->detail, sizeof(r->detail), "cannot start TLS: %s", tls_last_error());
+        req_finish(r, UPSTREAM_ERR_TLS);
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(fb, 1);
+    struct timeval tv = {c->limits.connect_timeout_ms / 1000,
+                         (c->limits.connect_timeout_ms % 1000) * 1000};
+    r->bev = fb;
+    bufferevent_setcb(fb, NULL, NULL, connect_event, r);
+    bufferevent_set_timeouts(fb, &tv, &tv);
+    bufferevent_enable(fb, EV_READ | EV_WRITE);
+}
 
 static void
 connect_event(struct bufferevent *bev, short what, void *arg)
 {
     struct upstream_req *r = arg;
     (void)bev;
+    int is_tls = r->tls && bufferevent_openssl_get_ssl(r->bev) != NULL;
+    if ((what & BEV_EVENT_CONNECTED) && r->tls && !is_tls) {
+        tls_start(r);
+        return;
+    }
+    if (is_tls && !(what & BEV_EVENT_CONNECTED)) {
+        const char *why = tls_verify_error(bufferevent_openssl_get_ssl(r->bev));
+        snprintf(r->detail, sizeof(r->detail), "%s",
+                 why ? why : (what & BEV_EVENT_TIMEOUT) ? "TLS handshake timed out"
+                                                        : "TLS handshake failed");
+        bufferevent_free(r->bev);
+        r->bev = NULL;
+        req_finish(r, UPSTREAM_ERR_TLS);
+        return;
+    }
     if (what & BEV_EVENT_CONNECTED) {
         struct upstream *u = calloc(1, sizeof(*u));
         if (!u) {
@@ -359,8 +408,8 @@ dns_done(int result, struct evutil_addrinfo *ai, void *arg)
 }
 
 struct upstream_req *
-upstream_get(struct upstream_pool *p, const char *host, uint16_t port, int allow_reuse,
-             upstream_cb cb, void *arg)
+upstream_get(struct upstream_pool *p, const char *host, uint16_t port, SSL_CTX *tls,
+             int allow_reuse, upstream_cb cb, void *arg)
 {
     struct upstream_req *r = calloc(1, sizeof(*r));
     if (!r)
@@ -370,7 +419,8 @@ upstream_get(struct upstream_pool *p, const char *host, uint16_t port, int allow
     r->arg = arg;
     r->port = port;
     snprintf(r->host, sizeof(r->host), "%s", host);
-    snprintf(r->key, sizeof(r->key), "%s:%u", host, port);
+    r->tls = tls;
+    snprintf(r->key, sizeof(r->key), "%s%s:%u", tls ? "tls:" : "", host, port);
     r->done_ev = event_new(p->w->base, -1, 0, req_done, r);
     if (!r->done_ev) {
         free(r);
@@ -422,6 +472,8 @@ upstream_err_name(enum upstream_err e)
         return "connection_timeout";
     case UPSTREAM_ERR_SELF:
         return "proxy_loop_detected";
+    case UPSTREAM_ERR_TLS:
+        return "tls_certificate_error";
     default:
         return "proxy_internal_error";
     }

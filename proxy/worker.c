@@ -25,7 +25,11 @@
 #include "aigate/config.h"
 #include "aigate/conn.h"
 #include "aigate/log.h"
+#include "aigate/tls_mitm.h"
 #include "aigate/upstream.h"
+
+/* Minted leaf certificates kept per worker: one per AI host, so this covers the catalog. */
+#define WORKER_LEAF_CACHE 1024
 
 struct runtime rt;
 
@@ -158,6 +162,10 @@ worker_msg(evutil_socket_t fd, short what, void *arg)
                 log_warnx("worker %d: resolver not reloaded", w->id);
             }
         }
+        if (next->tls_ca != (w->leaf_cache ? tls_leaf_cache_ca(w->leaf_cache) : NULL)) {
+            tls_leaf_cache_free(w->leaf_cache);
+            w->leaf_cache = next->tls_ca ? tls_leaf_cache_new(next->tls_ca, WORKER_LEAF_CACHE) : NULL;
+        }
         config_unref(w->cfg);
         w->cfg = next;
     }
@@ -199,6 +207,8 @@ worker_init(struct worker *w, int id, struct config *cfg)
     w->grace_ev = evtimer_new(w->base, worker_grace, w);
     w->pool = upstream_pool_new(w);
     w->auth_cache = auth_cache_new(4096, 3600);
+    if (cfg->tls_ca && !(w->leaf_cache = tls_leaf_cache_new(cfg->tls_ca, WORKER_LEAF_CACHE)))
+        return -1;
     if (!w->msg_ev || !w->grace_ev || !w->pool || !w->auth_cache)
         return -1;
     return worker_listen(w, cfg);
@@ -260,6 +270,7 @@ worker_join(struct worker *w)
         evdns_base_free(w->old_dns[i], 1);
     free(w->old_dns);
     auth_cache_free(w->auth_cache);
+    tls_leaf_cache_free(w->leaf_cache);
     if (w->base)
         event_base_free(w->base);
     config_unref(w->cfg);

@@ -24,6 +24,8 @@ struct policy;
 struct users;
 struct pages;
 struct auth_db;
+struct tls_ca;
+struct ssl_ctx_st;
 
 enum auth_mode { AUTH_NONE = 0, AUTH_BASIC, AUTH_ADDRESS };
 
@@ -95,6 +97,8 @@ struct config {
     struct users *users;
     struct pages *pages;
     struct auth_db *authdb;
+    struct tls_ca *tls_ca;          /* tls.intercept: the interception CA */
+    struct ssl_ctx_st *tls_cctx;    /* tls.intercept: context for TLS to origins */
 };
 
 /*

@@ -10,6 +10,7 @@
  *   CS_UPSTREAM waiting for the origin connection (DNS, connect, pool)
  *   CS_FORWARD  request body up, response down, with back-pressure
  *   CS_TUNNEL   CONNECT relay (tunnel.c)
+ *   CS_LOCALBODY reading the body of a request the proxy answers itself (the ack form)
  *   CS_CLOSING  flushing a final response, then closed
  */
 #ifndef AIGATE_CONN_H
@@ -22,6 +23,8 @@
 
 #include "aigate/http_parse.h"
 
+struct evbuffer;
+
 struct worker;
 struct config;
 struct upstream;
@@ -29,7 +32,7 @@ struct upstream_req;
 struct service;
 struct policy_rule;
 
-enum conn_state { CS_HEAD, CS_IDLE, CS_UPSTREAM, CS_FORWARD, CS_TUNNEL, CS_CLOSING };
+enum conn_state { CS_HEAD, CS_IDLE, CS_UPSTREAM, CS_FORWARD, CS_TUNNEL, CS_LOCALBODY, CS_CLOSING };
 
 /* One request/response exchange (or one CONNECT tunnel). */
 struct req {
@@ -37,7 +40,8 @@ struct req {
     char method[24];
     int minor;
     unsigned keep_alive : 1, is_head : 1, is_connect : 1, body_done : 1, resp_head_done : 1,
-        resp_done : 1, dechunk : 1, origin_keep : 1, retried : 1, expect_continue : 1;
+        resp_done : 1, dechunk : 1, origin_keep : 1, retried : 1, expect_continue : 1,
+        wants_html : 1;
     enum http_body body;
     uint64_t body_left;
     struct http_chunk chunk;
@@ -71,7 +75,12 @@ struct conn {
     char peer_str[48];
     enum conn_state state;
     unsigned allowed : 1, client_eof : 1, up_eof : 1, client_shut : 1, up_shut : 1,
-        timer_header : 1, held : 1;
+        timer_header : 1, held : 1, intercept : 1;
+    /* intercept: the client side is TLS we terminated for this CONNECT target */
+    char tls_host[256];
+    uint16_t tls_port;
+    unsigned tls_requests;   /* requests seen inside the intercepted connection */
+    struct req *tunnel_req;  /* the CONNECT an intercepted connection started with */
     struct event *timer;
     long deadline_base_ms;
     size_t head_pending; /* bytes of the current head still in the input buffer */
@@ -91,6 +100,12 @@ void conn_free_all(struct worker *w);
 long conn_now_ms(struct conn *c);
 void conn_touch(struct conn *c);
 void conn_request_end(struct conn *c);
+/* Answer with a response made by the proxy (extra: header lines ending in CRLF, or NULL). */
+void conn_respond(struct conn *c, int status, const char *extra, const char *ctype,
+                  struct evbuffer *body, int close_after);
+/* Answer with an error page, Proxy-Status, audit line "error"; then next request or close. */
+void conn_error(struct conn *c, int status, const char *perror, const char *title,
+                const char *detail, const char *buf, const struct http_head *h, int close_after);
 /* Write the request's audit line (no-op when the audit log is off). */
 void conn_audit(struct conn *c, struct req *r, const char *action, int status);
 

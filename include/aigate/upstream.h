@@ -17,6 +17,7 @@ struct worker;
 struct bufferevent;
 struct upstream_pool;
 struct upstream_req;
+struct ssl_ctx_st;
 
 struct upstream {
     struct bufferevent *bev;
@@ -35,10 +36,13 @@ enum upstream_err {
     UPSTREAM_ERR_REFUSED,
     UPSTREAM_ERR_TIMEOUT,
     UPSTREAM_ERR_SELF, /* resolves to one of our own listeners */
+    UPSTREAM_ERR_TLS,  /* TLS handshake or origin certificate verification failed */
     UPSTREAM_ERR_INTERNAL,
 };
 
-typedef void (*upstream_cb)(struct upstream *u, enum upstream_err err, void *arg);
+/* detail: a human explanation of err (e.g. the certificate problem), or NULL. */
+typedef void (*upstream_cb)(struct upstream *u, enum upstream_err err, const char *detail,
+                            void *arg);
 
 struct upstream_pool *upstream_pool_new(struct worker *w);
 void upstream_pool_free(struct upstream_pool *p);
@@ -47,11 +51,15 @@ void upstream_pool_flush(struct upstream_pool *p);
 
 /*
  * Get a connection to host:port, from the pool when allow_reuse, else new.
+ * With tls (a client context), the connection speaks TLS to the origin,
+ * with SNI and the origin's certificate verified for host; plain and TLS
+ * connections are pooled apart.
  * Returns a handle for upstream_cancel(), or NULL on immediate failure
  * (out of memory).  cb runs exactly once unless cancelled.
  */
 struct upstream_req *upstream_get(struct upstream_pool *p, const char *host, uint16_t port,
-                                  int allow_reuse, upstream_cb cb, void *arg);
+                                  struct ssl_ctx_st *tls, int allow_reuse, upstream_cb cb,
+                                  void *arg);
 void upstream_cancel(struct upstream_req *r);
 
 /* Hand a connection back: to the pool if reusable, else closed. */

@@ -19,6 +19,8 @@ struct audit;
 struct auth_cache;
 struct auth_backoff;
 struct upstream_pool;
+struct ack_store;
+struct tls_leaf_cache;
 
 /* Process-wide state shared by all workers. */
 struct runtime {
@@ -26,6 +28,8 @@ struct runtime {
     struct auth_backoff *auth_backoff; /* shared across workers */
     atomic_int nconns;                 /* open client connections, all workers */
     atomic_ullong requests;            /* served requests, all workers */
+    unsigned char ack_key[32];         /* HMAC key of caution acknowledgement tokens */
+    struct ack_store *acks;            /* acknowledgements, shared by all workers */
 };
 
 extern struct runtime rt;
@@ -52,6 +56,7 @@ struct worker {
     size_t nconns;
     struct upstream_pool *pool;
     struct auth_cache *auth_cache;
+    struct tls_leaf_cache *leaf_cache; /* minted leaves for this worker's CA; NULL without interception */
 };
 
 /* Create the worker's loop and listeners for cfg; 0 or -1 (logged). */
