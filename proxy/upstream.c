@@ -305,6 +305,7 @@ tls_start(struct upstream_req *r)
         return;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(fb, 1);
+    bufferevent_setwatermark(r->bev, EV_WRITE, 0, 256 * 1024);
     struct timeval tv = {c->limits.connect_timeout_ms / 1000,
                          (c->limits.connect_timeout_ms % 1000) * 1000};
     r->bev = fb;

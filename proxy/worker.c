@@ -11,6 +11,7 @@
 #include "aigate/worker.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -209,7 +210,8 @@ worker_init(struct worker *w, int id, struct config *cfg)
     w->auth_cache = auth_cache_new(4096, 3600);
     if (cfg->tls_ca && !(w->leaf_cache = tls_leaf_cache_new(cfg->tls_ca, WORKER_LEAF_CACHE)))
         return -1;
-    if (!w->msg_ev || !w->grace_ev || !w->pool || !w->auth_cache)
+    w->scratch = evbuffer_new();
+    if (!w->msg_ev || !w->grace_ev || !w->pool || !w->auth_cache || !w->scratch)
         return -1;
     return worker_listen(w, cfg);
 }
@@ -271,6 +273,8 @@ worker_join(struct worker *w)
     free(w->old_dns);
     auth_cache_free(w->auth_cache);
     tls_leaf_cache_free(w->leaf_cache);
+    if (w->scratch)
+        evbuffer_free(w->scratch);
     if (w->base)
         event_base_free(w->base);
     config_unref(w->cfg);

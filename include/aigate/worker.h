@@ -56,6 +56,7 @@ struct worker {
     size_t nconns;
     struct upstream_pool *pool;
     struct auth_cache *auth_cache;
+    struct evbuffer *scratch;          /* builds a response head before one add to the client */
     struct tls_leaf_cache *leaf_cache; /* minted leaves for this worker's CA; NULL without interception */
 };
 
