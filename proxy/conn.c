@@ -150,9 +150,32 @@ conn_release_upstream(struct conn *c, int reusable)
     }
 }
 
+/* 1 when everything written to the client has left the process (TLS layer included). */
+static int
+conn_flushed(struct conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+        return 0;
+    struct bufferevent *under = c->intercept ? bufferevent_get_underlying(c->bev) : NULL;
+    return !under || evbuffer_get_length(bufferevent_get_output(under)) == 0;
+}
+
+/*
+ * The socket below an intercepted client drained: if we were only waiting
+ * for that to close, wake the timer (never free from inside this callback).
+ */
+static void
+under_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn *c = arg;
+    if (c->state == CS_CLOSING && !c->dying && info->n_deleted && evbuffer_get_length(buf) == 0)
+        event_active(c->timer, EV_TIMEOUT, 0);
+}
+
 void
 conn_close(struct conn *c, const char *reason)
 {
+    c->dying = 1;
     log_debug("conn %s closed: %s", c->peer_str, reason);
     conn_release_upstream(c, 0);
     req_free(c->req);
@@ -722,6 +745,7 @@ conn_intercept(struct conn *c)
     bufferevent_openssl_set_allow_dirty_shutdown(fb, 1);
     /* Bound what the TLS layer queues below us; back-pressure then applies to fb's output. */
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, CONN_HIGH_WATER);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), under_out_cb, c);
     c->bev = fb;
     bufferevent_setcb(c->bev, client_read, client_write, client_event, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, c->cfg->limits.max_header_bytes + 4096);
@@ -1135,6 +1159,8 @@ parse_response(struct conn *c)
         if (rc == HTTP_PARSE_AGAIN && look <= max)
             return;
         if (rc != HTTP_PARSE_OK) {
+            log_warnx("origin %s:%u sent a malformed response: %s", r->url.host, r->url.port,
+                      h.error ? h.error : "head too large");
             conn_release_upstream(c, 0);
             conn_error(c, 502, "http_response_incomplete", "Bad gateway",
                        "The origin sent a malformed response.", NULL, NULL, 1);
@@ -1229,6 +1255,9 @@ up_event(struct bufferevent *bev, short what, void *arg)
         conn_connect(c, 0);
         return;
     }
+    log_debug("origin %s:%u closed before answering (%s%s)", r->url.host, r->url.port,
+              (what & BEV_EVENT_ERROR) ? "error" : "eof",
+              c->up->reused ? ", pooled connection" : "");
     conn_release_upstream(c, 0);
     conn_error(c, 502, "http_response_incomplete", "Bad gateway",
                "The origin closed the connection without a complete response.", NULL, NULL, 1);
@@ -1330,7 +1359,7 @@ client_write(struct bufferevent *bev, void *arg)
     conn_touch(c);
     switch (c->state) {
     case CS_CLOSING:
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        if (conn_flushed(c))
             conn_close(c, "done");
         break;
     case CS_FORWARD:
@@ -1398,6 +1427,8 @@ conn_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     long now = conn_now_ms(c);
+    if (c->state == CS_CLOSING && !c->held && conn_flushed(c))
+        return conn_close(c, "done");
     if (c->held) {
         /* End of an authentication back-off: release the held 407. */
         c->held = 0;

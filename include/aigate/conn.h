@@ -75,7 +75,7 @@ struct conn {
     char peer_str[48];
     enum conn_state state;
     unsigned allowed : 1, client_eof : 1, up_eof : 1, client_shut : 1, up_shut : 1,
-        timer_header : 1, held : 1, intercept : 1;
+        timer_header : 1, held : 1, intercept : 1, dying : 1;
     /* intercept: the client side is TLS we terminated for this CONNECT target */
     char tls_host[256];
     uint16_t tls_port;
