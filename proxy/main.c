@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "aigate/ack.h"
+#include "aigate/admin.h"
 #include "aigate/audit.h"
 #include "aigate/auth.h"
 #include "aigate/config.h"
@@ -33,6 +34,7 @@ static struct config *current;
 static struct worker *workers;
 static int nworkers;
 static struct event_base *main_base;
+static struct admin *admin;
 
 static void
 usage(FILE *out)
@@ -109,6 +111,7 @@ reload(void)
         worker_post_config(&workers[i], next);
     config_unref(current);
     current = next;
+    admin_note_reload(admin);
     log_info("configuration reloaded from %s", current->path);
 }
 
@@ -233,6 +236,9 @@ run_proxy(struct config *c, int foreground)
         sigs[i] = evsignal_new(main_base, signums[i], on_signal, NULL);
         evsignal_add(sigs[i], NULL);
     }
+    int admin_failed = 0;
+    if (rc == 0 && !(admin = admin_start(main_base, c, &admin_failed)) && admin_failed)
+        rc = 1;
     if (rc == 0) {
         for (size_t i = 0; i < c->nlisten; i++)
             log_info("listening on %s (%d workers)", c->listen[i].text, nworkers);
@@ -245,6 +251,7 @@ run_proxy(struct config *c, int foreground)
         worker_join(&workers[i]);
     for (int i = 0; i < 4; i++)
         event_free(sigs[i]);
+    admin_free(admin);
     event_base_free(main_base);
     free(workers);
     audit_close(rt.audit);

@@ -1,0 +1,127 @@
+/*
+ * Admin HTTP endpoints on libevent's evhttp: tiny, read-only, loopback by
+ * default.  Counters come from the runtime (atomics), so serving them needs
+ * no lock and never touches a worker.
+ */
+#include "aigate/admin.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "aigate/audit.h"
+#include "aigate/config.h"
+#include "aigate/log.h"
+#include "aigate/worker.h"
+
+struct admin {
+    struct evhttp *http;
+    time_t started;
+    unsigned long reloads;
+};
+
+static void
+admin_healthz(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        return evhttp_send_error(req, 500, NULL);
+    evbuffer_add_printf(b, "ok\n");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static void
+admin_metrics(struct evhttp_request *req, void *arg)
+{
+    struct admin *a = arg;
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        return evhttp_send_error(req, 500, NULL);
+    uint64_t lines = 0, waits = 0, dropped = 0;
+    if (rt.audit)
+        audit_stats(rt.audit, &lines, &waits, &dropped);
+    evbuffer_add_printf(
+        b,
+        "# HELP aigate_connections_open Client connections open now.\n"
+        "# TYPE aigate_connections_open gauge\n"
+        "aigate_connections_open %d\n"
+        "# HELP aigate_requests_total Requests and tunnels finished.\n"
+        "# TYPE aigate_requests_total counter\n"
+        "aigate_requests_total %llu\n"
+        "# HELP aigate_audit_lines_total Audit lines written.\n"
+        "# TYPE aigate_audit_lines_total counter\n"
+        "aigate_audit_lines_total %llu\n"
+        "# HELP aigate_audit_waits_total Times a worker waited for the audit writer.\n"
+        "# TYPE aigate_audit_waits_total counter\n"
+        "aigate_audit_waits_total %llu\n"
+        "# HELP aigate_audit_dropped_total Audit lines lost because the disk did not keep up.\n"
+        "# TYPE aigate_audit_dropped_total counter\n"
+        "aigate_audit_dropped_total %llu\n"
+        "# HELP aigate_reloads_total Successful configuration reloads.\n"
+        "# TYPE aigate_reloads_total counter\n"
+        "aigate_reloads_total %lu\n"
+        "# HELP aigate_start_time_seconds Start time (Unix seconds).\n"
+        "# TYPE aigate_start_time_seconds gauge\n"
+        "aigate_start_time_seconds %lld\n",
+        atomic_load(&rt.nconns), (unsigned long long)atomic_load(&rt.requests),
+        (unsigned long long)lines, (unsigned long long)waits, (unsigned long long)dropped,
+        a->reloads, (long long)a->started);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+struct admin *
+admin_start(struct event_base *base, const struct config *cfg, int *failed)
+{
+    *failed = 0;
+    if (!cfg->admin.text)
+        return NULL;
+    struct admin *a = calloc(1, sizeof(*a));
+    if (!a || !(a->http = evhttp_new(base)))
+        goto fail;
+    a->started = time(NULL);
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_cb(a->http, "/healthz", admin_healthz, a);
+    evhttp_set_cb(a->http, "/metrics", admin_metrics, a);
+    evutil_socket_t fd = socket(cfg->admin.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (fd < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&cfg->admin.ss, cfg->admin.len) < 0 || listen(fd, 64) < 0 ||
+        !evhttp_accept_socket_with_handle(a->http, fd)) {
+        evutil_closesocket(fd);
+        goto fail;
+    }
+    log_info("admin endpoints on %s (/healthz, /metrics)", cfg->admin.text);
+    return a;
+fail:
+    log_warnx("cannot serve admin endpoints on %s", cfg->admin.text);
+    admin_free(a);
+    *failed = 1;
+    return NULL;
+}
+
+void
+admin_note_reload(struct admin *a)
+{
+    if (a)
+        a->reloads++;
+}
+
+void
+admin_free(struct admin *a)
+{
+    if (!a)
+        return;
+    if (a->http)
+        evhttp_free(a->http);
+    free(a);
+}
