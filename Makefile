@@ -46,7 +46,7 @@ build/obj build/unit build/asan/obj build/asan/unit:
 	mkdir -p $@
 
 # ---- tests ------------------------------------------------------------------
-unit: $(addprefix build/unit/,$(UNITS)) $(addprefix build/asan/unit/,$(UNITS))
+unit: dev-ca $(addprefix build/unit/,$(UNITS)) $(addprefix build/asan/unit/,$(UNITS))
 	@set -e; for t in $(UNITS); do \
 	  echo "== unit $$t"; build/unit/$$t; \
 	  echo "== unit $$t (asan+ubsan)"; CK_TIMEOUT_MULTIPLIER=10 \
@@ -72,15 +72,19 @@ deps:
 
 deps-check:
 	@pkg-config --exists $(PKGS) check && command -v nginx >/dev/null && command -v curl >/dev/null \
+	  && command -v chromium >/dev/null \
 	  || $(MAKE) deps
 
 # ---- run / install ----------------------------------------------------------
-run: deps-check
-	$(MAKE) build/aigate
+# The development interception CA the shipped config names (keys are git-ignored).
+dev-ca: build/aigate
 	@if [ ! -e certs/ca.key ] && [ ! -e certs/ca.pem ]; then \
 	  build/aigate --gen-ca certs && \
 	  echo "Development CA created: certs/ca.pem. Trust it in your browser to see pages inside HTTPS (certs/README.md)."; \
 	fi
+
+run: deps-check
+	$(MAKE) dev-ca
 	build/aigate -f -c rules/aigate.conf
 
 install: build/aigate
@@ -95,5 +99,5 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all unit e2e test deps deps-check run install format clean
+.PHONY: all unit e2e test deps deps-check dev-ca run install format clean
 .SECONDARY:

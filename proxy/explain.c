@@ -173,8 +173,9 @@ exp_request(FILE *out, const struct exp_url *u, const struct policy_req *r, cons
         fprintf(out, "  seen as     CONNECT tunnel: only host-level conditions apply here; with\n"
                      "              interception the requests inside are evaluated one by one\n");
     else if (!r->have_request)
-        fprintf(out, "  seen as     HTTPS to a host outside the catalog: tunnelled without\n"
-                     "              interception, so only host-level conditions apply\n");
+        fprintf(out, "  seen as     HTTPS tunnelled without interception (a host outside the\n"
+                     "              catalog, or tls.intercept = false): only host-level\n"
+                     "              conditions apply\n");
     else if (u->https)
         fprintf(out,
                 "  seen as     intercepted HTTPS request (tls.intercept = true): method and\n"
@@ -276,7 +277,7 @@ exp_close(FILE *out, const struct policy *pol, const struct policy_rule *d,
 int
 explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, const char *user,
               const char *const *groups, size_t ngroups, const struct sockaddr *client,
-              const char *method, const char *url, const struct tm *now)
+              const char *method, const char *url, const struct tm *now, int intercept)
 {
     struct policy_req r;
     const struct policy_rule *d;
@@ -295,7 +296,7 @@ explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, co
     r.svc = catalog_lookup(cat, u.authority, u.authlen);
     r.host = u.host;
     r.local = now;
-    r.have_request = !u.connect && (!u.https || r.svc);
+    r.have_request = !u.connect && (!u.https || (r.svc && intercept));
     if (r.have_request) {
         r.method = method;
         r.path = u.path;

@@ -167,7 +167,7 @@ run_explain(struct config *c, char **argv)
     struct tm tm;
     localtime_r(&now, &tm);
     return explain_print(stdout, c->catalog, c->policy, name, groups, ngroups,
-                         (struct sockaddr *)&ss, method, url, &tm) < 0
+                         (struct sockaddr *)&ss, method, url, &tm, c->tls.intercept) < 0
                ? 2
                : 0;
 }

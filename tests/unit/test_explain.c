@@ -77,7 +77,7 @@ run(const char *user, const char *const *groups, size_t ngroups, const char *met
 
     ck_assert_ptr_nonnull(f);
     *rc = explain_print(f, cat, pol, user, groups, ngroups, (struct sockaddr *)&client, method, url,
-                        &now);
+                        &now, 1);
     fclose(f);
     return text;
 }
