@@ -15,6 +15,7 @@
  */
 #include "aigate/conn.h"
 
+#include <crypt.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -34,6 +35,7 @@
 #include "aigate/config.h"
 #include "aigate/http_msg.h"
 #include "aigate/log.h"
+#include "aigate/offload.h"
 #include "aigate/pages.h"
 #include "aigate/policy.h"
 #include "aigate/tls_mitm.h"
@@ -51,6 +53,7 @@ static void client_event(struct bufferevent *bev, short what, void *arg);
 static void conn_next(struct conn *c);
 static void conn_timer(evutil_socket_t fd, short what, void *arg);
 static int chunked_prefix_ok(struct conn *c);
+static void conn_parse(struct conn *c);
 
 long
 conn_now_ms(struct conn *c)
@@ -177,6 +180,8 @@ conn_close(struct conn *c, const char *reason)
 {
     c->dying = 1;
     log_debug("conn %s closed: %s", c->peer_str, reason);
+    if (c->auth_job)
+        c->auth_job->owner = NULL; /* the pool frees it when it comes back */
     conn_release_upstream(c, 0);
     req_free(c->req);
     if (c->tunnel_req) {
@@ -451,8 +456,94 @@ client_407(struct conn *c, const char *buf, const struct http_head *h)
 }
 
 /*
+ * Verifying a password (bcrypt: 50-250 ms) never runs on the event loop:
+ * a credential cache miss goes to the offload pool, the request waits in
+ * CS_AUTHWAIT with its head still in the input buffer, and when the verdict
+ * comes back the head is parsed again and finds it (c->auth_verdict).
+ */
+struct auth_job {
+    struct offload_job job; /* first: the pool hands back this pointer */
+    struct config *cfg;     /* keeps the htpasswd db alive */
+    struct auth_cred cred;
+    uint64_t hash;
+    int result;
+};
+
+static uint64_t
+auth_header_hash(const char *v, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)v[i]) * 1099511628211ULL;
+    return h;
+}
+
+static int
+auth_verify_now(const struct config *cfg, const struct auth_cred *cred)
+{
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    int rc = cd ? auth_db_verify(cfg->authdb, cred, cd) : 0;
+    free(cd);
+    return rc;
+}
+
+static void
+auth_run(struct offload_job *oj)
+{
+    struct auth_job *j = (struct auth_job *)oj;
+    j->result = auth_verify_now(j->cfg, &j->cred);
+}
+
+static void
+auth_done(struct offload_job *oj)
+{
+    struct auth_job *j = (struct auth_job *)oj;
+    struct conn *c = oj->owner;
+    c->auth_job = NULL;
+    if (j->result == 1)
+        auth_cache_put(c->w->auth_cache, j->cfg->authdb, &j->cred);
+    c->auth_verdict = j->result == 1 ? 1 : -1;
+    c->auth_verdict_hash = j->hash;
+    req_free(c->req);
+    c->req = NULL;
+    c->state = CS_HEAD;
+    conn_parse(c);
+}
+
+static void
+auth_release(struct offload_job *oj)
+{
+    struct auth_job *j = (struct auth_job *)oj;
+    auth_cred_clear(&j->cred);
+    config_unref(j->cfg);
+    free(j);
+}
+
+/* Hand job to the pool; on success it is the pool's and the request waits. */
+static int
+auth_submit(struct conn *c, struct auth_job *j, uint64_t hash)
+{
+    j->job.w = c->w;
+    j->job.owner = c;
+    j->job.run = auth_run;
+    j->job.done = auth_done;
+    j->job.release = auth_release;
+    j->cfg = config_ref(c->cfg);
+    j->hash = hash;
+    if (offload_submit(&j->job) < 0) {
+        config_unref(j->cfg);
+        j->cfg = NULL;
+        return -1;
+    }
+    c->auth_job = &j->job;
+    c->state = CS_AUTHWAIT;
+    c->head_pending = 0; /* the head stays: it is parsed again with the verdict */
+    return 0;
+}
+
+/*
  * Who is asking.  Returns 0 with c->req->user set (or empty for anonymous),
- * or -1 after answering 407 itself.
+ * or -1 when the request was answered (407) or waits for a verdict.
  */
 static int
 conn_identify(struct conn *c, const char *buf, const struct http_head *h)
@@ -468,24 +559,42 @@ conn_identify(struct conn *c, const char *buf, const struct http_head *h)
     if (cfg->auth.mode != AUTH_BASIC)
         return 0;
     int i = http_header_find(buf, h, "Proxy-Authorization");
-    if (i >= 0 && auth_basic_verify(cfg->authdb, c->w->auth_cache, buf + h->hdr[i].value.off,
-                                    h->hdr[i].value.len, r->user, sizeof(r->user)) == 1) {
+    int ok = 0;
+    if (i >= 0) {
+        const char *v = buf + h->hdr[i].value.off;
+        size_t vlen = h->hdr[i].value.len;
+        struct auth_job *job = calloc(1, sizeof(*job));
+        if (!job || auth_basic_parse(v, vlen, &job->cred) < 0) {
+            free(job);
+            job = NULL;
+        } else {
+            /* The name that was tried is logged either way (never the password). */
+            snprintf(r->user, sizeof(r->user), "%.127s", job->cred.user);
+            uint64_t hv = auth_header_hash(v, vlen);
+            if (auth_cache_check(c->w->auth_cache, cfg->authdb, &job->cred) == 1) {
+                ok = 1;
+            } else if (c->auth_verdict && c->auth_verdict_hash == hv) {
+                ok = c->auth_verdict > 0;
+                c->auth_verdict = 0;
+            } else if (auth_submit(c, job, hv) == 0) {
+                return -1; /* the verdict comes back to auth_done() */
+            } else {
+                job->result = auth_verify_now(cfg, &job->cred);
+                ok = job->result == 1;
+            }
+            auth_cred_clear(&job->cred);
+            free(job);
+        }
+    }
+    if (ok) {
         auth_backoff_ok(rt.auth_backoff, (struct sockaddr *)&c->peer);
         return 0;
     }
-    r->user[0] = '\0';
     unsigned delay = 0;
-    if (i >= 0) {
-        /* Log the name that was tried (never the password), and slow the next guess. */
-        struct auth_cred *cred = malloc(sizeof(*cred));
-        if (cred && auth_basic_parse(buf + h->hdr[i].value.off, h->hdr[i].value.len, cred) == 0)
-            snprintf(r->user, sizeof(r->user), "%.127s", cred->user);
-        if (cred) {
-            auth_cred_clear(cred);
-            free(cred);
-        }
+    if (i >= 0)
         delay = auth_backoff_fail(rt.auth_backoff, (struct sockaddr *)&c->peer, time(NULL));
-    }
+    else
+        r->user[0] = '\0';
     client_407(c, buf, h);
     conn_audit(c, r, "auth-fail", 407);
     if (delay) {
@@ -1343,6 +1452,7 @@ client_read(struct bufferevent *bev, void *arg)
         conn_local_body(c);
         break;
     case CS_UPSTREAM:
+    case CS_AUTHWAIT:
         break;
     case CS_CLOSING:
         evbuffer_drain(bufferevent_get_input(c->bev),

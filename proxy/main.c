@@ -24,6 +24,7 @@
 #include "aigate/explain.h"
 #include "aigate/log.h"
 #include "aigate/netaddr.h"
+#include "aigate/offload.h"
 #include "aigate/tls_mitm.h"
 #include "aigate/users.h"
 #include "aigate/worker.h"
@@ -205,6 +206,10 @@ run_proxy(struct config *c, int foreground)
         return 1;
     }
     rt.auth_backoff = auth_backoff_new();
+    if (offload_start(2) < 0) {
+        log_warnx("cannot start the offload threads");
+        return 1;
+    }
     current = c;
     nworkers = c->workers;
     workers = calloc((size_t)nworkers, sizeof(*workers));
@@ -249,6 +254,9 @@ run_proxy(struct config *c, int foreground)
     }
     for (int i = 0; i < nworkers; i++)
         worker_join(&workers[i]);
+    offload_stop();
+    for (int i = 0; i < nworkers; i++)
+        worker_free(&workers[i]);
     for (int i = 0; i < 4; i++)
         event_free(sigs[i]);
     admin_free(admin);

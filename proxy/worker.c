@@ -26,6 +26,7 @@
 #include "aigate/config.h"
 #include "aigate/conn.h"
 #include "aigate/log.h"
+#include "aigate/offload.h"
 #include "aigate/tls_mitm.h"
 #include "aigate/upstream.h"
 
@@ -175,6 +176,14 @@ worker_msg(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+worker_done_jobs(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    offload_complete(arg);
+}
+
+static void
 worker_grace(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
@@ -199,6 +208,7 @@ worker_init(struct worker *w, int id, struct config *cfg)
     w->id = id;
     TAILQ_INIT(&w->conns);
     pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->done_mu, NULL);
     w->cfg = config_ref(cfg);
     if (!(w->base = event_base_new()))
         return -1;
@@ -211,7 +221,8 @@ worker_init(struct worker *w, int id, struct config *cfg)
     if (cfg->tls_ca && !(w->leaf_cache = tls_leaf_cache_new(cfg->tls_ca, WORKER_LEAF_CACHE)))
         return -1;
     w->scratch = evbuffer_new();
-    if (!w->msg_ev || !w->grace_ev || !w->pool || !w->auth_cache || !w->scratch)
+    w->done_ev = event_new(w->base, -1, 0, worker_done_jobs, w);
+    if (!w->msg_ev || !w->grace_ev || !w->pool || !w->auth_cache || !w->scratch || !w->done_ev)
         return -1;
     return worker_listen(w, cfg);
 }
@@ -258,6 +269,12 @@ worker_join(struct worker *w)
 {
     if (w->thread)
         pthread_join(w->thread, NULL);
+    w->thread = 0;
+}
+
+void
+worker_free(struct worker *w)
+{
     for (size_t i = 0; i < w->nlisteners; i++)
         evconnlistener_free(w->listeners[i]);
     free(w->listeners);
@@ -266,6 +283,10 @@ worker_join(struct worker *w)
     if (w->grace_ev)
         event_free(w->grace_ev);
     upstream_pool_free(w->pool);
+    offload_complete(w); /* jobs that finished after the loop ended: their owners are gone */
+    if (w->done_ev)
+        event_free(w->done_ev);
+    pthread_mutex_destroy(&w->done_mu);
     if (w->dns)
         evdns_base_free(w->dns, 1);
     for (size_t i = 0; i < w->nold_dns; i++)

@@ -7,6 +7,7 @@
  * States:
  *   CS_HEAD     waiting for (the rest of) a request head; header timeout
  *   CS_IDLE     keep-alive, no byte of the next request yet; idle timeout
+ *   CS_AUTHWAIT a password is being verified off the loop (the head stays buffered)
  *   CS_UPSTREAM waiting for the origin connection (DNS, connect, pool)
  *   CS_FORWARD  request body up, response down, with back-pressure
  *   CS_TUNNEL   CONNECT relay (tunnel.c)
@@ -32,7 +33,16 @@ struct upstream_req;
 struct service;
 struct policy_rule;
 
-enum conn_state { CS_HEAD, CS_IDLE, CS_UPSTREAM, CS_FORWARD, CS_TUNNEL, CS_LOCALBODY, CS_CLOSING };
+enum conn_state {
+    CS_HEAD,
+    CS_IDLE,
+    CS_AUTHWAIT,
+    CS_UPSTREAM,
+    CS_FORWARD,
+    CS_TUNNEL,
+    CS_LOCALBODY,
+    CS_CLOSING
+};
 
 /* One request/response exchange (or one CONNECT tunnel). */
 struct req {
@@ -81,6 +91,9 @@ struct conn {
     uint16_t tls_port;
     unsigned tls_requests;   /* requests seen inside the intercepted connection */
     struct req *tunnel_req;  /* the CONNECT an intercepted connection started with */
+    struct offload_job *auth_job; /* password verification in flight */
+    int auth_verdict;             /* 1 ok, -1 refused, 0 none: for the header hashed below */
+    uint64_t auth_verdict_hash;
     struct event *timer;
     long deadline_base_ms;
     size_t head_pending; /* bytes of the current head still in the input buffer */

@@ -21,6 +21,7 @@ struct auth_backoff;
 struct upstream_pool;
 struct ack_store;
 struct tls_leaf_cache;
+struct offload_job;
 
 /* Process-wide state shared by all workers. */
 struct runtime {
@@ -57,7 +58,10 @@ struct worker {
     struct upstream_pool *pool;
     struct auth_cache *auth_cache;
     struct evbuffer *scratch;          /* builds a response head before one add to the client */
-    struct tls_leaf_cache *leaf_cache; /* minted leaves for this worker's CA; NULL without interception */
+    struct tls_leaf_cache *leaf_cache;
+    pthread_mutex_t done_mu;        /* guards done_jobs: the offload pool hands jobs back */
+    struct offload_job *done_jobs;
+    struct event *done_ev; /* minted leaves for this worker's CA; NULL without interception */
 };
 
 /* Create the worker's loop and listeners for cfg; 0 or -1 (logged). */
@@ -67,7 +71,9 @@ int worker_start(struct worker *w);
 void worker_post_config(struct worker *w, struct config *cfg);
 /* Ask the worker to stop accepting and drain within the grace period. */
 void worker_post_stop(struct worker *w);
+/* Wait for the worker's thread; then (after offload_stop) worker_free() releases it. */
 void worker_join(struct worker *w);
+void worker_free(struct worker *w);
 
 /* Called by conn.c when a connection is freed, to end a draining loop. */
 void worker_conn_gone(struct worker *w);

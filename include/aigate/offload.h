@@ -1,0 +1,33 @@
+/*
+ * Work that must not run on an event loop (a bcrypt verification takes
+ * 50-250 ms) runs on a small shared pool of threads.  A finished job comes
+ * back to the worker that submitted it through that worker's completion
+ * list and event, so its done() callback runs on the worker's own thread.
+ *
+ * Ownership: the submitter fills a job and hands it over; the job is freed
+ * by the worker after done() (or without calling done() once cancelled).
+ * Cancelling only clears job->owner, which is read on the worker thread
+ * alone, so no lock is needed for it.
+ */
+#ifndef AIGATE_OFFLOAD_H
+#define AIGATE_OFFLOAD_H
+
+struct worker;
+
+struct offload_job {
+    struct offload_job *next;
+    struct worker *w;
+    void *owner; /* NULL once cancelled */
+    void (*run)(struct offload_job *job);  /* on a pool thread */
+    void (*done)(struct offload_job *job); /* on w's thread, only if owner is still set */
+    void (*release)(struct offload_job *job); /* frees the job (always called, on w's thread) */
+};
+
+int offload_start(int nthreads);
+void offload_stop(void);
+/* Queue job; 0, or -1 if the pool is not running (the job is not taken). */
+int offload_submit(struct offload_job *job);
+/* Worker side: run the done() callbacks of finished jobs (from the worker's event). */
+void offload_complete(struct worker *w);
+
+#endif
