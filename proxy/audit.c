@@ -35,6 +35,13 @@
 #include <openssl/params.h>
 
 #define AUDIT_BATCH (256u << 10)    /* ring bytes handled per lock round, output bytes per write */
+/*
+ * The writer lets lines gather for up to AUDIT_LINGER_MS after the first one
+ * (or until AUDIT_WAKE_BYTES are queued) instead of waking for every line:
+ * one wake-up per request would cost the workers a context switch each.
+ */
+#define AUDIT_LINGER_MS 20
+#define AUDIT_WAKE_BYTES (128u << 10)
 #define AUDIT_CHAIN_SUFFIX 76       /* ,"chain":"<64 hex>"} */
 #define AUDIT_READ_LINE (64u << 10) /* longest line the readers accept */
 #define AUDIT_TAIL_SCAN (64u << 10) /* bytes of a live file searched for its last chain */
@@ -917,7 +924,7 @@ struct audit {
     pthread_cond_t nonempty, nonfull;
     unsigned char *ring;
     uint64_t head, tail; /* under mu; ring holds [head, tail) */
-    int writer_sleeping, full_waiters, stop;
+    int writer_sleeping, writer_lingering, full_waiters, stop;
     int stalled;     /* under mu: a wait timed out, drop at once until progress */
     int cfg_changed; /* under mu: the fields below are new */
     uint64_t cfg_rotate_bytes;
@@ -1278,6 +1285,16 @@ audit_writer_main(void *arg)
             if (rc == ETIMEDOUT)
                 break;
         }
+        if (a->head != a->tail) {
+            struct timespec linger;
+            audit_deadline(&linger, AUDIT_LINGER_MS);
+            a->writer_lingering = 1;
+            while (a->tail - a->head < AUDIT_WAKE_BYTES && !a->stop && !a->cfg_changed &&
+                   !atomic_load(&a->reopen))
+                if (pthread_cond_timedwait(&a->nonempty, &a->mu, &linger) == ETIMEDOUT)
+                    break;
+            a->writer_lingering = 0;
+        }
         uint64_t head = a->head, tail = a->tail;
         int pending_fd = a->pending_fd;
         stop = a->stop;
@@ -1375,7 +1392,9 @@ audit_emit(struct audit *a, const struct audit_rec *r)
     audit_ring_put(a, a->tail, &len, sizeof(len));
     audit_ring_put(a, a->tail + sizeof(len), line, len);
     a->tail += need;
-    wake = a->writer_sleeping;
+    wake = a->writer_sleeping || (a->writer_lingering && a->tail - a->head >= AUDIT_WAKE_BYTES);
+    if (wake)
+        a->writer_sleeping = a->writer_lingering = 0; /* one signal is enough */
     pthread_mutex_unlock(&a->mu);
     if (wake)
         pthread_cond_signal(&a->nonempty);
