@@ -178,70 +178,61 @@ run_proxy(struct config *c, int foreground)
 {
     char err[1024];
     sigset_t all, old;
+    struct event *sigs[4] = {NULL, NULL, NULL, NULL};
+    static const int signums[4] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT};
+    int rc = 1, started = 0, offloading = 0, admin_failed = 0;
 
+    current = c;
     if (!foreground && daemon(1, 0) < 0) {
         fprintf(stderr, "aigate: daemon: %s\n", strerror(errno));
-        return 1;
+        goto out;
     }
     log_init(foreground, getenv("AIGATE_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
-    if (!(rt.audit = open_audit(c, err, sizeof(err)))) {
-        log_warnx("audit log: %s", err);
-        return 1;
-    }
     for (size_t i = 0; i < c->nlisten; i++) {
         if (netaddr_probe_bind((struct sockaddr *)&c->listen[i].ss, c->listen[i].len) < 0) {
             log_warnx("cannot listen on %s: %s", c->listen[i].text, strerror(errno));
-            config_unref(c);
-            audit_close(rt.audit);
-            return 1;
+            goto out;
         }
+    }
+    if (!(rt.audit = open_audit(c, err, sizeof(err)))) {
+        log_warnx("audit log: %s", err);
+        goto out;
     }
     if (ack_secret_load(c->ack.secret_file, rt.ack_key, err, sizeof(err)) < 0 ||
         !(rt.acks = ack_store_open(c->ack.state_file, err, sizeof(err)))) {
         log_warnx("acknowledgements: %s", err);
-        config_unref(c);
-        audit_close(rt.audit);
-        return 1;
+        goto out;
     }
-    rt.auth_backoff = auth_backoff_new();
-    if (offload_start(2) < 0) {
-        log_warnx("cannot start the offload threads");
-        return 1;
+    if (!(rt.auth_backoff = auth_backoff_new()) || offload_start(2) < 0) {
+        log_warnx("cannot start: out of resources");
+        goto out;
     }
-    current = c;
+    offloading = 1;
     nworkers = c->workers;
     workers = calloc((size_t)nworkers, sizeof(*workers));
     main_base = event_base_new();
-    if (!workers || !main_base || !rt.auth_backoff)
-        return 1;
+    if (!workers || !main_base)
+        goto out;
 
     /* Workers never see signals: only this thread's loop handles them. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    int started = 0, rc = 0;
-    for (int i = 0; i < nworkers; i++) {
-        if (worker_init(&workers[i], i, c) < 0) {
+    rc = 0;
+    for (int i = 0; i < nworkers && rc == 0; i++)
+        if (worker_init(&workers[i], i, c) < 0)
             rc = 1;
-            break;
-        }
-    }
-    if (rc == 0)
-        for (; started < nworkers; started++)
-            if (worker_start(&workers[started]) < 0) {
-                rc = 1;
-                break;
-            }
+    for (; rc == 0 && started < nworkers; started++)
+        if (worker_start(&workers[started]) < 0)
+            rc = 1;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-    struct event *sigs[4];
-    int signums[4] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT};
     for (int i = 0; i < 4; i++) {
         sigs[i] = evsignal_new(main_base, signums[i], on_signal, NULL);
-        evsignal_add(sigs[i], NULL);
+        if (!sigs[i] || evsignal_add(sigs[i], NULL) < 0)
+            rc = 1;
     }
-    int admin_failed = 0;
     if (rc == 0 && !(admin = admin_start(main_base, c, &admin_failed)) && admin_failed)
         rc = 1;
     if (rc == 0) {
@@ -254,13 +245,17 @@ run_proxy(struct config *c, int foreground)
     }
     for (int i = 0; i < nworkers; i++)
         worker_join(&workers[i]);
-    offload_stop();
-    for (int i = 0; i < nworkers; i++)
+out:
+    if (offloading)
+        offload_stop();
+    for (int i = 0; workers && i < nworkers; i++)
         worker_free(&workers[i]);
     for (int i = 0; i < 4; i++)
-        event_free(sigs[i]);
+        if (sigs[i])
+            event_free(sigs[i]);
     admin_free(admin);
-    event_base_free(main_base);
+    if (main_base)
+        event_base_free(main_base);
     free(workers);
     audit_close(rt.audit);
     ack_store_close(rt.acks);
