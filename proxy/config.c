@@ -21,6 +21,7 @@
 
 #include "aigate/auth.h"
 #include "aigate/catalog.h"
+#include "aigate/dlp.h"
 #include "aigate/pages.h"
 #include "aigate/policy.h"
 #include "aigate/tls_mitm.h"
@@ -513,6 +514,8 @@ config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
               policy_load(config_setting_get_member(root, "policy"), c->catalog,
                           config_setting_get_member(root, "dlp_patterns"), x->err, x->errlen)))
         return -1;
+    if (!(c->dlp = dlp_load(config_setting_get_member(root, "dlp_patterns"), x->err, x->errlen)))
+        return -1;
     if (!(c->pages = pages_load(c->pages_dir, x->err, x->errlen)))
         return -1;
     if (c->auth.mode == AUTH_BASIC &&
@@ -673,6 +676,7 @@ config_unref(struct config *c)
     pages_free(c->pages);
     auth_db_free(c->authdb);
     tls_ca_unref(c->tls_ca);
+    dlp_free(c->dlp);
     SSL_CTX_free(c->tls_cctx);
     free(c->path);
     free(c->dir);

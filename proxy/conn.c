@@ -33,6 +33,7 @@
 #include "aigate/caution.h"
 #include "aigate/catalog.h"
 #include "aigate/config.h"
+#include "aigate/dlp.h"
 #include "aigate/http_msg.h"
 #include "aigate/log.h"
 #include "aigate/offload.h"
@@ -229,6 +230,7 @@ conn_audit(struct conn *c, struct req *r, const char *action, int status)
     if (!rt.audit)
         return;
     struct audit_rec a = {0};
+    const char *names[32];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     a.ts = now;
@@ -256,6 +258,10 @@ conn_audit(struct conn *c, struct req *r, const char *action, int status)
         a.bytes_out = (int64_t)r->bytes_out;
         a.ms = (int64_t)((now.tv_sec - r->start.tv_sec) * 1000 +
                          (now.tv_nsec - r->start.tv_nsec) / 1000000);
+        if (r->dlp_mask) {
+            a.ndlp = dlp_kinds(r->dlp_mask, c->cfg->dlp, names, 32);
+            a.dlp = names;
+        }
         a.tls = c->intercept || (r->is_connect && c->tunnel_req == r) ? "intercept"
                 : r->is_connect                                       ? "tunnel"
                                                                       : "none";
@@ -648,6 +654,88 @@ block_page(struct conn *c, const char *buf, const struct http_head *h)
     conn_request_end(c);
 }
 
+struct inspect_buf {
+    char *p;
+    size_t len, cap;
+};
+
+static void
+inspect_add(void *arg, const char *p, size_t n)
+{
+    struct inspect_buf *b = arg;
+    size_t room = b->cap - b->len;
+    if (n > room)
+        n = room;
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+/*
+ * Look at the request body for personal data (SPEC 5a), up to
+ * limits.max_body_inspect_bytes of it.  The body stays in the input buffer
+ * (it is forwarded unchanged afterwards); this copies what it scans.
+ * Returns 0 with r->dlp_mask set, or 1 when more of the body must arrive
+ * first (the request waits in CS_INSPECT and is parsed again).
+ */
+static int
+conn_inspect(struct conn *c, const char *hb, const struct http_head *h)
+{
+    struct req *r = c->req;
+    const struct config *cfg = c->cfg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t max = cfg->limits.max_body_inspect_bytes;
+    size_t have = evbuffer_get_length(in) - h->head_len;
+    /* A chunked body carries framing: allow for it when bounding what we wait for. */
+    size_t raw_max = r->body == HTTP_BODY_CHUNKED ? max + max / 4 + 65536 : max;
+    int complete = 0;
+    struct inspect_buf b = {malloc(max + 1), 0, max};
+    if (!b.p)
+        return 0;
+    char *raw = malloc(have < raw_max ? have + 1 : raw_max + 1);
+    size_t rawlen = have < raw_max ? have : raw_max;
+    if (!raw) {
+        free(b.p);
+        return 0;
+    }
+    struct evbuffer_ptr pos;
+    evbuffer_ptr_set(in, &pos, h->head_len, EVBUFFER_PTR_SET);
+    evbuffer_copyout_from(in, &pos, raw, rawlen);
+    if (r->body == HTTP_BODY_LENGTH) {
+        size_t want = r->body_left < max ? (size_t)r->body_left : max;
+        complete = rawlen >= want;
+        inspect_add(&b, raw, complete ? want : rawlen);
+    } else {
+        struct http_chunk ck;
+        size_t used = 0;
+        http_chunk_init(&ck);
+        ck.on_data = inspect_add;
+        ck.arg = &b;
+        int rc = http_chunk_feed(&ck, raw, rawlen, &used);
+        complete = rc != HTTP_PARSE_AGAIN || b.len >= max || rawlen >= raw_max;
+    }
+    if (!complete && !c->client_eof) {
+        free(raw);
+        free(b.p);
+        c->state = CS_INSPECT;
+        c->head_pending = 0; /* parsed again once the body is here */
+        timer_idle(c);
+        bufferevent_setwatermark(c->bev, EV_READ, 0,
+                                 cfg->limits.max_header_bytes + raw_max + 4096);
+        return 1;
+    }
+    int ce = http_header_find(hb, h, "Content-Encoding");
+    int ct = http_header_find(hb, h, "Content-Type");
+    r->dlp_mask = dlp_scan(cfg->dlp, b.p, b.len, ce >= 0 ? hb + h->hdr[ce].value.off : NULL,
+                           ce >= 0 ? h->hdr[ce].value.len : 0,
+                           ct >= 0 ? hb + h->hdr[ct].value.off : NULL,
+                           ct >= 0 ? h->hdr[ct].value.len : 0, max);
+    r->dlp_scanned = 1;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + 4096);
+    free(raw);
+    free(b.p);
+    return 0;
+}
+
 /*
  * Apply the policy.  Returns 0 to go on (allow, or warn until the caution
  * flow exists), -1 when the request was answered (blocked).
@@ -680,6 +768,20 @@ conn_decide(struct conn *c, const char *buf, const struct http_head *h)
         size_t plen = r->url.path.len - (r->url.query.len ? r->url.query.len + 1 : 0);
         pr.path = plen ? buf + r->url.path.off : (path0[0] = '/', path0);
         pr.pathlen = plen ? plen : 1;
+    }
+    if (pr.have_request && r->body != HTTP_BODY_NONE && !r->body_done) {
+        /* Inspect the body only when what it holds could change the decision. */
+        pr.body_inspected = 1;
+        pr.dlp_found = ~0u;
+        const struct policy_rule *with = policy_eval(cfg->policy, &pr);
+        pr.body_inspected = 0;
+        pr.dlp_found = 0;
+        if (with != policy_eval(cfg->policy, &pr)) {
+            if (!r->dlp_scanned && conn_inspect(c, buf, h) > 0)
+                return -1;
+            pr.body_inspected = 1;
+            pr.dlp_found = r->dlp_mask;
+        }
     }
     r->rule = policy_eval(cfg->policy, &pr);
     r->is_ai = r->svc != NULL;
@@ -1450,6 +1552,13 @@ client_read(struct bufferevent *bev, void *arg)
         break;
     case CS_LOCALBODY:
         conn_local_body(c);
+        break;
+    case CS_INSPECT:
+        /* More of the body: parse the head again, which inspects again. */
+        req_free(c->req);
+        c->req = NULL;
+        c->state = CS_HEAD;
+        conn_parse(c);
         break;
     case CS_UPSTREAM:
     case CS_AUTHWAIT:

@@ -25,6 +25,7 @@ struct users;
 struct pages;
 struct auth_db;
 struct tls_ca;
+struct dlp;
 struct ssl_ctx_st;
 
 enum auth_mode { AUTH_NONE = 0, AUTH_BASIC, AUTH_ADDRESS };
@@ -97,6 +98,7 @@ struct config {
     struct users *users;
     struct pages *pages;
     struct auth_db *authdb;
+    struct dlp *dlp;                /* personal-data detectors incl. dlp_patterns */
     struct tls_ca *tls_ca;          /* tls.intercept: the interception CA */
     struct ssl_ctx_st *tls_cctx;    /* tls.intercept: context for TLS to origins */
 };

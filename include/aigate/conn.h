@@ -11,6 +11,7 @@
  *   CS_UPSTREAM waiting for the origin connection (DNS, connect, pool)
  *   CS_FORWARD  request body up, response down, with back-pressure
  *   CS_TUNNEL   CONNECT relay (tunnel.c)
+ *   CS_INSPECT  waiting for the request body a dlp rule needs (the head stays buffered)
  *   CS_LOCALBODY reading the body of a request the proxy answers itself (the ack form)
  *   CS_CLOSING  flushing a final response, then closed
  */
@@ -41,6 +42,7 @@ enum conn_state {
     CS_FORWARD,
     CS_TUNNEL,
     CS_LOCALBODY,
+    CS_INSPECT,
     CS_CLOSING
 };
 
@@ -68,6 +70,8 @@ struct req {
     const struct policy_rule *rule;
     const char *action;
     int is_ai;
+    unsigned dlp_mask; /* personal data kinds found in the body */
+    unsigned dlp_scanned : 1;
 
     /* accounting */
     uint64_t bytes_in, bytes_out;

@@ -1,0 +1,585 @@
+/*
+ * Personal data detection: each built-in detector's positives and negatives,
+ * normalisation (JSON escapes, form encoding), Content-Encoding (gzip, zlib
+ * and raw deflate, a bounded zip bomb), custom patterns and their load errors.
+ */
+#include <check.h>
+#include <libconfig.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "aigate/dlp.h"
+#include "aigate/policy.h"
+
+#define MAX_DECODED (1024 * 1024)
+
+static config_t cfg;
+static char err[512];
+
+/* Kinds found in a plain text/plain body without custom patterns. */
+static unsigned
+scan_plain(const char *s)
+{
+    return dlp_scan(NULL, s, strlen(s), NULL, 0, "text/plain", 10, MAX_DECODED);
+}
+
+static unsigned
+scan_ct(const char *s, const char *ct)
+{
+    return dlp_scan(NULL, s, strlen(s), NULL, 0, ct, ct ? strlen(ct) : 0, MAX_DECODED);
+}
+
+static void
+expect(const char *const *texts, size_t n, unsigned kind, int found)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned got = scan_plain(texts[i]) & kind;
+
+        ck_assert_msg(found ? got != 0 : got == 0, "\"%s\": expected %s", texts[i],
+                      found ? "a match" : "no match");
+    }
+}
+
+#define EXPECT(kind, found, ...)                                                                   \
+    do {                                                                                           \
+        static const char *const t_[] = {__VA_ARGS__};                                             \
+        expect(t_, sizeof(t_) / sizeof(t_[0]), kind, found);                                       \
+    } while (0)
+
+START_TEST(rrn_forms)
+{
+    EXPECT(POLICY_DLP_KR_RRN, 1, "900101-1234568", "8503152345678", "x 000229-3123454 y",
+           "960229-2123459", "991231-5123451", "040101-7123451", "900101 1234568",
+           "\xec\xa3\xbc\xeb\xaf\xbc 900101-1234568\xec\x9e\x85\xeb\x8b\x88\xeb\x8b\xa4",
+           "rrn:900101-1234568.", "(900101-1234568)");
+    EXPECT(POLICY_DLP_KR_RRN, 0, "900101-1234567", /* check digit */
+           "020229-4567898",                       /* 2002 is not a leap year */
+           "000229-1123459",                       /* nor is 1900 */
+           "900230-1234563", "901301-1234565", "900001-1234566",
+           "900101-9234560",                     /* gender digit 9 */
+           "1900101-1234568", "900101-12345689", /* inside longer numbers */
+           "19001011234568", "90010112345680", "0.9001011234568", "9001011234568.5",
+           "900101--1234568", "900101_1234568", "900101", "hello world");
+}
+END_TEST
+
+START_TEST(card_forms)
+{
+    EXPECT(POLICY_DLP_CREDIT_CARD, 1, "4111111111111111", "4111 1111 1111 1111",
+           "card 4111-1111-1111-1111 exp 12/29", "my card is 4111 1111 1111 1111.", "5555555555554444", "2223003122003222",
+           "378282246310005", "3782 822463 10005", "6011111111111117", "6500000000000002",
+           "3530111333300000", "6200000000000005", "30569309025904", "36227206271667",
+           "4222222222222", "4111111111111111110", "4111 1111 1111 1111 110", "3056 930902 5904",
+           "{\"n\":4111111111111111}");
+    EXPECT(POLICY_DLP_CREDIT_CARD, 0, "4111111111111112", /* Luhn */
+           "1234567812345670", "9410000000000005",        /* no known issuer */
+           "411111111111116",                             /* Visa with 15 digits */
+           "555555555555442", "5011111111111119", "41111111111111110000", "94111111111111111",
+           "0.4111111111111111", "4111111111111111.5", "4111 1111-1111 1111",
+           "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "order 1700000000000", "hello world");
+}
+END_TEST
+
+START_TEST(email_forms)
+{
+    EXPECT(POLICY_DLP_EMAIL, 1, "alice@example.com", "a.b+tag@sub.example.co.kr",
+           "x_y%z@foo-bar.io", "mail me at bob@example.com.", "<carol@example.org>",
+           "bob@example.com.1",
+           "\xea\xb9\x80"
+           "alice@example.com");
+    EXPECT(POLICY_DLP_EMAIL, 0, "user@localhost", "a@b.c", "@example.com", "a@-foo.com",
+           "a@foo-.com", "icon@2x.png", "logo@3x.JPG", "x@1.2.3.4", "a@.com", "foo.@example.com",
+           "pkg@1.2.3", "@@@", "a@", "alice at example dot com");
+}
+END_TEST
+
+START_TEST(phone_forms)
+{
+    EXPECT(POLICY_DLP_PHONE_KR, 1, "010-1234-5678", "010.1234.5678", "010 1234 5678", "01012345678",
+           "011-123-4567", "01112345678", "016-123-4567", "019.1234.5678", "+82 10-1234-5678",
+           "+82-10-1234-5678", "+821012345678", "+82 (0)10 1234 5678", "+82 010-1234-5678",
+           "+82-2-123-4567", "02-123-4567", "02-1234-5678", "031-123-4567", "064.123.4567",
+           "055 123 4567", "(02) 123-4567", "(031)123-4567",
+           "\xec\xa0\x84\xed\x99\x94:010-1234-5678\xeb\xa1\x9c", "010-1234-5678 010-1234");
+    EXPECT(POLICY_DLP_PHONE_KR, 0, "012-1234-5678", "070-1234-5678", "037-123-4567",
+           "010-1234-56789", "010-12-5678", "010-12345-678", "0212345678", "0311234567",
+           "010-1234.5678", "02-123-4567-8901", "0111234567", "0162908708", "010-0123-4567",
+           "01001234567", "02.123.4567.8", "9010-1234-5678", "x01012345678901", "12345678901",
+           "+83 10-1234-5678", "+82 99-1234-5678", "0.01012345678", "2024.02.15", "05.12.2024",
+           "hello world");
+}
+END_TEST
+
+START_TEST(several_kinds)
+{
+    const char *s = "call 010-1234-5678 or mail bob@example.com; card 4111111111111111";
+
+    ck_assert_uint_eq(scan_plain(s),
+                      POLICY_DLP_PHONE_KR | POLICY_DLP_EMAIL | POLICY_DLP_CREDIT_CARD);
+    ck_assert_uint_eq(dlp_scan(NULL, "", 0, NULL, 0, NULL, 0, MAX_DECODED), 0);
+    ck_assert_uint_eq(dlp_scan(NULL, NULL, 0, NULL, 0, NULL, 0, MAX_DECODED), 0);
+}
+END_TEST
+
+START_TEST(json_escapes)
+{
+    const char *rrn = "{\"prompt\":\"\\u0039\\u0030\\u0030\\u0031\\u0030\\u0031-1234568\"}";
+    const char *mail = "{\"m\":\"alice\\u0040example.com\"}";
+    const char *phone = "[\"010\\u002d1234\\u002d5678\"]";
+    const char *card = "{\"c\":\"4111\\u00201111\\u00201111\\u00201111\"}";
+
+    ck_assert_uint_eq(scan_ct(rrn, "application/json"), POLICY_DLP_KR_RRN);
+    ck_assert_uint_eq(scan_ct(rrn, NULL), POLICY_DLP_KR_RRN);
+    ck_assert_uint_eq(scan_ct(rrn, "text/plain"), POLICY_DLP_KR_RRN); /* looks like JSON */
+    ck_assert_uint_eq(scan_ct(mail, "application/json; charset=utf-8"), POLICY_DLP_EMAIL);
+    ck_assert_uint_eq(scan_ct(phone, NULL), POLICY_DLP_PHONE_KR);
+    ck_assert_uint_eq(scan_ct(card, "application/vnd.api+json"), POLICY_DLP_CREDIT_CARD);
+    /* JSON content type on a body that does not start like JSON (NDJSON tail). */
+    ck_assert_uint_eq(scan_ct("  \"bob\\u0040example.com\"", "application/x-ndjson"),
+                      POLICY_DLP_EMAIL);
+    /* Not JSON, not decoded: the escape hides nothing from a human either. */
+    ck_assert_uint_eq(scan_ct("bob\\u0040example.com", "text/plain"), 0);
+    /* Escaped backslash: "\\u0040" is a backslash and "u0040", not an '@'. */
+    ck_assert_uint_eq(scan_ct("{\"m\":\"bob\\\\u0040example.com\"}", NULL), 0);
+    /* Truncated and bogus escapes are kept as they are. */
+    ck_assert_uint_eq(scan_ct("{\"m\":\"\\x \\u12 \\ud800 \\u00", NULL), 0);
+}
+END_TEST
+
+START_TEST(form_encoding)
+{
+    const char *form = "application/x-www-form-urlencoded";
+
+    ck_assert_uint_eq(scan_ct("q=alice%40example.com&x=1", form), POLICY_DLP_EMAIL);
+    ck_assert_uint_eq(scan_ct("msg=010+1234+5678", form), POLICY_DLP_PHONE_KR);
+    ck_assert_uint_eq(scan_ct("r=900101%2D1234568", "Application/X-WWW-Form-Urlencoded"),
+                      POLICY_DLP_KR_RRN);
+    /* Query-like bodies without the content type. */
+    ck_assert_uint_eq(scan_ct("email=bob%40example.com\r\n", NULL), POLICY_DLP_EMAIL);
+    ck_assert_uint_eq(scan_ct("c=4111%201111%201111%201111", "text/plain"), POLICY_DLP_CREDIT_CARD);
+    /* JSON inside a form field. */
+    ck_assert_uint_eq(scan_ct("data=%7B%22a%22%3A%22bob%5Cu0040example.com%22%7D", form),
+                      POLICY_DLP_EMAIL);
+    /* Prose with a '%' is not a query string. */
+    ck_assert_uint_eq(scan_ct("50% of bob%40example.com = x", "text/plain"), 0);
+    /* Bad and truncated %-escapes are kept. */
+    ck_assert_uint_eq(scan_ct("a=%zz&b=%4", form), 0);
+}
+END_TEST
+
+START_TEST(multipart_as_is)
+{
+    const char *ct = "multipart/form-data; boundary=xyz";
+    const char *hidden = "--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n"
+                         "q=bob%40example.com\r\n--xyz--\r\n";
+    const char *plain = "--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n"
+                        "{\"m\":\"bob@example.com\"}\r\n--xyz--\r\n";
+
+    ck_assert_uint_eq(scan_ct(hidden, ct), 0);
+    ck_assert_uint_eq(scan_ct(plain, ct), POLICY_DLP_EMAIL);
+}
+END_TEST
+
+/* zlib stream of s with the given window bits (31 gzip, 15 zlib, -15 raw). */
+static unsigned char *
+compress_with(const void *s, size_t n, int wbits, size_t *outlen)
+{
+    z_stream z;
+    size_t cap = deflateBound(NULL, (uLong)n) + 64;
+    unsigned char *out = malloc(cap);
+
+    ck_assert_ptr_nonnull(out);
+    memset(&z, 0, sizeof(z));
+    ck_assert_int_eq(deflateInit2(&z, 9, Z_DEFLATED, wbits, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = (unsigned char *)(uintptr_t)s;
+    z.avail_in = (uInt)n;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    ck_assert_int_eq(deflate(&z, Z_FINISH), Z_STREAM_END);
+    *outlen = cap - z.avail_out;
+    deflateEnd(&z);
+    return out;
+}
+
+static unsigned
+scan_ce(const unsigned char *body, size_t n, const char *ce, size_t max)
+{
+    return dlp_scan(NULL, (const char *)body, n, ce, strlen(ce), "application/json", 16, max);
+}
+
+START_TEST(content_encoding)
+{
+    const char *text =
+        "{\"prompt\":\"my card is 4111 1111 1111 1111, mail bob\\u0040example.com\"}";
+    unsigned want = POLICY_DLP_CREDIT_CARD | POLICY_DLP_EMAIL;
+    size_t gn, zn, rn, twon, m1n, m2n, n = strlen(text);
+    unsigned char *gz = compress_with(text, n, 31, &gn);
+    unsigned char *zl = compress_with(text, n, 15, &zn);
+    unsigned char *raw = compress_with(text, n, -15, &rn);
+    unsigned char *two = compress_with(zl, zn, 31, &twon); /* deflate, then gzip */
+    unsigned char both[1024], *m1, *m2;
+
+    ck_assert_uint_eq(scan_ce(gz, gn, "gzip", MAX_DECODED), want);
+    ck_assert_uint_eq(scan_ce(gz, gn, "x-gzip", MAX_DECODED), want);
+    ck_assert_uint_eq(scan_ce(gz, gn, " GZIP ", MAX_DECODED), want);
+    ck_assert_uint_eq(scan_ce(zl, zn, "deflate", MAX_DECODED), want);
+    ck_assert_uint_eq(scan_ce(raw, rn, "Deflate", MAX_DECODED), want);
+    ck_assert_uint_eq(scan_ce(gz, gn, "identity, gzip", MAX_DECODED), want);
+    ck_assert_uint_eq(scan_ce(two, twon, "deflate, gzip", MAX_DECODED), want);
+    ck_assert_uint_eq(scan_ce((const unsigned char *)text, n, "identity", MAX_DECODED), want);
+    ck_assert_uint_eq(scan_ce((const unsigned char *)text, n, "", MAX_DECODED), want);
+    /* Compressed data is not scanned as text. */
+    ck_assert_uint_eq(scan_ce(gz, gn, "identity", MAX_DECODED), 0);
+    /* Codings we cannot undo: nothing is readable. */
+    ck_assert_uint_eq(scan_ce((const unsigned char *)text, n, "br", MAX_DECODED), 0);
+    ck_assert_uint_eq(scan_ce(gz, gn, "gzip, zstd", MAX_DECODED), 0);
+    ck_assert_uint_eq(scan_ce(gz, gn, "gzip, gzip, gzip, gzip, gzip", MAX_DECODED), 0);
+    /* Two gzip members in one body, a kind in each. */
+    m1 = compress_with("mail bob@example.com ", 21, 31, &m1n);
+    m2 = compress_with("card 4111111111111111", 21, 31, &m2n);
+    ck_assert_uint_lt(m1n + m2n, sizeof(both));
+    memcpy(both, m1, m1n);
+    memcpy(both + m1n, m2, m2n);
+    ck_assert_uint_eq(scan_ce(both, m1n + m2n, "gzip", MAX_DECODED), want);
+    free(m1);
+    free(m2);
+    /* The bound applies: 30 bytes decoded stop inside the card. */
+    ck_assert_uint_eq(scan_ce(gz, gn, "gzip", 30), 0);
+    ck_assert_uint_eq(scan_ce(gz, gn, "gzip", 0), 0);
+    free(gz);
+    free(zl);
+    free(raw);
+    free(two);
+}
+END_TEST
+
+/* A truncated or corrupt stream is scanned up to the damage. */
+START_TEST(damaged_streams)
+{
+    static char text[65536];
+    unsigned seed = 1;
+    size_t gn, rn;
+    unsigned char *gz, *raw;
+
+    strcpy(text, "alice@example.com ");
+    for (size_t i = strlen(text); i < sizeof(text) - 32; i++) {
+        seed = seed * 1103515245u + 12345u;
+        text[i] = (char)('a' + (seed >> 16) % 26);
+    }
+    strcpy(text + sizeof(text) - 32, " 010-1234-5678");
+    gz = compress_with(text, strlen(text), 31, &gn);
+    raw = compress_with(text, strlen(text), -15, &rn);
+    ck_assert_uint_eq(scan_ce(gz, gn, "gzip", MAX_DECODED), POLICY_DLP_EMAIL | POLICY_DLP_PHONE_KR);
+    ck_assert_uint_eq(scan_ce(gz, gn / 2, "gzip", MAX_DECODED), POLICY_DLP_EMAIL);
+    ck_assert_uint_eq(scan_ce(raw, rn / 2, "deflate", MAX_DECODED), POLICY_DLP_EMAIL);
+    /* Garbage in the middle: the prefix is still read (and a bad CRC does not hide it). */
+    memset(gz + gn / 2, 0xff, 64);
+    ck_assert_uint_ne(scan_ce(gz, gn, "gzip", MAX_DECODED) & POLICY_DLP_EMAIL, 0);
+    /* Not compressed at all despite the label. */
+    ck_assert_uint_eq(scan_ce((const unsigned char *)"xx", 2, "gzip", MAX_DECODED), 0);
+    free(gz);
+    free(raw);
+}
+END_TEST
+
+static long
+maxrss_kb(void)
+{
+    struct rusage ru;
+
+    ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss;
+}
+
+/*
+ * 256 MiB of zeros behind an e-mail address, another address at the very
+ * end: with a 1 MiB bound the first is found, the second never decoded, and
+ * the process does not grow by anything like 256 MiB.
+ */
+START_TEST(gzip_bomb_is_bounded)
+{
+    static unsigned char zeros[1 << 20];
+    const char *head = "head alice@example.com ", *tail = " tail 4111111111111111";
+    size_t cap = 1 << 20, n;
+    unsigned char *out = malloc(cap);
+    long before;
+    z_stream z;
+
+    ck_assert_ptr_nonnull(out);
+    memset(&z, 0, sizeof(z));
+    ck_assert_int_eq(deflateInit2(&z, 9, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    z.next_in = (unsigned char *)(uintptr_t)head;
+    z.avail_in = (uInt)strlen(head);
+    ck_assert_int_eq(deflate(&z, Z_NO_FLUSH), Z_OK);
+    for (int i = 0; i < 256; i++) {
+        z.next_in = zeros;
+        z.avail_in = sizeof(zeros);
+        ck_assert_int_eq(deflate(&z, Z_NO_FLUSH), Z_OK);
+    }
+    z.next_in = (unsigned char *)(uintptr_t)tail;
+    z.avail_in = (uInt)strlen(tail);
+    ck_assert_int_eq(deflate(&z, Z_FINISH), Z_STREAM_END);
+    n = cap - z.avail_out;
+    deflateEnd(&z);
+    ck_assert_uint_lt(n, 1 << 20);
+
+    before = maxrss_kb();
+    ck_assert_uint_eq(dlp_scan(NULL, (const char *)out, n, "gzip", 4, NULL, 0, MAX_DECODED),
+                      POLICY_DLP_EMAIL);
+    ck_assert_int_lt(maxrss_kb() - before, 64 * 1024);
+    free(out);
+}
+END_TEST
+
+static struct dlp *
+load(const char *text)
+{
+    config_init(&cfg);
+    ck_assert_msg(config_read_string(&cfg, text) == CONFIG_TRUE, "libconfig: %s line %d",
+                  config_error_text(&cfg), config_error_line(&cfg));
+    err[0] = '\0';
+    return dlp_load(config_lookup(&cfg, "dlp_patterns"), err, sizeof(err));
+}
+
+static void
+done(struct dlp *d)
+{
+    dlp_free(d);
+    config_destroy(&cfg);
+}
+
+static const char patterns[] = "dlp_patterns = (\n"
+                               "  { name = \"emp\"; regex = \"EMP-[0-9]{6}\"; },\n"
+                               "  { name = \"proj.x_1\"; regex = \"project (falcon|eagle)\"; },\n"
+                               "  { name = \"smile\"; regex = \"\xf0\x9f\x98\x80 a/b\"; }\n"
+                               ");\n";
+
+START_TEST(custom_patterns)
+{
+    struct dlp *d = load(patterns);
+    const char nul[] = "abc\0EMP-123456";
+    const char *json = "{\"t\":\"\\ud83d\\ude00 a\\/b\"}";
+
+    ck_assert_msg(d != NULL, "%s", err);
+    ck_assert_uint_eq(dlp_scan(d, "id EMP-123456", 13, NULL, 0, NULL, 0, MAX_DECODED),
+                      POLICY_DLP_CUSTOM(0));
+    ck_assert_uint_eq(dlp_scan(d, "EMP-12345", 9, NULL, 0, NULL, 0, MAX_DECODED), 0);
+    ck_assert_uint_eq(
+        dlp_scan(d, "on project eagle, bob@example.com", 33, NULL, 0, NULL, 0, MAX_DECODED),
+        POLICY_DLP_CUSTOM(1) | POLICY_DLP_EMAIL);
+    /* Custom patterns see the normalised text: a surrogate pair and "\/". */
+    ck_assert_uint_eq(dlp_scan(d, json, strlen(json), NULL, 0, NULL, 0, MAX_DECODED),
+                      POLICY_DLP_CUSTOM(2));
+    ck_assert_uint_eq(dlp_scan(d, "q=EMP%2D123456", 14, NULL, 0,
+                               "application/x-www-form-urlencoded", 33, MAX_DECODED),
+                      POLICY_DLP_CUSTOM(0));
+    /* A NUL in the body does not hide what follows it. */
+    ck_assert_uint_eq(dlp_scan(d, nul, sizeof(nul) - 1, NULL, 0, NULL, 0, MAX_DECODED),
+                      POLICY_DLP_CUSTOM(0));
+    done(d);
+}
+END_TEST
+
+START_TEST(kind_names)
+{
+    struct dlp *d = load(patterns);
+    const char *names[8];
+
+    ck_assert_msg(d != NULL, "%s", err);
+    ck_assert_str_eq(dlp_kind_name(0, d), "kr-rrn");
+    ck_assert_str_eq(dlp_kind_name(1, NULL), "credit-card");
+    ck_assert_str_eq(dlp_kind_name(2, d), "email");
+    ck_assert_str_eq(dlp_kind_name(3, d), "phone-kr");
+    ck_assert_str_eq(dlp_kind_name(4, d), "custom:emp");
+    ck_assert_str_eq(dlp_kind_name(5, d), "custom:proj.x_1");
+    ck_assert_ptr_null(dlp_kind_name(7, d));
+    ck_assert_ptr_null(dlp_kind_name(4, NULL));
+    ck_assert_ptr_null(dlp_kind_name(40, d));
+
+    ck_assert_uint_eq(dlp_kinds(POLICY_DLP_EMAIL | POLICY_DLP_KR_RRN | POLICY_DLP_CUSTOM(1) |
+                                    POLICY_DLP_CUSTOM(20),
+                                d, names, 8),
+                      3);
+    ck_assert_str_eq(names[0], "kr-rrn");
+    ck_assert_str_eq(names[1], "email");
+    ck_assert_str_eq(names[2], "custom:proj.x_1");
+    ck_assert_uint_eq(dlp_kinds(0xffffffffu, d, names, 2), 2);
+    ck_assert_str_eq(names[1], "credit-card");
+    ck_assert_uint_eq(dlp_kinds(0, d, names, 8), 0);
+    done(d);
+}
+END_TEST
+
+START_TEST(no_patterns)
+{
+    struct dlp *d = load("other = 1;\n");
+
+    ck_assert_msg(d != NULL, "%s", err);
+    ck_assert_uint_eq(dlp_scan(d, "bob@example.com", 15, NULL, 0, NULL, 0, MAX_DECODED),
+                      POLICY_DLP_EMAIL);
+    done(d);
+    d = load("dlp_patterns = ();\n");
+    ck_assert_msg(d != NULL, "%s", err);
+    done(d);
+    d = load("dlp_patterns = [];\n");
+    ck_assert_msg(d != NULL, "%s", err);
+    done(d);
+    dlp_free(NULL);
+}
+END_TEST
+
+static void
+load_fails(const char *text, const char *want)
+{
+    struct dlp *d = load(text);
+
+    ck_assert_msg(d == NULL, "loaded: %s", text);
+    ck_assert_msg(strstr(err, want) != NULL, "error \"%s\" lacks \"%s\"", err, want);
+    done(NULL);
+}
+
+START_TEST(load_errors)
+{
+    load_fails("dlp_patterns = (\n { name = \"a\"; regex = \"x\"; },\n"
+               " { name = \"bad\";\n   regex = \"EMP-[0-9\"; }\n);\n",
+               "<config>:4: dlp_patterns \"bad\": bad regex: ");
+    load_fails("dlp_patterns = (\n { name = \"bad\"; regex = \"a{2,1}\"; }\n);\n",
+               "<config>:2: dlp_patterns \"bad\": bad regex: ");
+    load_fails("dlp_patterns = (\n { name = \"a\"; regex = \"x\"; },\n { regex = \"y\"; }\n);\n",
+               "<config>:3: dlp_patterns #2: missing name");
+    load_fails("dlp_patterns = ( { name = \"a\";\n regex = 5; } );\n",
+               "<config>:2: dlp_patterns \"a\": regex must be a non-empty string");
+    load_fails("dlp_patterns = ( { name = \"a\"; regex = \"\"; } );\n",
+               "<config>:1: dlp_patterns \"a\": regex must be a non-empty string");
+    load_fails("dlp_patterns = (\n { name = \"a\"; } );\n",
+               "<config>:2: dlp_patterns \"a\": missing regex");
+    load_fails("dlp_patterns = ( { name = 1; regex = \"x\"; } );\n",
+               "<config>:1: dlp_patterns #1: name must be a string");
+    load_fails("dlp_patterns = ( { name = \"a b\"; regex = \"x\"; } );\n",
+               "dlp_patterns #1: name \"a b\" must be");
+    load_fails("dlp_patterns = ( { name = \"\"; regex = \"x\"; } );\n",
+               "dlp_patterns #1: name \"\" must be");
+    load_fails("dlp_patterns = (\n { name = \"a\"; regex = \"x\"; },\n\n"
+               " { name = \"a\"; regex = \"y\"; }\n);\n",
+               "<config>:4: dlp_patterns \"a\": duplicate name (also entry #1)");
+    load_fails("dlp_patterns = (\n { name = \"a\"; regex = \"x\";\n   flags = \"i\"; }\n);\n",
+               "<config>:3: dlp_patterns #1: unknown key \"flags\"");
+    load_fails("dlp_patterns = ( \"x\" );\n", "<config>:1: dlp_patterns #1: expected a group");
+    load_fails("dlp_patterns = \"x\";\n", "<config>:1: dlp_patterns: expected a list");
+    load_fails("dlp_patterns = ( { name = \"a\"; regex = \"(ab)\\\\1\"; } );\n",
+               "dlp_patterns \"a\": back-references");
+}
+END_TEST
+
+START_TEST(backrefs_in_brackets_are_literal)
+{
+    struct dlp *d = load("dlp_patterns = ( { name = \"a\"; regex = \"x[\\\\1]y\"; },\n"
+                         "{ name = \"b\"; regex = \"[]\\\\2[:alpha:]]+\"; },\n"
+                         "{ name = \"c\"; regex = \"\\\\(\\\\.\"; } );\n");
+
+    ck_assert_msg(d != NULL, "%s", err);
+    ck_assert_uint_eq(dlp_scan(d, "x1y", 3, NULL, 0, NULL, 0, MAX_DECODED),
+                      POLICY_DLP_CUSTOM(0) | POLICY_DLP_CUSTOM(1));
+    ck_assert_uint_eq(dlp_scan(d, "(.", 2, NULL, 0, NULL, 0, MAX_DECODED), POLICY_DLP_CUSTOM(2));
+    done(d);
+}
+END_TEST
+
+/* dlp_patterns with n entries p0, p1, ..., entry i on line i + 2. */
+static void
+many_patterns(char *text, size_t size, int n)
+{
+    size_t off = (size_t)snprintf(text, size, "dlp_patterns = (\n");
+
+    for (int i = 0; i < n; i++)
+        off += (size_t)snprintf(text + off, size - off, "{ name = \"p%d\"; regex = \"P%d\"; }%s\n",
+                                i, i, i + 1 < n ? "," : "");
+    snprintf(text + off, size - off, ");\n");
+}
+
+START_TEST(too_many_patterns)
+{
+    char text[4096];
+    struct dlp *d;
+
+    many_patterns(text, sizeof(text), POLICY_DLP_CUSTOM_MAX);
+    d = load(text);
+    ck_assert_msg(d != NULL, "%s", err);
+    ck_assert_str_eq(dlp_kind_name(POLICY_DLP_CUSTOM_FIRST + 27, d), "custom:p27");
+    ck_assert_uint_eq(dlp_scan(d, "P27", 3, NULL, 0, NULL, 0, MAX_DECODED),
+                      POLICY_DLP_CUSTOM(27) | POLICY_DLP_CUSTOM(2));
+    done(d);
+    many_patterns(text, sizeof(text), POLICY_DLP_CUSTOM_MAX + 1);
+    load_fails(text, "<config>:30: dlp_patterns: more than 28 patterns");
+}
+END_TEST
+
+START_TEST(errors_name_the_file)
+{
+    char path[] = "/tmp/test_dlp_XXXXXX";
+    int fd = mkstemp(path);
+    const char text[] = "# patterns\ndlp_patterns = (\n  { name = \"x\"; regex = \"(\"; }\n);\n";
+    struct dlp *d;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+    close(fd);
+    config_init(&cfg);
+    ck_assert_int_eq(config_read_file(&cfg, path), CONFIG_TRUE);
+    d = dlp_load(config_lookup(&cfg, "dlp_patterns"), err, sizeof(err));
+    unlink(path);
+    ck_assert_ptr_null(d);
+    ck_assert_msg(strncmp(err, path, strlen(path)) == 0 &&
+                      strncmp(err + strlen(path), ":3: ", 4) == 0,
+                  "%s", err);
+    config_destroy(&cfg);
+}
+END_TEST
+
+static Suite *
+dlp_suite(void)
+{
+    Suite *s = suite_create("dlp");
+    TCase *t = tcase_create("core");
+
+    tcase_add_test(t, rrn_forms);
+    tcase_add_test(t, card_forms);
+    tcase_add_test(t, email_forms);
+    tcase_add_test(t, phone_forms);
+    tcase_add_test(t, several_kinds);
+    tcase_add_test(t, json_escapes);
+    tcase_add_test(t, form_encoding);
+    tcase_add_test(t, multipart_as_is);
+    tcase_add_test(t, content_encoding);
+    tcase_add_test(t, damaged_streams);
+    tcase_add_test(t, gzip_bomb_is_bounded);
+    tcase_add_test(t, custom_patterns);
+    tcase_add_test(t, kind_names);
+    tcase_add_test(t, no_patterns);
+    tcase_add_test(t, load_errors);
+    tcase_add_test(t, backrefs_in_brackets_are_literal);
+    tcase_add_test(t, too_many_patterns);
+    tcase_add_test(t, errors_name_the_file);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(dlp_suite());
+    int failed;
+
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
