@@ -12,8 +12,9 @@
  *
  * The built-in detectors are hand-written.  One pass visits each byte; a
  * candidate starts only where a number starts (the byte before is not an
- * ASCII letter or digit, nor a decimal point after a digit) or at an '@', and
- * each candidate looks at a bounded number of bytes, so the scan is linear.
+ * ASCII letter or digit, nor a decimal point after a digit) or at an '@'; a
+ * candidate reads its own number (at most 64 bytes back and 253 on from an
+ * '@'), so each byte is read a bounded number of times and the scan is linear.
  * A number must also end where the candidate ends: digits embedded in a
  * longer number or an identifier ("0x4000000000000002") never match.
  * What they accept:
@@ -159,7 +160,6 @@ dlp_load_one(struct dlp *d, const config_setting_t *e, int i, char *err, size_t 
     const config_setting_t *name = NULL, *regex = NULL;
     struct dlp_pattern *p = &d->v[d->n];
     const char *nm, *rx;
-    char msg[256];
     int rc;
 
     if (!config_setting_is_group(e)) {
@@ -209,6 +209,8 @@ dlp_load_one(struct dlp *d, const config_setting_t *e, int i, char *err, size_t 
         return -1;
     }
     if ((rc = regcomp(&p->re, rx, REG_EXTENDED | REG_NOSUB)) != 0) {
+        char msg[256];
+
         regerror(rc, &p->re, msg, sizeof(msg));
         dlp_err(err, errlen, regex, " \"%s\": bad regex: %s", nm, msg);
         return -1;
@@ -840,7 +842,7 @@ dlp_inflate(const unsigned char *in, size_t n, size_t max, unsigned char **out, 
     size_t cap = n > max / 4 ? max : n * 4, used = 0, in_used = 0;
     unsigned char *buf, *nb;
     z_stream z;
-    int rc, wbits = dlp_wbits(in, n);
+    int wbits = dlp_wbits(in, n);
 
     if (cap < 16384)
         cap = max < 16384 ? max : 16384;
@@ -853,6 +855,7 @@ dlp_inflate(const unsigned char *in, size_t n, size_t max, unsigned char **out, 
     }
     for (;;) {
         size_t in_n, out_n;
+        int rc;
 
         if (used == cap) {
             if (cap == max)
