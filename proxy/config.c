@@ -453,6 +453,23 @@ config_fill(struct cfg_ctx *x, struct config *c)
     return 0;
 }
 
+/* A rule naming a group nobody defined would silently never match: refuse it. */
+static int
+config_check_groups(struct cfg_ctx *x, const struct config *c)
+{
+    for (size_t i = 0; i < policy_count(c->policy); i++) {
+        const struct policy_rule *r = policy_rule_at(c->policy, i);
+        for (size_t g = 0; g < r->groups.n; g++) {
+            if (users_group_exists(c->users, r->groups.v[g]))
+                continue;
+            snprintf(x->err, x->errlen, "%s:%d: rule \"%s\": unknown group \"%s\" (not in groups)",
+                     r->file ? r->file : x->path, r->line, r->name, r->groups.v[g]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* libconfig lets a NULL group stand for "absent": make the helpers accept it. */
 static int
 config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
@@ -513,6 +530,8 @@ config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
     if (!(c->policy =
               policy_load(config_setting_get_member(root, "policy"), c->catalog,
                           config_setting_get_member(root, "dlp_patterns"), x->err, x->errlen)))
+        return -1;
+    if (config_check_groups(x, c) < 0)
         return -1;
     if (!(c->dlp = dlp_load(config_setting_get_member(root, "dlp_patterns"), x->err, x->errlen)))
         return -1;
