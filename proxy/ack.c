@@ -21,7 +21,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -29,6 +28,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "aigate/keyfile.h"
 #include "aigate/log.h"
 
 #define ACK_NONCE_BYTES (ACK_NONCE_HEX / 2)
@@ -121,25 +121,6 @@ ack_name_ok(const char *s, size_t max)
     return n <= max && !memchr(s, '\n', n);
 }
 
-static void
-ack_fsync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-
-    if (!slash)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 static int
 ack_write_all(int fd, const char *p, size_t n)
 {
@@ -155,131 +136,20 @@ ack_write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* Write len bytes of buf to a new temporary file next to path (mode 0600) and
- * fsync it.  The name is left in tmp (tmpcap bytes).  fd closed on return. */
-static int
-ack_write_tmp(const char *path, const char *buf, size_t len, char *tmp, size_t tmpcap)
-{
-    if ((size_t)snprintf(tmp, tmpcap, "%s.tmpXXXXXX", path) >= tmpcap) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    int e, fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    if (ack_write_all(fd, buf, len) < 0)
-        goto fail;
-    if (fchmod(fd, 0600) < 0 || fsync(fd) < 0)
-        goto fail;
-    if (close(fd) < 0) {
-        fd = -1;
-        goto fail;
-    }
-    return 0;
-fail:
-    e = errno;
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    errno = e;
-    return -1;
-}
-
 /* ---- secret ---------------------------------------------------------------- */
 
-/* Create the secret file whole or not at all: temporary file, link(2).  A file
- * another process created meanwhile wins (EEXIST), and is read by the caller. */
-static int
-ack_secret_create(const char *file, char *err, size_t errlen)
-{
-    unsigned char key[ACK_KEY_LEN];
-    char hex[2 * ACK_KEY_LEN + 1], tmp[4096];
-    int rc = -1;
-
-    if (RAND_bytes(key, sizeof(key)) != 1) {
-        snprintf(err, errlen, "%s: no randomness for a new secret", file);
-        goto out;
-    }
-    for (size_t i = 0; i < sizeof(key); i++) {
-        hex[2 * i] = ack_hexdig[key[i] >> 4];
-        hex[2 * i + 1] = ack_hexdig[key[i] & 0xf];
-    }
-    hex[2 * ACK_KEY_LEN] = '\n';
-    if (ack_write_tmp(file, hex, sizeof(hex), tmp, sizeof(tmp)) < 0) {
-        snprintf(err, errlen, "%s: cannot create: %s", file, strerror(errno));
-        goto out;
-    }
-    if (link(tmp, file) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "%s: cannot create: %s", file, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    unlink(tmp);
-    ack_fsync_dir(file);
-    log_info("ack: created secret %s", file);
-    rc = 0;
-out:
-    OPENSSL_cleanse(key, sizeof(key));
-    OPENSSL_cleanse(hex, sizeof(hex));
-    return rc;
-}
+_Static_assert(ACK_KEY_LEN == KEYFILE_KEY_LEN, "the ack secret is a key file");
 
 int
 ack_secret_load(const char *file, unsigned char key[ACK_KEY_LEN], char *err, size_t errlen)
 {
-    char buf[2 * ACK_KEY_LEN + 2];
-    size_t n = 0;
-    int rc = -1;
-    struct stat st;
+    int created;
 
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
-        if (ack_secret_create(file, err, errlen) < 0)
-            return -1;
-        fd = open(file, O_RDONLY | O_CLOEXEC);
-    }
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot open: %s", file, strerror(errno));
+    if (keyfile_load(file, 1, key, &created, err, errlen) < 0)
         return -1;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", file);
-        goto out;
-    }
-    if (st.st_mode & 077)
-        log_warnx("ack: secret %s is accessible to group or others; chmod 600 it", file);
-    while (n < sizeof(buf)) {
-        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(err, errlen, "%s: read error: %s", file, strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    if (n == 2 * ACK_KEY_LEN + 1 && buf[n - 1] == '\n')
-        n--;
-    if (n != 2 * ACK_KEY_LEN) {
-        snprintf(err, errlen, "%s: expected 64 hex characters", file);
-        goto out;
-    }
-    for (size_t i = 0; i < ACK_KEY_LEN; i++) {
-        int hi = ack_unhex((unsigned char)buf[2 * i]),
-            lo = ack_unhex((unsigned char)buf[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            snprintf(err, errlen, "%s: expected 64 hex characters", file);
-            goto out;
-        }
-        key[i] = (unsigned char)(hi << 4 | lo);
-    }
-    rc = 0;
-out:
-    OPENSSL_cleanse(buf, sizeof(buf));
-    close(fd);
-    return rc;
+    if (created)
+        log_info("ack: created secret %s", file);
+    return 0;
 }
 
 /* ---- tokens ---------------------------------------------------------------- */
@@ -821,7 +691,7 @@ ack_state_write(struct ack_store *s)
     fd = -1;
     if (e < 0 || rename(tmp, s->path) < 0)
         goto fail_unlink;
-    ack_fsync_dir(s->path);
+    keyfile_fsync_dir(s->path);
     free(c.p);
     return 0;
 

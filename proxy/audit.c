@@ -14,6 +14,7 @@
  */
 #include "aigate/audit.h"
 
+#include "aigate/keyfile.h"
 #include "aigate/log.h"
 
 #include <dirent.h>
@@ -409,120 +410,20 @@ audit_hexval(int c)
     return -1;
 }
 
-static void
-audit_fsync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-
-    if (!slash)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-/* Create the key file whole or not at all: temporary file, fsync, link(2). */
-static int
-audit_key_create(const char *file, char *err, size_t errlen)
-{
-    unsigned char key[32];
-    char hex[AUDIT_CHAIN_HEX + 1], tmp[4096];
-    int fd = -1;
-
-    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
-        snprintf(err, errlen, "%s: getrandom: %s", file, strerror(errno));
-        return -1;
-    }
-    for (size_t i = 0; i < sizeof(key); i++) {
-        hex[2 * i] = audit_hex[key[i] >> 4];
-        hex[2 * i + 1] = audit_hex[key[i] & 0xf];
-    }
-    hex[AUDIT_CHAIN_HEX] = '\n';
-    OPENSSL_cleanse(key, sizeof(key));
-    if (snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", file) >= (int)sizeof(tmp)) {
-        snprintf(err, errlen, "%s: path too long", file);
-        goto fail;
-    }
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", file, strerror(errno));
-        goto fail;
-    }
-    if (fchmod(fd, 0600) < 0 || write(fd, hex, sizeof(hex)) != (ssize_t)sizeof(hex) ||
-        fsync(fd) < 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-        goto fail_unlink;
-    }
-    close(fd);
-    fd = -1;
-    if (link(tmp, file) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "%s: %s", file, strerror(errno));
-        goto fail_unlink;
-    }
-    unlink(tmp);
-    audit_fsync_dir(file);
-    OPENSSL_cleanse(hex, sizeof(hex));
-    log_info("audit: created chain key %s", file);
-    return 0;
-
-fail_unlink:
-    unlink(tmp);
-fail:
-    if (fd >= 0)
-        close(fd);
-    OPENSSL_cleanse(hex, sizeof(hex));
-    return -1;
-}
+_Static_assert(KEYFILE_KEY_LEN == 32, "the chain key is a key file");
 
 int
 audit_key_load(const char *file, int create, unsigned char key[32], char *err, size_t errlen)
 {
-    unsigned char buf[130];
-    struct stat st;
-    ssize_t n;
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    int created;
 
-    if (fd < 0 && errno == ENOENT && create) {
-        if (audit_key_create(file, err, errlen) < 0)
-            return -1;
-        fd = open(file, O_RDONLY | O_CLOEXEC);
-    }
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+    if (keyfile_load(file, create, key, &created, err, errlen) < 0) {
+        if (errno == EBADMSG)
+            snprintf(err, errlen, "%s: not a chain key (64 hex digits or 32 bytes)", file);
         return -1;
     }
-    if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-        log_warnx("audit: chain key %s is accessible by group or others (chmod 600 it)", file);
-    n = read(fd, buf, sizeof(buf));
-    close(fd);
-    if (n == 32) {
-        memcpy(key, buf, 32);
-    } else {
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-            n--;
-        if (n != 64) {
-            OPENSSL_cleanse(buf, sizeof(buf));
-            snprintf(err, errlen, "%s: not a chain key (64 hex digits or 32 bytes)", file);
-            return -1;
-        }
-        for (size_t i = 0; i < 32; i++) {
-            int hi = audit_hexval(buf[2 * i]), lo = audit_hexval(buf[2 * i + 1]);
-            if (hi < 0 || lo < 0) {
-                OPENSSL_cleanse(buf, sizeof(buf));
-                snprintf(err, errlen, "%s: not a chain key (64 hex digits or 32 bytes)", file);
-                return -1;
-            }
-            key[i] = (unsigned char)(hi << 4 | lo);
-        }
-    }
-    OPENSSL_cleanse(buf, sizeof(buf));
+    if (created)
+        log_info("audit: created chain key %s", file);
     return 0;
 }
 
@@ -857,7 +758,7 @@ audit_gzip_file(const char *src)
     close(out2);
     close(in);
     unlink(src);
-    audit_fsync_dir(src);
+    keyfile_fsync_dir(src);
     return 0;
 
 fail:
@@ -1219,7 +1120,7 @@ audit_rotate(struct audit *a)
     memcpy(a->rot_stamp, stamp, sizeof(stamp));
     a->rot_seq = seq;
     audit_switch_fd(a, fd, size);
-    audit_fsync_dir(a->path);
+    keyfile_fsync_dir(a->path);
     audit_start_gz(a);
 }
 

@@ -4,7 +4,8 @@
  * which service until when, and the parsing of the POST /__aigate/ack form.
  * Everything here is free of sockets and event loops.
  *
- * Secret file.  64 hex characters and a newline (32 random bytes).  Created
+ * Secret file.  A key file (include/aigate/keyfile.h): 64 hex characters and
+ * a newline (32 random bytes), a raw 32-byte file is accepted too.  Created
  * when missing with mode 0600 via a temporary file and link(2), so it appears
  * whole or not at all; one readable by group or others is used with a warning.
  *

@@ -23,10 +23,10 @@
  * written before it.  Like any hash chain it cannot show lines cut from the
  * very end of the newest file; the "lines" counter and diagnostics can.
  *
- * Key file: 64 hex characters and a newline (a raw 32-byte file is accepted
- * too).  Created when missing with mode 0600 via a temporary file and link(2),
- * so it appears whole or not at all; a key readable by group or others is used
- * with a warning.
+ * Key file (include/aigate/keyfile.h): 64 hex characters and a newline (a raw
+ * 32-byte file is accepted too).  Created when missing with mode 0600 via a
+ * temporary file and link(2), so it appears whole or not at all; a key
+ * readable by group or others is used with a warning.
  *
  * Crash recovery.  Existing lines are never modified.  If the file does not end
  * with '\n' (a line cut by a crash), the writer first writes '\n' and continues

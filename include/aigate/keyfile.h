@@ -1,0 +1,32 @@
+/*
+ * Secret key files: the ack secret and the audit chain key.  A key is
+ * KEYFILE_KEY_LEN bytes stored as 2 * KEYFILE_KEY_LEN hex digits (either case)
+ * and an optional line end ("\n" or "\r\n"), or as exactly KEYFILE_KEY_LEN raw
+ * bytes.  A missing file can be created with a fresh random key, written as
+ * lower-case hex and "\n", mode 0600: the key goes to a temporary file in the
+ * same folder, is fsynced, and link(2) gives it its final name, so the file
+ * appears whole or not at all and, when several processes race to create it,
+ * the first link wins and everyone reads that key.  A file whose mode lets
+ * group or others in is still used, with a warning.
+ */
+#ifndef AIGATE_KEYFILE_H
+#define AIGATE_KEYFILE_H
+
+#include <stddef.h>
+
+#define KEYFILE_KEY_LEN 32
+
+/*
+ * Load the key in path into key.  When the file is missing and create is set,
+ * make it first.  *created (may be NULL) says whether this call made the file.
+ * 0, or -1 with err "PATH: message"; on -1 errno is EBADMSG exactly when the
+ * file was read but does not hold a key, so callers can word that case.
+ */
+int keyfile_load(const char *path, int create, unsigned char key[KEYFILE_KEY_LEN], int *created,
+                 char *err, size_t errlen);
+
+/* fsync the folder holding path ("." for a bare name), so a name just created,
+ * renamed or removed in it survives a crash.  0, or -1 with errno. */
+int keyfile_fsync_dir(const char *path_in_dir);
+
+#endif
