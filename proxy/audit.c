@@ -586,7 +586,7 @@ struct audit_rot {
     int gz;
 };
 
-/* name = BASE.YYYYMMDDTHHMMSSZ[.N][.gz] */
+/* name = BASE.YYYYMMDDTHHMMSSZ[.NNNN][.gz] (older names may lack .NNNN) */
 static int
 audit_rot_parse(const char *name, const char *base, size_t blen, struct audit_rot *r)
 {
@@ -602,7 +602,7 @@ audit_rot_parse(const char *name, const char *base, size_t blen, struct audit_ro
     r->stamp[AUDIT_STAMP_LEN] = '\0';
     s += AUDIT_STAMP_LEN;
     r->seq = 0;
-    if (s[0] == '.' && s[1] >= '1' && s[1] <= '9') {
+    if (s[0] == '.' && s[1] >= '0' && s[1] <= '9') {
         char *e;
         errno = 0;
         r->seq = strtoul(s + 1, &e, 10);
@@ -1096,11 +1096,13 @@ audit_rotate(struct audit *a)
         memcpy(stamp, a->rot_stamp, sizeof(stamp));
         seq = a->rot_seq + 1;
     }
+    /*
+     * The sequence is always written, zero-padded, so that a shell glob
+     * (audit.jsonl.*.gz) lists rotated files oldest first even when several
+     * rotations happen within one second.
+     */
     for (;; seq++) {
-        if (seq == 0)
-            snprintf(dst, sizeof(dst), "%s.%s", a->path, stamp);
-        else
-            snprintf(dst, sizeof(dst), "%s.%s.%lu", a->path, stamp, seq);
+        snprintf(dst, sizeof(dst), "%s.%s.%04lu", a->path, stamp, seq);
         snprintf(probe, sizeof(probe), "%s.gz", dst);
         if (access(dst, F_OK) < 0 && access(probe, F_OK) < 0)
             break;

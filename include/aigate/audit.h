@@ -48,7 +48,7 @@
  * Durability: the writer writes as soon as lines arrive (batched), and
  * fdatasync()s at least once a second and on close, so a machine crash loses
  * at most the last second.  Rotation: when the file reaches rotate_bytes it
- * is renamed PATH.YYYYMMDDTHHMMSSZ (PATH.YYYYMMDDTHHMMSSZ.N if taken), a new
+ * is renamed PATH.YYYYMMDDTHHMMSSZ.NNNN (a sequence, so names sort oldest first), a new
  * file is opened, and a short-lived thread gzips the renamed file to ….gz,
  * removes the original and deletes the oldest rotated files beyond keep
  * (keep <= 0 keeps all).  rotate_bytes 0 disables rotation (e.g. when
@@ -118,7 +118,7 @@ size_t audit_format(char *buf, size_t cap, const struct audit_rec *r, int log_qu
 int audit_key_load(const char *file, int create, unsigned char key[32], char *err, size_t errlen);
 
 /*
- * Rotated files of the log at path (PATH.YYYYMMDDTHHMMSSZ[.N][.gz]), oldest
+ * Rotated files of the log at path (PATH.YYYYMMDDTHHMMSSZ[.NNNN][.gz]), oldest
  * first.  *files is malloc'd, free with audit_files_free().  Returns 0 or -1.
  */
 int audit_rotated_files(const char *path, char ***files, size_t *n);
