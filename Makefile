@@ -4,7 +4,7 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 PKGS    := libevent libevent_openssl libevent_pthreads openssl libconfig zlib
 DEB_PKGS := build-essential pkg-config libevent-dev libssl-dev libconfig-dev zlib1g-dev check \
-            libcrypt-dev nginx-light curl openssl python3 chromium
+            libcrypt-dev nginx-light curl openssl python3 chromium fonts-noto-cjk
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
 CFLAGS  ?= -O2 -g

@@ -96,22 +96,6 @@ caution_acknowledged(const struct conn *c)
     return rt.acks && ack_store_check(rt.acks, user, svc, time(NULL));
 }
 
-/* The absolute URL of the current request, for the page and the return target. */
-static void
-request_url(const struct conn *c, char *out, size_t cap)
-{
-    const struct req *r = c->req;
-    const char *scheme = c->intercept ? "https" : r->url.scheme;
-    unsigned defport = strcmp(scheme, "https") == 0 ? 443 : 80;
-    char port[8] = "";
-    if (r->url.port != defport)
-        snprintf(port, sizeof(port), ":%u", r->url.port);
-    snprintf(out, cap, "%s://%s%s%s%s", scheme, r->url.host_is_v6 ? "[" : "", r->url.host,
-             r->url.host_is_v6 ? "]" : "", port);
-    size_t n = strlen(out);
-    snprintf(out + n, cap - n, "%s", r->path && r->path[0] ? r->path : "/");
-}
-
 void
 caution_page(struct conn *c, const char *buf, const struct http_head *h)
 {
@@ -119,7 +103,7 @@ caution_page(struct conn *c, const char *buf, const struct http_head *h)
     char user[300], svc[256], url[2048], token[ACK_TOKEN_BUF];
     caution_user_key(c, user, sizeof(user));
     caution_service_key(c, svc, sizeof(svc));
-    request_url(c, url, sizeof(url));
+    conn_request_url(c, url, sizeof(url));
     int i = http_header_find(buf, h, "Accept");
     int html = i >= 0 && pages_client_wants_html(buf + h->hdr[i].value.off, h->hdr[i].value.len);
     i = http_header_find(buf, h, "Accept-Language");

@@ -290,6 +290,8 @@ status_reason(int status)
         return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
+    case 411:
+        return "Length Required";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -616,6 +618,21 @@ conn_identify(struct conn *c, const char *buf, const struct http_head *h)
     return -1;
 }
 
+void
+conn_request_url(const struct conn *c, char *out, size_t cap)
+{
+    const struct req *r = c->req;
+    const char *scheme = c->intercept || r->is_connect ? "https" : r->url.scheme;
+    unsigned defport = strcmp(scheme, "https") == 0 ? 443 : 80;
+    char port[8] = "";
+    if (r->url.port != defport)
+        snprintf(port, sizeof(port), ":%u", r->url.port);
+    snprintf(out, cap, "%s://%s%s%s%s", scheme, r->url.host_is_v6 ? "[" : "", r->url.host,
+             r->url.host_is_v6 ? "]" : "", port);
+    size_t n = strlen(out);
+    snprintf(out + n, cap - n, "%s", r->path && r->path[0] ? r->path : "/");
+}
+
 static void
 block_page(struct conn *c, const char *buf, const struct http_head *h)
 {
@@ -626,9 +643,8 @@ block_page(struct conn *c, const char *buf, const struct http_head *h)
              r->rule->name);
     struct evbuffer *body = evbuffer_new();
     struct page_vars v = {0};
-    char url[600];
-    snprintf(url, sizeof(url), "%s://%s%s", r->is_connect ? "https" : r->url.scheme, r->url.host,
-             r->path ? r->path : "");
+    char url[2048];
+    conn_request_url(c, url, sizeof(url));
     v.service = r->svc ? r->svc->name : r->url.host;
     v.user = r->user[0] ? r->user : c->peer_str;
     v.rule = r->rule->name;
@@ -991,6 +1007,11 @@ conn_ack_request(struct conn *c, const char *buf, const struct http_head *h)
         conn_error(c, 405, "http_request_denied", "Method not allowed",
                    "The acknowledgement address only takes the caution page's form.", buf, h,
                    r->body != HTTP_BODY_NONE);
+        return;
+    }
+    if (r->body == HTTP_BODY_CHUNKED) {
+        conn_error(c, 411, "http_request_error", "Length required",
+                   "Send the acknowledgement form with a Content-Length.", buf, h, 1);
         return;
     }
     if (r->body != HTTP_BODY_LENGTH || r->body_left == 0 || r->body_left > ACK_FORM_MAX) {

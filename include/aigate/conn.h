@@ -123,6 +123,8 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *cty
 /* Answer with an error page, Proxy-Status, audit line "error"; then next request or close. */
 void conn_error(struct conn *c, int status, const char *perror, const char *title,
                 const char *detail, const char *buf, const struct http_head *h, int close_after);
+/* The current request's absolute URL (scheme, host, non-default port, path and query). */
+void conn_request_url(const struct conn *c, char *out, size_t cap);
 /* Write the request's audit line (no-op when the audit log is off). */
 void conn_audit(struct conn *c, struct req *r, const char *action, int status);
 

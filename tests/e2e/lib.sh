@@ -140,6 +140,53 @@ spawn() {
     PIDS+=("$LAST_PID")
 }
 
+# audit_count FILE PYEXPR: lines of FILE (JSON) for which PYEXPR on d holds
+audit_count() {
+    "$PY" - "$1" "$2" <<'EOF'
+import json, sys
+n = 0
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue
+    if eval(sys.argv[2]):
+        n += 1
+print(n)
+EOF
+}
+
+# wait_audit FILE PYEXPR [MIN]: until at least MIN (1) lines of FILE match PYEXPR
+# (5 s at most), then print the count
+wait_audit() {
+    local i n=0
+    for ((i = 0; i < 50; i++)); do
+        [ -e "$1" ] && n=$(audit_count "$1" "$2")
+        [ "$n" -ge "${3:-1}" ] && break
+        sleep 0.1
+    done
+    echo "$n"
+}
+
+# form_field FILE NAME: the (unescaped) value of the form input NAME in the HTML FILE
+form_field() {
+    "$PY" - "$1" "$2" <<'EOF'
+import sys
+from html.parser import HTMLParser
+
+class P(HTMLParser):
+    value = None
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "input" and a.get("name") == sys.argv[2] and self.value is None:
+            self.value = a.get("value", "")
+
+p = P()
+p.feed(open(sys.argv[1], encoding="utf-8").read())
+print(p.value if p.value is not None else "")
+EOF
+}
+
 # ---- certificates --------------------------------------------------------------
 # make_cert DIR NAME...: DIR/ca.pem (made once) signs DIR/NAME.pem + DIR/NAME.key,
 # a server certificate for every NAME as a DNS subjectAltName.
@@ -225,6 +272,90 @@ EOF
     fi
 }
 
+# make_expired_cert DIR NAME...: like make_cert, but DIR/NAME.pem was valid only
+# from 2020-01-01 to 2020-01-02 (openssl ca sets the dates; x509 -req cannot
+# backdate on OpenSSL 3.0).
+make_expired_cert() {
+    local dir=$1 first=$2
+    make_cert "$@"
+    mkdir -p "$dir/ca-db"
+    : >"$dir/ca-db/index.txt"
+    echo 1000 >"$dir/ca-db/serial"
+    cat >"$dir/ca-db/ca.cnf" <<EOF
+[ ca ]
+default_ca = e2e
+[ e2e ]
+database = $dir/ca-db/index.txt
+new_certs_dir = $dir/ca-db
+serial = $dir/ca-db/serial
+default_md = sha256
+policy = any
+unique_subject = no
+[ any ]
+commonName = supplied
+EOF
+    openssl ca -batch -notext -config "$dir/ca-db/ca.cnf" -cert "$dir/ca.pem" -keyfile "$dir/ca.key" \
+        -startdate 20200101000000Z -enddate 20200102000000Z -extfile "$dir/$first.ext" \
+        -in "$dir/$first.csr" -out "$dir/$first.pem" 2>/dev/null ||
+        die "openssl ca: cannot make the expired certificate for $first"
+}
+
+# start_nginx_servers DIR VAR=CERT...: nginx serving DIR/html, one server per
+# argument on a fresh port stored in $VAR: HTTPS presenting CERT.pem with
+# CERT.key, or plain HTTP for an empty CERT (VAR=).  DIR/html/index.html is an
+# HTML "origin page".  $NGINX_SERVERS_LOG has one line per request:
+# "$server_port $ssl_server_name "$request" $status" (ssl_server_name is "-"
+# for plain HTTP).
+start_nginx_servers() {
+    local dir=$1 user="" arg var cert port servers="" waitfor=()
+    shift
+    mkdir -p "$dir/html" "$dir/tmp"
+    NGINX_SERVERS_LOG=$dir/access.log
+    cat >"$dir/html/index.html" <<'EOF'
+<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>origin page</title></head>
+<body><h1 id="origin">origin page</h1><p>Served by the e2e test origin (nginx).</p></body></html>
+EOF
+    for arg in "$@"; do
+        var=${arg%%=*}
+        cert=${arg#*=}
+        port=$(free_port)
+        printf -v "$var" '%s' "$port"
+        waitfor+=("$port")
+        if [ -n "$cert" ]; then
+            servers+="    server { listen 127.0.0.1:$port ssl; ssl_certificate $cert.pem; ssl_certificate_key $cert.key; root $dir/html; }
+"
+        else
+            servers+="    server { listen 127.0.0.1:$port; root $dir/html; }
+"
+        fi
+    done
+    [ "$(id -u)" = 0 ] && user="user root root;"
+    cat >"$dir/nginx.conf" <<EOF
+$user
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log info;
+events { worker_connections 512; }
+http {
+    log_format e2esrv '\$server_port \$ssl_server_name "\$request" \$status';
+    access_log $dir/access.log e2esrv;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    types { text/html html; text/plain txt; }
+    default_type application/octet-stream;
+$servers}
+EOF
+    spawn nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
+    for port in "${waitfor[@]}"; do
+        wait_port "$port" 10 || die "nginx did not start: $(tail -n 5 "$dir/error.log" 2>/dev/null)"
+    done
+}
+
 # make_big FILE [MIB]: a file of MIB (default 100) MiB of random bytes
 make_big() {
     head -c "$((${2:-100} * 1024 * 1024))" /dev/urandom >"$1"
@@ -281,12 +412,12 @@ write_hosts() {
 
 # proxy_conf [LINE...]: the usual test config for $PROXY_PORT and $T/hosts, plus the
 # given lines.  CONNECT_PORTS, LIMITS and DNS (the insides of connect_ports = [ ],
-# limits : { } and dns : { }) override parts.
+# limits : { } and dns : { }) and WORKERS (default 2) override parts.
 proxy_conf() {
     local ports=${CONNECT_PORTS:-443}
     local limits=${LIMITS:-"header_timeout_ms = 1000; idle_timeout_ms = 3000; shutdown_grace_ms = 5000;"}
     local dns=${DNS:-"hosts_file = \"$T/hosts\";"}
-    printf '%s\n' "listen = [ \"127.0.0.1:$PROXY_PORT\" ];" "workers = 2;" \
+    printf '%s\n' "listen = [ \"127.0.0.1:$PROXY_PORT\" ];" "workers = ${WORKERS:-2};" \
         "connect_ports = [ $ports ];" "dns : { $dns };" "limits : { $limits };" "$@"
 }
 

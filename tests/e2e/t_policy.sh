@@ -62,34 +62,6 @@ basic_conf() {
         '@include "policy.conf"'
 }
 
-# audit_count FILE PYEXPR: lines of FILE (JSON) for which PYEXPR on d holds
-audit_count() {
-    "$PY" - "$1" "$2" <<'EOF'
-import json, sys
-n = 0
-for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
-    try:
-        d = json.loads(line)
-    except ValueError:
-        continue
-    if eval(sys.argv[2]):
-        n += 1
-print(n)
-EOF
-}
-
-# wait_audit FILE PYEXPR [MIN]: until at least MIN (1) lines match (5 s), then
-# print the count
-wait_audit() {
-    local i n=0
-    for ((i = 0; i < 50; i++)); do
-        [ -e "$1" ] && n=$(audit_count "$1" "$2")
-        [ "$n" -ge "${3:-1}" ] && break
-        sleep 0.1
-    done
-    echo "$n"
-}
-
 # status_of CURL_ARGS...: "CODE" of one request through the proxy
 status_of() {
     pcurl -o /dev/null -w '%{http_code}' "$@"
