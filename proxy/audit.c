@@ -333,6 +333,7 @@ struct audit_mac {
     EVP_MAC *mac;
     EVP_MAC_CTX *ctx;
     unsigned char key[32];
+    int keyed; /* ctx holds the key: later lines re-init without re-keying HMAC */
 };
 
 static int
@@ -368,7 +369,10 @@ audit_mac_chain(struct audit_mac *m, const char prev[AUDIT_CHAIN_HEX], const cha
     unsigned char md[32];
     size_t mdlen = 0;
 
-    if (!EVP_MAC_init(m->ctx, m->key, sizeof(m->key), NULL) ||
+    int ok = m->keyed ? EVP_MAC_init(m->ctx, NULL, 0, NULL)
+                      : EVP_MAC_init(m->ctx, m->key, sizeof(m->key), NULL);
+    m->keyed = ok;
+    if (!ok ||
         !EVP_MAC_update(m->ctx, (const unsigned char *)prev, AUDIT_CHAIN_HEX) ||
         !EVP_MAC_update(m->ctx, (const unsigned char *)line, len) ||
         !EVP_MAC_final(m->ctx, md, &mdlen, sizeof(md)) || mdlen != sizeof(md))

@@ -15,6 +15,17 @@
 #include "aigate/http_msg.h"
 
 /* RFC 9110 7.6.1 plus the proxy-only fields and Keep-Alive's companion. */
+/*
+ * Connection-type fields of one head (there are rarely more than one or two;
+ * past HOP_CONN_MAX the rest are ignored for naming extra hop-by-hop fields,
+ * which are removed anyway when they are standard ones).
+ */
+#define HOP_CONN_MAX 16
+struct hop_conn {
+    unsigned idx[HOP_CONN_MAX];
+    unsigned n;
+};
+
 static const char *const hop_by_hop[] = {
     "connection",         "keep-alive", "proxy-connection", "proxy-authorization",
     "proxy-authenticate", "te",         "trailer",          "upgrade",
@@ -51,20 +62,29 @@ list_has_span(const char *buf, struct http_span list, struct http_span name)
 
 /* 1 if field i must not be forwarded: hop-by-hop or named in Connection. */
 static int
-is_hop(const char *buf, const struct http_head *h, unsigned i)
+is_hop(const char *buf, const struct http_head *h, const struct hop_conn *hc, unsigned i)
 {
     struct http_span name = h->hdr[i].name;
 
     for (size_t k = 0; k < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); k++)
         if (http_span_ieq(buf, name, hop_by_hop[k]))
             return 1;
-    for (unsigned j = 0; j < h->nhdr; j++) {
-        struct http_span n = h->hdr[j].name;
-        if ((http_span_ieq(buf, n, "connection") || http_span_ieq(buf, n, "proxy-connection")) &&
-            list_has_span(buf, h->hdr[j].value, name))
+    for (unsigned j = 0; j < hc->n; j++)
+        if (list_has_span(buf, h->hdr[hc->idx[j]].value, name))
             return 1;
-    }
     return 0;
+}
+
+/* Find the Connection / Proxy-Connection fields once per head (not once per header). */
+static void
+hop_conn_find(const char *buf, const struct http_head *h, struct hop_conn *hc)
+{
+    hc->n = 0;
+    for (unsigned j = 0; j < h->nhdr && hc->n < HOP_CONN_MAX; j++) {
+        struct http_span n = h->hdr[j].name;
+        if (http_span_ieq(buf, n, "connection") || http_span_ieq(buf, n, "proxy-connection"))
+            hc->idx[hc->n++] = j;
+    }
 }
 
 static int
@@ -130,9 +150,11 @@ http_msg_request_head(struct evbuffer *out, const char *buf, const struct http_h
     if (http_span_ieq(buf, h->method, "OPTIONS") || http_span_ieq(buf, h->method, "TRACE"))
         maxfwd = http_msg_max_forwards(buf, h);
 
+    struct hop_conn hc;
+    hop_conn_find(buf, h, &hc);
     for (unsigned i = 0; i < h->nhdr; i++) {
         struct http_span n = h->hdr[i].name;
-        if (http_span_ieq(buf, n, "host") || http_span_ieq(buf, n, "via") || is_hop(buf, h, i))
+        if (http_span_ieq(buf, n, "host") || http_span_ieq(buf, n, "via") || is_hop(buf, h, &hc, i))
             continue;
         if (maxfwd >= 0 && http_span_ieq(buf, n, "max-forwards")) {
             if (!mf_done)
@@ -159,9 +181,11 @@ http_msg_response_head(struct evbuffer *out, const char *buf, const struct http_
     rc = add_str(out, status);
     rc |= add_span(out, buf, h->reason);
     rc |= evbuffer_add(out, "\r\n", 2);
+    struct hop_conn hc;
+    hop_conn_find(buf, h, &hc);
     for (unsigned i = 0; i < h->nhdr; i++) {
         struct http_span n = h->hdr[i].name;
-        if (http_span_ieq(buf, n, "via") || is_hop(buf, h, i))
+        if (http_span_ieq(buf, n, "via") || is_hop(buf, h, &hc, i))
             continue;
         if (dechunk && http_span_ieq(buf, n, "transfer-encoding"))
             continue;

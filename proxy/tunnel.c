@@ -16,6 +16,7 @@
 
 #define TUNNEL_HIGH_WATER (512 * 1024)
 #define TUNNEL_LOW_WATER (128 * 1024)
+#define TUNNEL_IO_CHUNK (256 * 1024)
 
 static void
 tunnel_end(struct conn *c, const char *why)
@@ -109,6 +110,11 @@ tunnel_start(struct conn *c)
     bufferevent_setwatermark(ub, EV_READ, 0, 0);
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     bufferevent_setwatermark(c->bev, EV_WRITE, TUNNEL_LOW_WATER, 0);
+    /* Bulk data: move it in large reads and writes (the default is 16 KiB a call). */
+    bufferevent_set_max_single_read(ub, TUNNEL_IO_CHUNK);
+    bufferevent_set_max_single_write(ub, TUNNEL_IO_CHUNK);
+    bufferevent_set_max_single_read(c->bev, TUNNEL_IO_CHUNK);
+    bufferevent_set_max_single_write(c->bev, TUNNEL_IO_CHUNK);
     bufferevent_enable(ub, EV_READ | EV_WRITE);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     /* Bytes the client pipelined after the CONNECT head (a TLS hello). */

@@ -26,7 +26,7 @@
 #include "aigate/worker.h"
 
 #define POOL_BUCKETS 256
-#define POOL_MAX_PER_KEY 32
+#define POOL_MAX_PER_KEY 256
 #define POOL_MAX_TOTAL 1024
 #define POOL_IDLE_MS 30000
 
