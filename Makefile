@@ -60,6 +60,13 @@ test: deps-check
 	$(MAKE) unit
 	$(MAKE) e2e
 
+# ---- benchmark (contrib/bench/README.md; needs squid tinyproxy privoxy wrk nginx-light) ----
+bench: build/aigate
+	bash contrib/bench/bench.sh
+
+bench-profile: build/aigate
+	bash contrib/bench/bench.sh profile
+
 # ---- dependencies -----------------------------------------------------------
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -99,5 +106,5 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all unit e2e test deps deps-check dev-ca run install format clean
+.PHONY: all unit e2e test deps deps-check dev-ca run install format clean bench bench-profile
 .SECONDARY:
