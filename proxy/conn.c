@@ -183,6 +183,7 @@ conn_close(struct conn *c, const char *reason)
     log_debug("conn %s closed: %s", c->peer_str, reason);
     if (c->auth_job)
         c->auth_job->owner = NULL; /* the pool frees it when it comes back */
+    tunnel_free(c);
     conn_release_upstream(c, 0);
     req_free(c->req);
     if (c->tunnel_req) {

@@ -1,27 +1,79 @@
 /*
- * The CONNECT relay.  Data moves between the two bufferevents by
- * evbuffer_remove_buffer (chains are handed over, not copied).  The tunnel
- * ends when both directions are closed and flushed, on an error from either
- * side, or on the idle timeout; then one audit line is written.
+ * The CONNECT relay.  It starts on the bufferevents (the 200 answer and any
+ * bytes already buffered move between evbuffers by reference); as soon as
+ * both sides are quiet and empty it switches to splice(2) through a pipe per
+ * direction, so the bulk of a tunnel never enters user space.  Each pipe is
+ * the only buffer of its direction: while it holds data, the sending side is
+ * not read (back-pressure).  The tunnel ends when both directions are closed
+ * and flushed, on an error from either side, or on the idle timeout; then one
+ * audit line is written.
  */
 #include "aigate/tunnel.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "aigate/conn.h"
 #include "aigate/upstream.h"
+#include "aigate/worker.h"
 
 #define TUNNEL_HIGH_WATER (512 * 1024)
 #define TUNNEL_LOW_WATER (128 * 1024)
 #define TUNNEL_IO_CHUNK (256 * 1024)
 
+/* One direction of a spliced tunnel: from -> pipe -> to. */
+struct splice_dir {
+    struct conn *c;
+    int from, to;
+    int pipe[2];
+    size_t inpipe; /* bytes in the pipe, not yet written to `to` */
+    int eof, shut;
+    struct event *rev, *wev;
+    uint64_t *count;
+    struct splice_dir *other;
+};
+
+struct tunnel_splice {
+    struct splice_dir up, down; /* client->origin, origin->client */
+};
+
+static void
+splice_dir_free(struct splice_dir *d)
+{
+    if (d->rev)
+        event_free(d->rev);
+    if (d->wev)
+        event_free(d->wev);
+    if (d->pipe[0] >= 0)
+        close(d->pipe[0]);
+    if (d->pipe[1] >= 0)
+        close(d->pipe[1]);
+}
+
+void
+tunnel_free(struct conn *c)
+{
+    if (!c->splice)
+        return;
+    splice_dir_free(&c->splice->up);
+    splice_dir_free(&c->splice->down);
+    free(c->splice);
+    c->splice = NULL;
+}
+
+static void maybe_splice(struct conn *c);
+
 static void
 tunnel_end(struct conn *c, const char *why)
 {
     (void)why;
+    tunnel_free(c);
     conn_audit(c, c->req, c->req->action ? c->req->action : "allow", c->req->status);
     c->req->keep_alive = 0;
     conn_request_end(c);
@@ -77,6 +129,8 @@ up_write(struct bufferevent *bev, void *arg)
     if (!c->client_eof)
         bufferevent_enable(c->bev, EV_READ);
     maybe_shutdown(c);
+    if (c->state == CS_TUNNEL && c->req)
+        maybe_splice(c);
 }
 
 static void
@@ -92,6 +146,115 @@ up_event(struct bufferevent *bev, short what, void *arg)
         c->up_eof = 1;
         maybe_shutdown(c);
     }
+}
+
+static void splice_step(struct splice_dir *d);
+
+static void
+splice_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    splice_step(arg);
+}
+
+/*
+ * Move what can be moved: read from `from` into the pipe while it is empty,
+ * write the pipe out to `to`; wait for writability when `to` is full.
+ */
+static void
+splice_step(struct splice_dir *d)
+{
+    struct conn *c = d->c;
+    conn_touch(c);
+    if (d->inpipe == 0 && !d->eof) {
+        ssize_t n = splice(d->from, NULL, d->pipe[1], NULL, TUNNEL_IO_CHUNK,
+                           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+        if (n > 0)
+            d->inpipe = (size_t)n;
+        else if (n == 0)
+            d->eof = 1;
+        else if (errno != EAGAIN && errno != EINTR)
+            return tunnel_end(c, "read error");
+    }
+    while (d->inpipe > 0) {
+        ssize_t m = splice(d->pipe[0], NULL, d->to, NULL, d->inpipe,
+                           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+        if (m > 0) {
+            d->inpipe -= (size_t)m;
+            *d->count += (uint64_t)m;
+            continue;
+        }
+        if (m < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        return tunnel_end(c, "write error");
+    }
+    if (d->inpipe > 0) {
+        event_del(d->rev);
+        event_add(d->wev, NULL);
+        return;
+    }
+    event_del(d->wev);
+    if (!d->eof) {
+        event_add(d->rev, NULL);
+        return;
+    }
+    event_del(d->rev);
+    if (!d->shut) {
+        shutdown(d->to, SHUT_WR);
+        d->shut = 1;
+    }
+    if (d->other->shut)
+        tunnel_end(c, "both sides closed");
+}
+
+static int
+splice_dir_init(struct conn *c, struct splice_dir *d, int from, int to, uint64_t *count)
+{
+    d->c = c;
+    d->from = from;
+    d->to = to;
+    d->count = count;
+    d->pipe[0] = d->pipe[1] = -1;
+    if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -1;
+    fcntl(d->pipe[1], F_SETPIPE_SZ, TUNNEL_IO_CHUNK);
+    d->rev = event_new(c->w->base, from, EV_READ | EV_PERSIST, splice_readable, d);
+    d->wev = event_new(c->w->base, to, EV_WRITE | EV_PERSIST, splice_readable, d);
+    return d->rev && d->wev ? 0 : -1;
+}
+
+/*
+ * Switch to splice(2) once nothing is buffered on either side and neither
+ * has closed: from then on the bufferevents stay disabled (they still own
+ * the sockets) and the pipes carry the data.
+ */
+static void
+maybe_splice(struct conn *c)
+{
+    struct bufferevent *ub = c->up->bev;
+    if (c->splice || c->client_eof || c->up_eof ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)) ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)) ||
+        evbuffer_get_length(bufferevent_get_output(ub)) ||
+        evbuffer_get_length(bufferevent_get_input(ub)))
+        return;
+    struct tunnel_splice *s = calloc(1, sizeof(*s));
+    if (!s)
+        return;
+    c->splice = s;
+    int cfd = bufferevent_getfd(c->bev), ufd = bufferevent_getfd(ub);
+    if (splice_dir_init(c, &s->up, cfd, ufd, &c->req->bytes_in) < 0 ||
+        splice_dir_init(c, &s->down, ufd, cfd, &c->req->bytes_out) < 0) {
+        tunnel_free(c); /* stay on the bufferevents */
+        return;
+    }
+    s->up.other = &s->down;
+    s->down.other = &s->up;
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_disable(ub, EV_READ | EV_WRITE);
+    event_add(s->up.rev, NULL);
+    event_add(s->down.rev, NULL);
 }
 
 void
@@ -132,9 +295,13 @@ tunnel_client_read(struct conn *c)
 void
 tunnel_client_write(struct conn *c)
 {
+    if (c->splice)
+        return;
     if (!c->up_eof)
         bufferevent_enable(c->up->bev, EV_READ);
     maybe_shutdown(c);
+    if (c->state == CS_TUNNEL && c->req)
+        maybe_splice(c);
 }
 
 void

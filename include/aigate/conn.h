@@ -33,6 +33,7 @@ struct upstream;
 struct upstream_req;
 struct service;
 struct policy_rule;
+struct tunnel_splice;
 
 enum conn_state {
     CS_HEAD,
@@ -96,6 +97,7 @@ struct conn {
     unsigned tls_requests;   /* requests seen inside the intercepted connection */
     struct req *tunnel_req;  /* the CONNECT an intercepted connection started with */
     struct offload_job *auth_job; /* password verification in flight */
+    struct tunnel_splice *splice; /* blind tunnel moved to splice(2) (tunnel.c) */
     int auth_verdict;             /* 1 ok, -1 refused, 0 none: for the header hashed below */
     uint64_t auth_verdict_hash;
     struct event *timer;

@@ -15,5 +15,7 @@ void tunnel_start(struct conn *c);
 void tunnel_client_read(struct conn *c);
 void tunnel_client_write(struct conn *c);
 void tunnel_client_eof(struct conn *c);
+/* Release the splice state (pipes, events) if any; part of conn_close(). */
+void tunnel_free(struct conn *c);
 
 #endif
