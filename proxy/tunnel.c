@@ -26,6 +26,7 @@
 #define TUNNEL_HIGH_WATER (512 * 1024)
 #define TUNNEL_LOW_WATER (128 * 1024)
 #define TUNNEL_IO_CHUNK (256 * 1024)
+#define TUNNEL_PIPE_SIZE (1024 * 1024) /* the default pipe-max-size */
 
 /* One direction of a spliced tunnel: from -> pipe -> to. */
 struct splice_dir {
@@ -33,6 +34,7 @@ struct splice_dir {
     int from, to;
     int pipe[2];
     size_t inpipe; /* bytes in the pipe, not yet written to `to` */
+    size_t cap;    /* the pipe's size: reading stops while it is full */
     int eof, shut;
     struct event *rev, *wev;
     uint64_t *count;
@@ -159,19 +161,20 @@ splice_readable(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Move what can be moved: read from `from` into the pipe while it is empty,
- * write the pipe out to `to`; wait for writability when `to` is full.
+ * Move what can be moved: read from `from` into the pipe while it has room,
+ * write the pipe out to `to`; wait for writability when `to` is full, and
+ * stop reading while the pipe is full (that is the back-pressure).
  */
 static void
 splice_step(struct splice_dir *d)
 {
     struct conn *c = d->c;
     conn_touch(c);
-    if (d->inpipe == 0 && !d->eof) {
-        ssize_t n = splice(d->from, NULL, d->pipe[1], NULL, TUNNEL_IO_CHUNK,
+    if (d->inpipe < d->cap && !d->eof) {
+        ssize_t n = splice(d->from, NULL, d->pipe[1], NULL, d->cap - d->inpipe,
                            SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
         if (n > 0)
-            d->inpipe = (size_t)n;
+            d->inpipe += (size_t)n;
         else if (n == 0)
             d->eof = 1;
         else if (errno != EAGAIN && errno != EINTR)
@@ -189,17 +192,16 @@ splice_step(struct splice_dir *d)
             break;
         return tunnel_end(c, "write error");
     }
-    if (d->inpipe > 0) {
-        event_del(d->rev);
+    if (d->inpipe > 0)
         event_add(d->wev, NULL);
-        return;
-    }
-    event_del(d->wev);
-    if (!d->eof) {
+    else
+        event_del(d->wev);
+    if (!d->eof && d->inpipe < d->cap)
         event_add(d->rev, NULL);
+    else
+        event_del(d->rev);
+    if (!d->eof || d->inpipe > 0)
         return;
-    }
-    event_del(d->rev);
     if (!d->shut) {
         shutdown(d->to, SHUT_WR);
         d->shut = 1;
@@ -218,7 +220,9 @@ splice_dir_init(struct conn *c, struct splice_dir *d, int from, int to, uint64_t
     d->pipe[0] = d->pipe[1] = -1;
     if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
         return -1;
-    fcntl(d->pipe[1], F_SETPIPE_SZ, TUNNEL_IO_CHUNK);
+    fcntl(d->pipe[1], F_SETPIPE_SZ, TUNNEL_PIPE_SIZE);
+    int sz = fcntl(d->pipe[1], F_GETPIPE_SZ);
+    d->cap = sz > 0 ? (size_t)sz : 65536;
     d->rev = event_new(c->w->base, from, EV_READ | EV_PERSIST, splice_readable, d);
     d->wev = event_new(c->w->base, to, EV_WRITE | EV_PERSIST, splice_readable, d);
     return d->rev && d->wev ? 0 : -1;
