@@ -6,6 +6,7 @@
  * to exactly one service, categories are from the fixed set, countries are two
  * upper-case letters.  Nothing is allocated on lookup.
  */
+#include "aigate/cfgerr.h"
 #include "aigate/catalog.h"
 
 #include <stdarg.h>
@@ -32,15 +33,9 @@ static void cat_err(char *err, size_t errlen, const config_setting_t *s, const c
 static void
 cat_err(char *err, size_t errlen, const config_setting_t *s, const char *fmt, ...)
 {
-    const char *file = s ? config_setting_source_file(s) : NULL;
-    int n = snprintf(err, errlen, "%s:%u: ", file ? file : "<config>",
-                     s ? config_setting_source_line(s) : 0);
     va_list ap;
-
-    if (n < 0 || (size_t)n >= errlen)
-        return;
     va_start(ap, fmt);
-    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    cfgerr_vset(err, errlen, s, "", fmt, ap);
     va_end(ap);
 }
 

@@ -41,6 +41,9 @@ cfg_member(const config_setting_t *g, const char *key)
     return g ? config_setting_get_member(g, key) : NULL;
 }
 
+static int cfg_fail(struct cfg_ctx *x, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static int
 cfg_fail(struct cfg_ctx *x, const config_setting_t *s, const char *fmt, ...)
 {

@@ -37,6 +37,7 @@
  *                ("+82 10-1234-5678", "+82-2-123-4567", "+821012345678",
  *                "+82 (0)10 ...").
  */
+#include "aigate/cfgerr.h"
 #include "aigate/dlp.h"
 
 #include <limits.h>
@@ -76,15 +77,9 @@ static void dlp_err(char *err, size_t errlen, const config_setting_t *s, const c
 static void
 dlp_err(char *err, size_t errlen, const config_setting_t *s, const char *fmt, ...)
 {
-    const char *file = s ? config_setting_source_file(s) : NULL;
-    int n = snprintf(err, errlen, "%s:%u: dlp_patterns", file ? file : "<config>",
-                     s ? config_setting_source_line(s) : 0);
     va_list ap;
-
-    if (n < 0 || (size_t)n >= errlen)
-        return;
     va_start(ap, fmt);
-    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    cfgerr_vset(err, errlen, s, "dlp_patterns", fmt, ap);
     va_end(ap);
 }
 
