@@ -4,7 +4,7 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 PKGS    := libevent libevent_openssl libevent_pthreads openssl libconfig zlib
 DEB_PKGS := build-essential pkg-config libevent-dev libssl-dev libconfig-dev zlib1g-dev check \
-            libcrypt-dev nginx-light curl openssl python3 chromium fonts-noto-cjk
+            libcrypt-dev nginx-light curl openssl python3 chromium fonts-noto-cjk clang
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
 CFLAGS  ?= -O2 -g
@@ -56,7 +56,14 @@ unit: dev-ca $(addprefix build/unit/,$(UNITS)) $(addprefix build/asan/unit/,$(UN
 e2e: build/aigate build/asan/aigate
 	AIGATE=$(CURDIR)/build/asan/aigate bash tests/e2e/run.sh
 
+# The same warnings must hold under clang (compile only).
+clang-check:
+	@for f in $(SRCS) $(wildcard tests/unit/test_*.c); do \
+	  clang $(filter-out -fstack-protector-strong,$(CFLAGS)) $(HARDEN) -fsyntax-only $$f || exit 1; \
+	done; echo "clang: warning-clean"
+
 test: deps-check
+	$(MAKE) clang-check
 	$(MAKE) unit
 	$(MAKE) e2e
 
@@ -79,7 +86,7 @@ deps:
 
 deps-check:
 	@pkg-config --exists $(PKGS) check && command -v nginx >/dev/null && command -v curl >/dev/null \
-	  && command -v chromium >/dev/null \
+	  && command -v chromium >/dev/null && command -v clang >/dev/null \
 	  || $(MAKE) deps
 
 # ---- run / install ----------------------------------------------------------
@@ -106,5 +113,5 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all unit e2e test deps deps-check dev-ca run install format clean bench bench-profile
+.PHONY: all unit e2e test clang-check deps deps-check dev-ca run install format clean bench bench-profile
 .SECONDARY:
