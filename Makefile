@@ -101,10 +101,14 @@ run: deps-check
 	$(MAKE) dev-ca
 	build/aigate -f -c rules/aigate.conf
 
+# Installs the binary and the rules under /etc/aigate (the CA goes to /etc/aigate/certs:
+# make one with `aigate --gen-ca /etc/aigate/certs`).
 install: build/aigate
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/aigate/pages
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/aigate/pages $(DESTDIR)/etc/aigate/certs
 	install -m 0755 build/aigate $(DESTDIR)$(PREFIX)/bin/aigate
-	install -m 0644 rules/*.conf $(DESTDIR)/etc/aigate/
+	install -m 0644 rules/services.conf rules/policy.conf $(DESTDIR)/etc/aigate/
+	sed 's#"\.\./certs/#"certs/#' rules/aigate.conf > $(DESTDIR)/etc/aigate/aigate.conf
+	install -m 0640 rules/users.htpasswd $(DESTDIR)/etc/aigate/
 	install -m 0644 rules/pages/* $(DESTDIR)/etc/aigate/pages/
 
 format:
