@@ -480,7 +480,7 @@ dlp_phone_tail(const unsigned char *s, size_t n, size_t j, unsigned char sep)
 }
 
 /*
- * After the area code: "-XXX(X)-XXXX" with one separator twice, or, when
+ * After the area code: "-NNN(N)-NNNN" with one separator twice, or, when
  * nosep_min is not 0, nosep_min to 8 digits with no separator.
  */
 static int
@@ -686,7 +686,7 @@ dlp_utf8(unsigned char *o, unsigned long cp)
 
 /*
  * Undo JSON string escapes in place; returns the new length.  Every escape is
- * at least as long as what it stands for (\uXXXX is 6 bytes for at most 3,
+ * at least as long as what it stands for (\uHHHH is 6 bytes for at most 3,
  * a surrogate pair 12 for 4), so the write position never passes the read
  * position.  A lone surrogate becomes U+FFFD; an invalid escape is kept.
  */

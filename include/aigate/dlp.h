@@ -46,7 +46,7 @@ void dlp_free(struct dlp *d);
  * application/x-www-form-urlencoded or a body that looks like a query string,
  * %XX and '+' are decoded (then JSON escapes if any remain); for a JSON
  * content type or a body starting with '{' or '[', JSON string escapes
- * (\uXXXX with surrogate pairs, \n, \", \/ ...) are undone.  multipart
+ * (\uHHHH with surrogate pairs, \n, \", \/ ...) are undone.  multipart
  * bodies are scanned as they are.  Custom patterns run on the normalised
  * text (NUL bytes in it read as spaces; ^ and $ anchor at its ends).
  * Allocates at most about twice the decoded size; on allocation failure

@@ -212,13 +212,35 @@ make_cert() {
     fi
 }
 
+# nginx_conf_head DIR LOGFORMAT: the start of a test nginx.conf up to the open http
+# block: one worker, everything under DIR, the access log in LOGFORMAT.
+nginx_conf_head() {
+    # As root, nginx's workers would switch to nobody and could not read the test folders.
+    if [ "$(id -u)" = 0 ]; then echo "user root root;"; fi
+    cat <<EOF
+daemon off;
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log info;
+events { worker_connections 512; }
+http {
+    log_format e2e $2;
+    access_log $1/access.log e2e;
+    client_body_temp_path $1/tmp/body;
+    proxy_temp_path $1/tmp/proxy;
+    fastcgi_temp_path $1/tmp/fastcgi;
+    uwsgi_temp_path $1/tmp/uwsgi;
+    scgi_temp_path $1/tmp/scgi;
+EOF
+}
+
 # ---- nginx ---------------------------------------------------------------------
 # start_nginx DIR: HTTP on $NGINX_HTTP_PORT and HTTPS (certificate for origin.test,
 # signed by DIR/certs/ca.pem) on $NGINX_HTTPS_PORT, serving $NGINX_HTML:
 # small.txt (1 KiB), 64k.bin, one.txt two.txt three.txt.  $NGINX_ACCESS_LOG has
 # one line per request: "$connection $connection_requests "$request" $status $bytes".
 start_nginx() {
-    local dir=$1 user=""
+    local dir=$1
     mkdir -p "$dir/html" "$dir/tmp" "$dir/certs"
     NGINX_HTML=$dir/html
     NGINX_ACCESS_LOG=$dir/access.log
@@ -230,23 +252,10 @@ start_nginx() {
     echo two >"$dir/html/two.txt"
     echo three >"$dir/html/three.txt"
     make_cert "$dir/certs" origin.test
-    # As root, nginx's workers would switch to nobody and could not read $T.
-    [ "$(id -u)" = 0 ] && user="user root root;"
-    cat >"$dir/nginx.conf" <<EOF
-$user
-daemon off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log info;
-events { worker_connections 512; }
-http {
-    log_format e2e '\$connection \$connection_requests "\$request" \$status \$body_bytes_sent';
-    access_log $dir/access.log e2e;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
+    {
+        nginx_conf_head "$dir" \
+            "'\$connection \$connection_requests \"\$request\" \$status \$body_bytes_sent'"
+        cat <<EOF
     types { text/plain txt; application/octet-stream bin; }
     default_type application/octet-stream;
     keepalive_timeout 60s;
@@ -266,6 +275,7 @@ http {
     }
 }
 EOF
+    } >"$dir/nginx.conf"
     spawn nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
     if ! wait_port "$NGINX_HTTP_PORT" 10 || ! wait_port "$NGINX_HTTPS_PORT" 10; then
         die "nginx did not start: $(tail -n 5 "$dir/error.log" 2>/dev/null)"
@@ -307,7 +317,7 @@ EOF
 # "$server_port $ssl_server_name "$request" $status" (ssl_server_name is "-"
 # for plain HTTP).
 start_nginx_servers() {
-    local dir=$1 user="" arg var cert port servers="" waitfor=()
+    local dir=$1 arg var cert port servers="" waitfor=()
     shift
     mkdir -p "$dir/html" "$dir/tmp"
     NGINX_SERVERS_LOG=$dir/access.log
@@ -330,26 +340,11 @@ EOF
 "
         fi
     done
-    [ "$(id -u)" = 0 ] && user="user root root;"
-    cat >"$dir/nginx.conf" <<EOF
-$user
-daemon off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log info;
-events { worker_connections 512; }
-http {
-    log_format e2esrv '\$server_port \$ssl_server_name "\$request" \$status';
-    access_log $dir/access.log e2esrv;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    types { text/html html; text/plain txt; }
-    default_type application/octet-stream;
-$servers}
-EOF
+    {
+        nginx_conf_head "$dir" "'\$server_port \$ssl_server_name \"\$request\" \$status'"
+        printf '    types { text/html html; text/plain txt; }\n'
+        printf '    default_type application/octet-stream;\n%s}\n' "$servers"
+    } >"$dir/nginx.conf"
     spawn nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
     for port in "${waitfor[@]}"; do
         wait_port "$port" 10 || die "nginx did not start: $(tail -n 5 "$dir/error.log" 2>/dev/null)"
