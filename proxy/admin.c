@@ -95,8 +95,8 @@ admin_start(struct event_base *base, const struct config *cfg, int *failed)
     if (fd < 0)
         goto fail;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (const struct sockaddr *)&cfg->admin.ss, cfg->admin.len) < 0 || listen(fd, 64) < 0 ||
-        !evhttp_accept_socket_with_handle(a->http, fd)) {
+    if (bind(fd, (const struct sockaddr *)&cfg->admin.ss, cfg->admin.len) < 0 ||
+        listen(fd, 64) < 0 || !evhttp_accept_socket_with_handle(a->http, fd)) {
         evutil_closesocket(fd);
         goto fail;
     }

@@ -35,7 +35,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#define AUDIT_BATCH (256u << 10)    /* ring bytes handled per lock round, output bytes per write */
+#define AUDIT_BATCH (256u << 10) /* ring bytes handled per lock round, output bytes per write */
 /*
  * The writer lets lines gather for up to AUDIT_LINGER_MS after the first one
  * (or until AUDIT_WAKE_BYTES are queued) instead of waking for every line:
@@ -372,8 +372,7 @@ audit_mac_chain(struct audit_mac *m, const char prev[AUDIT_CHAIN_HEX], const cha
     int ok = m->keyed ? EVP_MAC_init(m->ctx, NULL, 0, NULL)
                       : EVP_MAC_init(m->ctx, m->key, sizeof(m->key), NULL);
     m->keyed = ok;
-    if (!ok ||
-        !EVP_MAC_update(m->ctx, (const unsigned char *)prev, AUDIT_CHAIN_HEX) ||
+    if (!ok || !EVP_MAC_update(m->ctx, (const unsigned char *)prev, AUDIT_CHAIN_HEX) ||
         !EVP_MAC_update(m->ctx, (const unsigned char *)line, len) ||
         !EVP_MAC_final(m->ctx, md, &mdlen, sizeof(md)) || mdlen != sizeof(md))
         return -1;

@@ -6,8 +6,8 @@
  * to exactly one service, categories are from the fixed set, countries are two
  * upper-case letters.  Nothing is allocated on lookup.
  */
-#include "aigate/cfgerr.h"
 #include "aigate/catalog.h"
+#include "aigate/cfgerr.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -46,8 +46,8 @@ caution_prefers_korean(const char *v, size_t len)
             if (v[i] == 'q' && i + 1 < len && v[i + 1] == '=') {
                 char num[8] = {0};
                 size_t n = 0;
-                for (i += 2; i < len && n < sizeof(num) - 1 && ((v[i] >= '0' && v[i] <= '9') ||
-                                                                 v[i] == '.');
+                for (i += 2; i < len && n < sizeof(num) - 1 &&
+                             ((v[i] >= '0' && v[i] <= '9') || v[i] == '.');
                      i++)
                     num[n++] = v[i];
                 q = atof(num);
@@ -135,13 +135,14 @@ caution_page(struct conn *c, const char *buf, const struct http_head *h)
     }
     if (body && strcmp(ctype, "text/plain; charset=utf-8") == 0) {
         evbuffer_drain(body, evbuffer_get_length(body));
-        evbuffer_add_printf(body,
-                            "%s is available only after you read and acknowledge the organisation's "
-                            "caution notice in a web browser.\n"
-                            "Open %s in a browser, read the notice and choose \"Acknowledge and "
-                            "continue\"; then this client will be let through.\n"
-                            "Rule: %s\n",
-                            v.service, url, r->rule->name);
+        evbuffer_add_printf(
+            body,
+            "%s is available only after you read and acknowledge the organisation's "
+            "caution notice in a web browser.\n"
+            "Open %s in a browser, read the notice and choose \"Acknowledge and "
+            "continue\"; then this client will be let through.\n"
+            "Rule: %s\n",
+            v.service, url, r->rule->name);
     }
     conn_respond(c, 403, extra, ctype, body, r->body != HTTP_BODY_NONE && !r->body_done);
     if (body)

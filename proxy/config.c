@@ -367,8 +367,7 @@ load_audit(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
     else if (strcmp(scope, "ai") == 0)
         c->audit.scope_ai = 1;
     else
-        return cfg_fail(x, cfg_member(g, "scope"),
-                        "audit scope must be \"all\" or \"ai\"");
+        return cfg_fail(x, cfg_member(g, "scope"), "audit scope must be \"all\" or \"ai\"");
     c->audit.rotate_bytes = (uint64_t)rb;
     c->audit.keep = (int)keep;
     return 0;
@@ -639,9 +638,8 @@ config_load(const char *path, char *err, size_t errlen)
         goto fail;
     }
     if (!config_read_string(&lc, text)) {
-        snprintf(err, errlen, "%s:%d: %s",
-                     config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
-                     config_error_text(&lc));
+        snprintf(err, errlen, "%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) : path,
+                 config_error_line(&lc), config_error_text(&lc));
         goto fail;
     }
     if (config_sections(&x, c, &lc) < 0) {

@@ -30,8 +30,8 @@
 #include "aigate/ack.h"
 #include "aigate/audit.h"
 #include "aigate/auth.h"
-#include "aigate/caution.h"
 #include "aigate/catalog.h"
+#include "aigate/caution.h"
 #include "aigate/config.h"
 #include "aigate/dlp.h"
 #include "aigate/http_msg.h"
@@ -336,8 +336,8 @@ conn_out(struct conn *c, struct evbuffer *src)
  * ending CRLF) or NULL.  close: close the connection after it.
  */
 void
-conn_respond(struct conn *c, int status, const char *extra, const char *ctype, struct evbuffer *body,
-             int close_after)
+conn_respond(struct conn *c, int status, const char *extra, const char *ctype,
+             struct evbuffer *body, int close_after)
 {
     struct evbuffer *out = c->w->scratch;
     size_t blen = body ? evbuffer_get_length(body) : 0;
@@ -376,8 +376,7 @@ conn_error(struct conn *c, int status, const char *perror, const char *title, co
         v.method = c->req->method;
     }
     if (body) {
-        if (client_wants_html(c, buf, h) &&
-            pages_render(body, c->cfg->pages, PAGE_ERROR, &v) == 0)
+        if (client_wants_html(c, buf, h) && pages_render(body, c->cfg->pages, PAGE_ERROR, &v) == 0)
             ctype = "text/html; charset=utf-8";
         else {
             evbuffer_drain(body, evbuffer_get_length(body));
@@ -442,10 +441,11 @@ static void
 client_407(struct conn *c, const char *buf, const struct http_head *h)
 {
     char extra[300];
-    snprintf(extra, sizeof(extra),
-             "Proxy-Authenticate: Basic realm=\"%s\", charset=\"UTF-8\"\r\n"
-             "Proxy-Status: aigate; error=http_request_denied; details=\"authentication required\"\r\n",
-             c->cfg->auth.realm);
+    snprintf(
+        extra, sizeof(extra),
+        "Proxy-Authenticate: Basic realm=\"%s\", charset=\"UTF-8\"\r\n"
+        "Proxy-Status: aigate; error=http_request_denied; details=\"authentication required\"\r\n",
+        c->cfg->auth.realm);
     struct evbuffer *body = evbuffer_new();
     struct page_vars v = {.status = 407,
                           .title = "Proxy authentication required",
@@ -736,16 +736,15 @@ conn_inspect(struct conn *c, const char *hb, const struct http_head *h)
         c->state = CS_INSPECT;
         c->head_pending = 0; /* parsed again once the body is here */
         timer_idle(c);
-        bufferevent_setwatermark(c->bev, EV_READ, 0,
-                                 cfg->limits.max_header_bytes + raw_max + 4096);
+        bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + raw_max + 4096);
         return 1;
     }
     int ce = http_header_find(hb, h, "Content-Encoding");
     int ct = http_header_find(hb, h, "Content-Type");
-    r->dlp_mask = dlp_scan(cfg->dlp, b.p, b.len, ce >= 0 ? hb + h->hdr[ce].value.off : NULL,
-                           ce >= 0 ? h->hdr[ce].value.len : 0,
-                           ct >= 0 ? hb + h->hdr[ct].value.off : NULL,
-                           ct >= 0 ? h->hdr[ct].value.len : 0, max);
+    r->dlp_mask =
+        dlp_scan(cfg->dlp, b.p, b.len, ce >= 0 ? hb + h->hdr[ce].value.off : NULL,
+                 ce >= 0 ? h->hdr[ce].value.len : 0, ct >= 0 ? hb + h->hdr[ct].value.off : NULL,
+                 ct >= 0 ? h->hdr[ct].value.len : 0, max);
     r->dlp_scanned = 1;
     bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + 4096);
     free(raw);
@@ -963,9 +962,8 @@ conn_intercept(struct conn *c)
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
     evbuffer_add(bufferevent_get_output(c->bev), ok, sizeof(ok) - 1);
     r->bytes_out += sizeof(ok) - 1;
-    struct bufferevent *fb = bufferevent_openssl_filter_new(c->w->base, c->bev, ssl,
-                                                            BUFFEREVENT_SSL_ACCEPTING,
-                                                            BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *fb = bufferevent_openssl_filter_new(
+        c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!fb) {
         conn_close(c, "cannot start TLS to the client");
         return;
@@ -1403,8 +1401,8 @@ parse_response(struct conn *c)
             if (h.status == 101) {
                 conn_release_upstream(c, 0);
                 conn_error(c, 502, "http_protocol_error", "Bad gateway",
-                           "The origin switched protocols, which this proxy does not relay.",
-                           NULL, NULL, 1);
+                           "The origin switched protocols, which this proxy does not relay.", NULL,
+                           NULL, 1);
                 return;
             }
             if (r->minor >= 1) {
@@ -1511,7 +1509,8 @@ conn_request_end(struct conn *c)
         timer_idle(c);
         bufferevent_disable(c->bev, EV_READ);
         /* Never free here: callers up the stack still hold c.  The write callback closes. */
-        bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        bufferevent_trigger(c->bev, EV_WRITE,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
         return;
     }
     c->state = CS_IDLE;

@@ -37,8 +37,8 @@
  *                ("+82 10-1234-5678", "+82-2-123-4567", "+821012345678",
  *                "+82 (0)10 ...").
  */
-#include "aigate/cfgerr.h"
 #include "aigate/dlp.h"
+#include "aigate/cfgerr.h"
 
 #include <limits.h>
 #include <regex.h>

@@ -3,11 +3,11 @@
  * (worker.c); this file only wires things together and keeps the current
  * config snapshot for reloads.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <getopt.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,26 +40,27 @@ static struct admin *admin;
 static void
 usage(FILE *out)
 {
-    fprintf(out,
-            "usage: aigate [-c FILE] [-f] [-t] [-V] [-h]\n"
-            "       aigate [-c FILE] --explain USER METHOD URL\n"
-            "       aigate [-c FILE] --verify-log [--from-any] FILE [FILE...]\n"
-            "       aigate --report FILE [FILE...]\n"
-            "       aigate --gen-ca DIR\n"
-            "\n"
-            "  -c FILE       config file (default rules/aigate.conf, then /etc/aigate/aigate.conf)\n"
-            "  -f            stay in the foreground, diagnostics to stderr\n"
-            "  -t            check the whole configuration and exit (0 valid, 2 invalid)\n"
-            "  --explain USER METHOD URL\n"
-            "                show which service, rule and action apply; USER is a name,\n"
-            "                '-' (anonymous) or '@ADDRESS'\n"
-            "  --verify-log FILE...  check the audit log's hash chain\n"
-            "  --report FILE...      counts per service and user from audit logs\n"
-            "  --gen-ca DIR  create DIR/ca.pem and DIR/ca.key (0600), an interception CA\n"
-            "  -V            print the version\n"
-            "  -h            this help\n"
-            "\n"
-            "signals: HUP reload, USR1 reopen logs, TERM/INT graceful stop\n");
+    fprintf(
+        out,
+        "usage: aigate [-c FILE] [-f] [-t] [-V] [-h]\n"
+        "       aigate [-c FILE] --explain USER METHOD URL\n"
+        "       aigate [-c FILE] --verify-log [--from-any] FILE [FILE...]\n"
+        "       aigate --report FILE [FILE...]\n"
+        "       aigate --gen-ca DIR\n"
+        "\n"
+        "  -c FILE       config file (default rules/aigate.conf, then /etc/aigate/aigate.conf)\n"
+        "  -f            stay in the foreground, diagnostics to stderr\n"
+        "  -t            check the whole configuration and exit (0 valid, 2 invalid)\n"
+        "  --explain USER METHOD URL\n"
+        "                show which service, rule and action apply; USER is a name,\n"
+        "                '-' (anonymous) or '@ADDRESS'\n"
+        "  --verify-log FILE...  check the audit log's hash chain\n"
+        "  --report FILE...      counts per service and user from audit logs\n"
+        "  --gen-ca DIR  create DIR/ca.pem and DIR/ca.key (0600), an interception CA\n"
+        "  -V            print the version\n"
+        "  -h            this help\n"
+        "\n"
+        "signals: HUP reload, USR1 reopen logs, TERM/INT graceful stop\n");
 }
 
 static const char *
@@ -269,12 +270,14 @@ int
 main(int argc, char **argv)
 {
     enum { OPT_EXPLAIN = 256, OPT_VERIFY, OPT_REPORT, OPT_FROM_ANY, OPT_GENCA };
-    static const struct option longopts[] = {
-        {"explain", no_argument, NULL, OPT_EXPLAIN}, {"verify-log", no_argument, NULL, OPT_VERIFY},
-        {"report", no_argument, NULL, OPT_REPORT},   {"from-any", no_argument, NULL, OPT_FROM_ANY},
-        {"gen-ca", required_argument, NULL, OPT_GENCA},
-        {"help", no_argument, NULL, 'h'},            {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"explain", no_argument, NULL, OPT_EXPLAIN},
+                                             {"verify-log", no_argument, NULL, OPT_VERIFY},
+                                             {"report", no_argument, NULL, OPT_REPORT},
+                                             {"from-any", no_argument, NULL, OPT_FROM_ANY},
+                                             {"gen-ca", required_argument, NULL, OPT_GENCA},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {NULL, 0, NULL, 0}};
     const char *cfgpath = NULL;
     int foreground = isatty(STDERR_FILENO), test = 0, mode = 0, from_any = 0, ch;
     char err[1024];

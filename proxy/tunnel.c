@@ -100,8 +100,7 @@ relay(struct bufferevent *src, struct bufferevent *dst, uint64_t *count)
 static void
 maybe_shutdown(struct conn *c)
 {
-    if (c->up_eof && !c->client_shut &&
-        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (c->up_eof && !c->client_shut && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         shutdown(bufferevent_getfd(c->bev), SHUT_WR);
         c->client_shut = 1;
     }
@@ -181,8 +180,8 @@ splice_step(struct splice_dir *d)
             return tunnel_end(c, "read error");
     }
     while (d->inpipe > 0) {
-        ssize_t m = splice(d->pipe[0], NULL, d->to, NULL, d->inpipe,
-                           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+        ssize_t m =
+            splice(d->pipe[0], NULL, d->to, NULL, d->inpipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
         if (m > 0) {
             d->inpipe -= (size_t)m;
             *d->count += (uint64_t)m;

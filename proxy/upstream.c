@@ -327,8 +327,9 @@ connect_event(struct bufferevent *bev, short what, void *arg)
     if (is_tls && !(what & BEV_EVENT_CONNECTED)) {
         const char *why = tls_verify_error(bufferevent_openssl_get_ssl(r->bev));
         snprintf(r->detail, sizeof(r->detail), "%s",
-                 why ? why : (what & BEV_EVENT_TIMEOUT) ? "TLS handshake timed out"
-                                                        : "TLS handshake failed");
+                 why                          ? why
+                 : (what & BEV_EVENT_TIMEOUT) ? "TLS handshake timed out"
+                                              : "TLS handshake failed");
         bufferevent_free(r->bev);
         r->bev = NULL;
         req_finish(r, UPSTREAM_ERR_TLS);

@@ -166,7 +166,8 @@ worker_msg(evutil_socket_t fd, short what, void *arg)
         }
         if (next->tls_ca != (w->leaf_cache ? tls_leaf_cache_ca(w->leaf_cache) : NULL)) {
             tls_leaf_cache_free(w->leaf_cache);
-            w->leaf_cache = next->tls_ca ? tls_leaf_cache_new(next->tls_ca, WORKER_LEAF_CACHE) : NULL;
+            w->leaf_cache =
+                next->tls_ca ? tls_leaf_cache_new(next->tls_ca, WORKER_LEAF_CACHE) : NULL;
         }
         config_unref(w->cfg);
         w->cfg = next;

@@ -98,9 +98,9 @@ struct config {
     struct users *users;
     struct pages *pages;
     struct auth_db *authdb;
-    struct dlp *dlp;                /* personal-data detectors incl. dlp_patterns */
-    struct tls_ca *tls_ca;          /* tls.intercept: the interception CA */
-    struct ssl_ctx_st *tls_cctx;    /* tls.intercept: context for TLS to origins */
+    struct dlp *dlp;             /* personal-data detectors incl. dlp_patterns */
+    struct tls_ca *tls_ca;       /* tls.intercept: the interception CA */
+    struct ssl_ctx_st *tls_cctx; /* tls.intercept: context for TLS to origins */
 };
 
 /*

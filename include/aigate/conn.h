@@ -94,8 +94,8 @@ struct conn {
     /* intercept: the client side is TLS we terminated for this CONNECT target */
     char tls_host[256];
     uint16_t tls_port;
-    unsigned tls_requests;   /* requests seen inside the intercepted connection */
-    struct req *tunnel_req;  /* the CONNECT an intercepted connection started with */
+    unsigned tls_requests;        /* requests seen inside the intercepted connection */
+    struct req *tunnel_req;       /* the CONNECT an intercepted connection started with */
     struct offload_job *auth_job; /* password verification in flight */
     struct tunnel_splice *splice; /* blind tunnel moved to splice(2) (tunnel.c) */
     int auth_verdict;             /* 1 ok, -1 refused, 0 none: for the header hashed below */

@@ -21,8 +21,8 @@ struct policy;
  * "scheme://host[:port]/path?query" (http or https) or, for CONNECT, a bare
  * "host:port".  An https URL to a catalogued host is evaluated as an
  * intercepted request when intercept (tls.intercept) is set; otherwise, and
- * for any other host, only host-level conditions apply, as in the proxy.  Returns 0, or -1 if the URL cannot be parsed (a message is
- * written to out).
+ * for any other host, only host-level conditions apply, as in the proxy.  Returns 0, or -1 if the
+ * URL cannot be parsed (a message is written to out).
  */
 int explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, const char *user,
                   const char *const *groups, size_t ngroups, const struct sockaddr *client,

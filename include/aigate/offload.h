@@ -17,9 +17,9 @@ struct worker;
 struct offload_job {
     struct offload_job *next;
     struct worker *w;
-    void *owner; /* NULL once cancelled */
-    void (*run)(struct offload_job *job);  /* on a pool thread */
-    void (*done)(struct offload_job *job); /* on w's thread, only if owner is still set */
+    void *owner;                              /* NULL once cancelled */
+    void (*run)(struct offload_job *job);     /* on a pool thread */
+    void (*done)(struct offload_job *job);    /* on w's thread, only if owner is still set */
     void (*release)(struct offload_job *job); /* frees the job (always called, on w's thread) */
 };
 

@@ -57,9 +57,9 @@ struct worker {
     size_t nconns;
     struct upstream_pool *pool;
     struct auth_cache *auth_cache;
-    struct evbuffer *scratch;          /* builds a response head before one add to the client */
+    struct evbuffer *scratch; /* builds a response head before one add to the client */
     struct tls_leaf_cache *leaf_cache;
-    pthread_mutex_t done_mu;        /* guards done_jobs: the offload pool hands jobs back */
+    pthread_mutex_t done_mu; /* guards done_jobs: the offload pool hands jobs back */
     struct offload_job *done_jobs;
     struct event *done_ev; /* minted leaves for this worker's CA; NULL without interception */
 };
