@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -189,4 +190,12 @@ netaddr_probe_bind(const struct sockaddr *sa, socklen_t len)
     close(fd);
     errno = saved;
     return rc;
+}
+
+void
+netaddr_tune_stream(int fd)
+{
+    int one = 1, lowat = NETADDR_NOTSENT_LOWAT;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
 }

@@ -26,7 +26,8 @@
 #define TUNNEL_HIGH_WATER (512 * 1024)
 #define TUNNEL_LOW_WATER (128 * 1024)
 #define TUNNEL_IO_CHUNK (256 * 1024)
-#define TUNNEL_PIPE_SIZE (1024 * 1024) /* the default pipe-max-size */
+/* Room for a few bursts; more only lets data go cold in the cache before it is sent. */
+#define TUNNEL_PIPE_SIZE (256 * 1024)
 
 /* One direction of a spliced tunnel: from -> pipe -> to. */
 struct splice_dir {

@@ -15,13 +15,13 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aigate/config.h"
 #include "aigate/log.h"
+#include "aigate/netaddr.h"
 #include "aigate/tls_mitm.h"
 #include "aigate/worker.h"
 
@@ -343,8 +343,7 @@ connect_event(struct bufferevent *bev, short what, void *arg)
             req_finish(r, UPSTREAM_ERR_INTERNAL);
             return;
         }
-        int one = 1;
-        setsockopt(bufferevent_getfd(r->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        netaddr_tune_stream(bufferevent_getfd(r->bev));
         u->bev = r->bev;
         u->pool = r->p;
         memcpy(u->key, r->key, sizeof(u->key));

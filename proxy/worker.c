@@ -17,7 +17,6 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +25,7 @@
 #include "aigate/config.h"
 #include "aigate/conn.h"
 #include "aigate/log.h"
+#include "aigate/netaddr.h"
 #include "aigate/offload.h"
 #include "aigate/tls_mitm.h"
 #include "aigate/upstream.h"
@@ -51,8 +51,7 @@ worker_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
         evutil_closesocket(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    netaddr_tune_stream(fd);
     conn_new(w, fd, sa, (socklen_t)salen); /* on failure it has closed fd and uncounted it */
 }
 

@@ -35,6 +35,16 @@ int netaddr_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *
  * another process already listens there, which SO_REUSEPORT would hide.
  */
 int netaddr_probe_bind(const struct sockaddr *sa, socklen_t len);
+/*
+ * Socket options for every proxied TCP connection, client or origin side:
+ * TCP_NODELAY (heads and small bodies leave at once) and TCP_NOTSENT_LOWAT
+ * (writes stop once NETADDR_NOTSENT_LOWAT bytes wait unsent in the kernel).
+ * The latter bounds what the proxy queues ahead of a slow receiver without
+ * limiting what is in flight on the wire, so long fat paths keep their full
+ * window; data a receiver is about to read stays small and cache-warm.
+ */
+#define NETADDR_NOTSENT_LOWAT (16 * 1024)
+void netaddr_tune_stream(int fd);
 /* Format sa's address (no port) into buf; returns buf. */
 const char *netaddr_ntop(const struct sockaddr *sa, char *buf, size_t len);
 
