@@ -69,6 +69,13 @@ start_origin() {
     for s in 1k:1024 64k:65536 1m:1048576 100m:104857600; do
         head -c "${s#*:}" /dev/urandom >"$origin/www/${s%%:*}"
     done
+    # a 16 KiB chat prompt without personal data: aigate reads and scans it
+    # (the shipped policy blocks card and resident registration numbers), then
+    # forwards it; the origin answers with a small JSON
+    python3 -c 'import json, itertools
+words = "please draft a reply to the customer about the delivery schedule and the budget".split()
+text = " ".join(itertools.islice(itertools.cycle(words), 2400))
+print(json.dumps({"model": "bench", "messages": [{"role": "user", "content": text}]}))' >"$origin/prompt.json"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
         -keyout "$origin/key.pem" -out "$origin/cert.pem" -subj /CN=localhost \
         -addext "subjectAltName=DNS:localhost,DNS:$AI_HOST,IP:127.0.0.1" 2>/dev/null
@@ -84,7 +91,8 @@ http {
   fastcgi_temp_path $origin/tmp; uwsgi_temp_path $origin/tmp; scgi_temp_path $origin/tmp;
   keepalive_requests 10000000;
   keepalive_timeout 600s;
-  server { listen 127.0.0.1:$HTTP; root $origin/www; }
+  server { listen 127.0.0.1:$HTTP; root $origin/www;
+           location = /v1/chat/completions { return 200 '{"choices":[]}'; } }
   server { listen 127.0.0.1:$HTTPS ssl; root $origin/www;
            ssl_certificate $origin/cert.pem; ssl_certificate_key $origin/key.pem; }
 }
@@ -148,10 +156,10 @@ stop_proxy() {
 }
 
 # ---- scenarios -------------------------------------------------------------
-# wrk_run VARIANT SCENARIO URL_TO_WRK TARGET CLOSE
+# wrk_run VARIANT SCENARIO URL_TO_WRK TARGET CLOSE [BODY_FILE]
 wrk_run() {
     local out
-    out=$(TARGET=$4 CLOSE=$5 taskset -c $LOAD_CPU wrk -t1 -c50 -d"${DURATION}s" \
+    out=$(TARGET=$4 CLOSE=$5 BODY=${6:-} taskset -c $LOAD_CPU wrk -t1 -c50 -d"${DURATION}s" \
         -s "$here/absolute.lua" "$3" 2>&1 | grep '^RESULT' || echo "RESULT rps=0 failed=1")
     emit "$1 $2 ${out#RESULT }"
 }
@@ -199,10 +207,12 @@ icpt() {
 }
 
 origin_url=http://127.0.0.1:$HTTP/1k
+post_url=http://127.0.0.1:$HTTP/v1/chat/completions
 
 run_direct() {
     wrk_run direct rps_keepalive_1k "http://127.0.0.1:$HTTP" "$origin_url" 0
     wrk_run direct rps_close_1k "http://127.0.0.1:$HTTP" "$origin_url" 1
+    wrk_run direct post_16k "http://127.0.0.1:$HTTP" "$post_url" 0 "$origin/prompt.json"
     tput direct
     crate direct direct
     icpt direct intercept_keepalive 0
@@ -214,6 +224,7 @@ run_proxy() { # VARIANT NAME PORT CPUS [full|rps]
     start_proxy "$2" "$port" "$4"
     wrk_run "$v" rps_keepalive_1k "http://127.0.0.1:$port" "$origin_url" 0
     wrk_run "$v" rps_close_1k "http://127.0.0.1:$port" "$origin_url" 1
+    wrk_run "$v" post_16k "http://127.0.0.1:$port" "$post_url" 0 "$origin/prompt.json"
     if [ "$5" = full ]; then
         tput "$v" "$port"
         crate "$v" "$port"
@@ -288,8 +299,7 @@ for round in $(seq "$ROUNDS"); do
     run_proxy squid squid $((PORT0 + 1)) $PROXY_CPU full
     run_proxy tinyproxy tinyproxy $((PORT0 + 2)) $PROXY_CPU full
     run_proxy privoxy privoxy $((PORT0 + 3)) $PROXY_CPU full
-    WORKERS=1 SCOPE=all run_proxy aigate-w1-2cpu aigate-w1-2cpu $((PORT0 + 5)) 0-1 rps
-    WORKERS=2 SCOPE=all run_proxy aigate-w2-2cpu aigate-w2-2cpu $((PORT0 + 6)) 0-1 rps
+    WORKERS=2 SCOPE=all run_proxy aigate-w2 aigate-w2 $((PORT0 + 6)) 0-1 rps
 done
 python3 "$here/table.py" "$raw" | tee "$table"
 log "table in $table"
