@@ -704,34 +704,39 @@ conn_inspect(struct conn *c, const char *hb, const struct http_head *h)
     size_t have = evbuffer_get_length(in) - h->head_len;
     /* A chunked body carries framing: allow for it when bounding what we wait for. */
     size_t raw_max = r->body == HTTP_BODY_CHUNKED ? max + max / 4 + 65536 : max;
-    int complete = 0;
-    struct inspect_buf b = {malloc(max + 1), 0, max};
-    if (!b.p)
-        return 0;
-    char *raw = malloc(have < raw_max ? have + 1 : raw_max + 1);
-    size_t rawlen = have < raw_max ? have : raw_max;
-    if (!raw) {
-        free(b.p);
-        return 0;
-    }
+    int complete;
+    struct inspect_buf b = {NULL, 0, 0};
     struct evbuffer_ptr pos;
     evbuffer_ptr_set(in, &pos, h->head_len, EVBUFFER_PTR_SET);
-    evbuffer_copyout_from(in, &pos, raw, rawlen);
     if (r->body == HTTP_BODY_LENGTH) {
+        /* The length says when it is all here: copy it once, straight to the scan buffer. */
         size_t want = r->body_left < max ? (size_t)r->body_left : max;
-        complete = rawlen >= want;
-        inspect_add(&b, raw, complete ? want : rawlen);
+        complete = have >= want;
+        if (complete || c->client_eof) {
+            b.cap = complete ? want : have;
+            if (!(b.p = malloc(b.cap + 1)))
+                return 0;
+            evbuffer_copyout_from(in, &pos, b.p, b.cap);
+            b.len = b.cap;
+        }
     } else {
+        size_t rawlen = have < raw_max ? have : raw_max, used = 0;
+        char *raw = malloc(rawlen + 1);
+        b.cap = max;
+        if (!raw || !(b.p = malloc(max + 1))) {
+            free(raw);
+            return 0;
+        }
+        evbuffer_copyout_from(in, &pos, raw, rawlen);
         struct http_chunk ck;
-        size_t used = 0;
         http_chunk_init(&ck);
         ck.on_data = inspect_add;
         ck.arg = &b;
         int rc = http_chunk_feed(&ck, raw, rawlen, &used);
         complete = rc != HTTP_PARSE_AGAIN || b.len >= max || rawlen >= raw_max;
+        free(raw);
     }
     if (!complete && !c->client_eof) {
-        free(raw);
         free(b.p);
         c->state = CS_INSPECT;
         c->head_pending = 0; /* parsed again once the body is here */
@@ -747,7 +752,6 @@ conn_inspect(struct conn *c, const char *hb, const struct http_head *h)
                  ct >= 0 ? h->hdr[ct].value.len : 0, max);
     r->dlp_scanned = 1;
     bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + 4096);
-    free(raw);
     free(b.p);
     return 0;
 }

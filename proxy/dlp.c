@@ -43,6 +43,7 @@
 #include <limits.h>
 #include <regex.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -604,25 +605,53 @@ dlp_email_at(const unsigned char *s, size_t n, size_t a)
     return 0;
 }
 
+/*
+ * Nonzero when one of the 8 bytes of x lies in 0x28..0x40, the range that
+ * holds every byte a built-in kind can start with: '(', '+', the digits and
+ * '@'.  The classic word-at-a-time "has a byte between m and n" test: no
+ * carry or borrow crosses a byte, so it is exact; bytes >= 0x80 never count.
+ */
+static uint64_t
+dlp_maybe8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, t = x & ones * 0x7f;
+
+    return (ones * (0x7f + 0x41) - t) & ~x & (t + ones * (0x7f - 0x27)) & ones * 0x80;
+}
+
 static unsigned
 dlp_builtin(const unsigned char *s, size_t n, unsigned found)
 {
-    for (size_t i = 0; i < n && (found & DLP_BUILTIN) != DLP_BUILTIN; i++) {
-        unsigned char c = s[i];
+    size_t i = 0;
 
-        if (c == '@') {
-            if (!(found & POLICY_DLP_EMAIL) && dlp_email_at(s, n, i))
-                found |= POLICY_DLP_EMAIL;
-            continue;
+    while (i < n && (found & DLP_BUILTIN) != DLP_BUILTIN) {
+        size_t end = i + 8 < n ? i + 8 : n;
+        uint64_t x;
+
+        if (end - i == 8) {
+            memcpy(&x, s + i, 8);
+            if (!dlp_maybe8(x)) {
+                i = end; /* prose: most words have nothing that can start a kind */
+                continue;
+            }
         }
-        if (!(dlp_digit(c) || c == '+' || c == '(') || !dlp_ldelim(s, i))
-            continue;
-        if (dlp_digit(c) && !(found & POLICY_DLP_KR_RRN) && dlp_rrn_at(s, n, i))
-            found |= POLICY_DLP_KR_RRN;
-        if (dlp_digit(c) && !(found & POLICY_DLP_CREDIT_CARD) && dlp_card_at(s, n, i))
-            found |= POLICY_DLP_CREDIT_CARD;
-        if (!(found & POLICY_DLP_PHONE_KR) && dlp_phone_at(s, n, i))
-            found |= POLICY_DLP_PHONE_KR;
+        for (; i < end; i++) {
+            unsigned char c = s[i];
+
+            if (c == '@') {
+                if (!(found & POLICY_DLP_EMAIL) && dlp_email_at(s, n, i))
+                    found |= POLICY_DLP_EMAIL;
+                continue;
+            }
+            if (!(dlp_digit(c) || c == '+' || c == '(') || !dlp_ldelim(s, i))
+                continue;
+            if (dlp_digit(c) && !(found & POLICY_DLP_KR_RRN) && dlp_rrn_at(s, n, i))
+                found |= POLICY_DLP_KR_RRN;
+            if (dlp_digit(c) && !(found & POLICY_DLP_CREDIT_CARD) && dlp_card_at(s, n, i))
+                found |= POLICY_DLP_CREDIT_CARD;
+            if (!(found & POLICY_DLP_PHONE_KR) && dlp_phone_at(s, n, i))
+                found |= POLICY_DLP_PHONE_KR;
+        }
     }
     return found;
 }
@@ -950,6 +979,13 @@ dlp_scan(const struct dlp *d, const char *body, size_t len, const char *content_
         return 0;
     found = dlp_builtin(text, tlen, 0);
     mode = dlp_norm_mode(content_type, ctlen, text, tlen);
+    /* Without anything to decode, normalising would give the same text again. */
+    if (tlen == 0)
+        mode = 0;
+    if ((mode & DLP_NORM_FORM) && !memchr(text, '%', tlen) && !memchr(text, '+', tlen))
+        mode &= ~DLP_NORM_FORM;
+    if ((mode & DLP_NORM_JSON) && !memchr(text, '\\', tlen))
+        mode &= ~DLP_NORM_JSON;
     if ((mode == 0 && (d == NULL || d->n == 0)) || (norm = malloc(tlen + 1)) == NULL)
         goto done;
     memcpy(norm, text, tlen);
@@ -960,13 +996,16 @@ dlp_scan(const struct dlp *d, const char *body, size_t len, const char *content_
         nlen = dlp_json_unescape(norm, nlen);
     if (nlen != tlen || memcmp(norm, text, nlen) != 0)
         found = dlp_builtin(norm, nlen, found);
-    for (size_t k = 0; k < nlen; k++)
-        if (norm[k] == '\0')
-            norm[k] = ' ';
-    norm[nlen] = '\0';
-    for (size_t i = 0; d != NULL && i < d->n; i++)
-        if (regexec(&d->v[i].re, (const char *)norm, 0, NULL, 0) == 0)
-            found |= POLICY_DLP_CUSTOM((unsigned)i);
+    if (d != NULL && d->n > 0) {
+        unsigned char *z = norm;
+
+        while ((z = memchr(z, '\0', nlen - (size_t)(z - norm))) != NULL)
+            *z = ' ';
+        norm[nlen] = '\0';
+        for (size_t i = 0; i < d->n; i++)
+            if (regexec(&d->v[i].re, (const char *)norm, 0, NULL, 0) == 0)
+                found |= POLICY_DLP_CUSTOM((unsigned)i);
+    }
     free(norm);
 done:
     free(dec);

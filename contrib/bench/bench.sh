@@ -74,7 +74,7 @@ start_origin() {
     # forwards it; the origin answers with a small JSON
     python3 -c 'import json, itertools
 words = "please draft a reply to the customer about the delivery schedule and the budget".split()
-text = " ".join(itertools.islice(itertools.cycle(words), 2400))
+text = " ".join(itertools.islice(itertools.cycle(words), 2850))
 print(json.dumps({"model": "bench", "messages": [{"role": "user", "content": text}]}))' >"$origin/prompt.json"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
         -keyout "$origin/key.pem" -out "$origin/cert.pem" -subj /CN=localhost \

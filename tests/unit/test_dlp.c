@@ -126,6 +126,38 @@ START_TEST(several_kinds)
 }
 END_TEST
 
+/*
+ * The scan skips 8 bytes at a time where nothing can start: every kind must
+ * still be found wherever it falls against those blocks, at the very end of
+ * the body, and next to UTF-8 text (bytes >= 0x80 are skipped too).
+ */
+START_TEST(found_at_every_offset)
+{
+    static const struct {
+        const char *data;
+        unsigned kind;
+    } kinds[] = {
+        {"900101-1234568", POLICY_DLP_KR_RRN},     {"4111 1111 1111 1111", POLICY_DLP_CREDIT_CARD},
+        {"bob@example.com", POLICY_DLP_EMAIL},     {"010-1234-5678", POLICY_DLP_PHONE_KR},
+        {"+82 10-1234-5678", POLICY_DLP_PHONE_KR}, {"(02) 123-4567", POLICY_DLP_PHONE_KR},
+    };
+    static const char *const pads[] = {"Please summarise the meeting notes ",
+                                       "\xed\x9a\x8c\xec\x9d\x98\xeb\xa1\x9d "};
+    char buf[256];
+
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        for (size_t p = 0; p < 2; p++)
+            for (size_t off = 0; off < 17; off++)
+                for (int tail = 0; tail < 2; tail++) {
+                    int n = snprintf(buf, sizeof(buf), "%.*s %s%s", (int)off, pads[p],
+                                     kinds[k].data, tail ? " thanks" : "");
+
+                    ck_assert_int_lt(n, (int)sizeof(buf));
+                    ck_assert_msg(scan_plain(buf) & kinds[k].kind, "not found: \"%s\"", buf);
+                }
+}
+END_TEST
+
 START_TEST(json_escapes)
 {
     const char *rrn = "{\"prompt\":\"\\u0039\\u0030\\u0030\\u0031\\u0030\\u0031-1234568\"}";
@@ -554,6 +586,7 @@ dlp_suite(void)
     tcase_add_test(t, email_forms);
     tcase_add_test(t, phone_forms);
     tcase_add_test(t, several_kinds);
+    tcase_add_test(t, found_at_every_offset);
     tcase_add_test(t, json_escapes);
     tcase_add_test(t, form_encoding);
     tcase_add_test(t, multipart_as_is);
