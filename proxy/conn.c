@@ -738,18 +738,50 @@ conn_inspect(struct conn *c, const char *hb, const struct http_head *h)
     }
     if (!complete && !c->client_eof) {
         free(b.p);
+        /* The client may hold the body back until told to send it (RFC 9110 10.1.1). */
+        if (r->expect_continue && r->minor >= 1 && !c->continue_sent) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            evbuffer_add(bufferevent_get_output(c->bev), cont, sizeof(cont) - 1);
+            c->continue_sent = 1;
+        }
         c->state = CS_INSPECT;
         c->head_pending = 0; /* parsed again once the body is here */
         timer_idle(c);
         bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + raw_max + 4096);
         return 1;
     }
-    int ce = http_header_find(hb, h, "Content-Encoding");
-    int ct = http_header_find(hb, h, "Content-Type");
+    /*
+     * Every Content-Encoding line counts (RFC 9110 5.3: as one comma-joined
+     * list), or a second line would hide a coding.  Content-Type is a single
+     * value: when repeated, trust none and let the scan look at the body.
+     */
+    char *ce = NULL;
+    size_t celen = 0;
+    unsigned cen = 0, ctn = 0, cti = 0;
+    for (unsigned i = 0; i < h->nhdr; i++) {
+        if (http_span_ieq(hb, h->hdr[i].name, "Content-Encoding")) {
+            celen += h->hdr[i].value.len + 1;
+            cen++;
+        } else if (http_span_ieq(hb, h->hdr[i].name, "Content-Type")) {
+            ctn++;
+            cti = i;
+        }
+    }
+    if (cen && !(ce = malloc(celen))) {
+        free(b.p);
+        return 0;
+    }
+    celen = 0;
+    for (unsigned i = 0; cen && i < h->nhdr; i++)
+        if (http_span_ieq(hb, h->hdr[i].name, "Content-Encoding")) {
+            memcpy(ce + celen, hb + h->hdr[i].value.off, h->hdr[i].value.len);
+            celen += h->hdr[i].value.len;
+            ce[celen++] = ',';
+        }
     r->dlp_mask =
-        dlp_scan(cfg->dlp, b.p, b.len, ce >= 0 ? hb + h->hdr[ce].value.off : NULL,
-                 ce >= 0 ? h->hdr[ce].value.len : 0, ct >= 0 ? hb + h->hdr[ct].value.off : NULL,
-                 ct >= 0 ? h->hdr[ct].value.len : 0, max);
+        dlp_scan(cfg->dlp, b.p, b.len, ce, celen, ctn == 1 ? hb + h->hdr[cti].value.off : NULL,
+                 ctn == 1 ? h->hdr[cti].value.len : 0, max);
+    free(ce);
     r->dlp_scanned = 1;
     bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + 4096);
     free(b.p);
@@ -1142,6 +1174,9 @@ conn_parse(struct conn *c)
         }
         if (!(c->req = req_new(c, buf, &h)))
             return conn_close(c, "out of memory");
+        if (c->inspect_reparse)
+            c->req->start = c->inspect_start;
+        c->inspect_reparse = 0;
         /* buf points into the input buffer: the head is drained only once it is no longer read. */
         c->head_pending = h.head_len;
         conn_request(c, buf, &h);
@@ -1409,7 +1444,8 @@ parse_response(struct conn *c)
                            NULL, 1);
                 return;
             }
-            if (r->minor >= 1) {
+            /* A "100 Continue" we already gave while inspecting the body is not repeated. */
+            if (r->minor >= 1 && !(h.status == 100 && c->continue_sent)) {
                 http_msg_response_head(c->w->scratch, buf, &h, r->minor, 1, 0);
                 conn_out(c, c->w->scratch);
             }
@@ -1504,6 +1540,7 @@ conn_request_end(struct conn *c)
 {
     struct req *r = c->req;
     int keep = r && r->keep_alive && r->body_done && !c->client_eof && !c->w->stopping;
+    c->continue_sent = 0;
     conn_release_upstream(c, 0);
     req_free(r);
     c->req = NULL;
@@ -1580,6 +1617,8 @@ client_read(struct bufferevent *bev, void *arg)
         break;
     case CS_INSPECT:
         /* More of the body: parse the head again, which inspects again. */
+        c->inspect_start = c->req->start;
+        c->inspect_reparse = 1;
         req_free(c->req);
         c->req = NULL;
         c->state = CS_HEAD;

@@ -858,11 +858,14 @@ dlp_wbits(const unsigned char *s, size_t n)
 /*
  * Inflate in[0..n) into a new buffer of at most max bytes (*out, *outlen).
  * Output stops at max, at the end of the stream (gzip members are followed),
- * or at the first error, keeping what came before.  -1 only if out of memory.
+ * or at the first error, keeping what came before.  Returns 0, 1 if the data
+ * was not a complete stream (corrupt, truncated, not compressed at all), -1
+ * only if out of memory.
  */
 static int
 dlp_inflate(const unsigned char *in, size_t n, size_t max, unsigned char **out, size_t *outlen)
 {
+    int damaged = 0;
     size_t cap = n > max / 4 ? max : n * 4, used = 0, in_used = 0;
     unsigned char *buf, *nb;
     z_stream z;
@@ -903,25 +906,29 @@ dlp_inflate(const unsigned char *in, size_t n, size_t max, unsigned char **out, 
             inflateReset(&z);
             continue;
         }
-        if (rc != Z_OK)
+        if (rc != Z_OK) {
+            damaged = rc != Z_STREAM_END && !(rc == Z_BUF_ERROR && used == cap);
             break;
+        }
     }
     inflateEnd(&z);
     *out = buf;
     *outlen = used;
-    return 0;
+    return damaged;
 }
 
 /*
  * Undo the codings listed in ce[0..celen) on body, last applied first.  On
- * success *text is body or *dec (then owned by the caller).  -1: a coding we
- * cannot undo, or out of memory.
+ * success *text is body or *dec (then owned by the caller); 1 if a stage was
+ * not a complete stream (*text then holds what could be decoded).  -1: a
+ * coding we cannot undo, or out of memory (*text is body, *dec NULL).
  */
 static int
 dlp_decode(const char *ce, size_t celen, const unsigned char *body, size_t len, size_t max,
            unsigned char **dec, const unsigned char **text, size_t *tlen)
 {
     size_t ncod = 0, i = 0;
+    int damaged = 0, rc;
 
     *dec = NULL;
     *text = body;
@@ -948,36 +955,35 @@ dlp_decode(const char *ce, size_t celen, const unsigned char *body, size_t len, 
         unsigned char *out;
         size_t outlen;
 
-        if (dlp_inflate(*text, *tlen, max, &out, &outlen) < 0)
+        if ((rc = dlp_inflate(*text, *tlen, max, &out, &outlen)) < 0)
             goto fail;
+        damaged |= rc;
         free(*dec);
         *dec = out;
         *text = out;
         *tlen = outlen;
     }
-    return 0;
+    return damaged;
 fail:
     free(*dec);
     *dec = NULL;
+    *text = body;
+    *tlen = len;
     return -1;
 }
 
 /* ---- the scan ------------------------------------------------------------ */
 
-unsigned
-dlp_scan(const struct dlp *d, const char *body, size_t len, const char *content_encoding,
-         size_t celen, const char *content_type, size_t ctlen, size_t max_decoded)
+/* The kinds in text[0..tlen), as it is and normalised, added to found. */
+static unsigned
+dlp_scan_text(const struct dlp *d, const unsigned char *text, size_t tlen, const char *content_type,
+              size_t ctlen, unsigned found)
 {
-    const unsigned char *text;
-    unsigned char *dec, *norm;
-    size_t tlen, nlen;
-    unsigned found;
+    unsigned char *norm;
+    size_t nlen;
     int mode;
 
-    if (dlp_decode(content_encoding, celen, (const unsigned char *)body, len, max_decoded, &dec,
-                   &text, &tlen) < 0)
-        return 0;
-    found = dlp_builtin(text, tlen, 0);
+    found = dlp_builtin(text, tlen, found);
     mode = dlp_norm_mode(content_type, ctlen, text, tlen);
     /* Without anything to decode, normalising would give the same text again. */
     if (tlen == 0)
@@ -987,7 +993,7 @@ dlp_scan(const struct dlp *d, const char *body, size_t len, const char *content_
     if ((mode & DLP_NORM_JSON) && !memchr(text, '\\', tlen))
         mode &= ~DLP_NORM_JSON;
     if ((mode == 0 && (d == NULL || d->n == 0)) || (norm = malloc(tlen + 1)) == NULL)
-        goto done;
+        return found;
     memcpy(norm, text, tlen);
     nlen = tlen;
     if (mode & DLP_NORM_FORM)
@@ -1007,7 +1013,26 @@ dlp_scan(const struct dlp *d, const char *body, size_t len, const char *content_
                 found |= POLICY_DLP_CUSTOM((unsigned)i);
     }
     free(norm);
-done:
+    return found;
+}
+
+unsigned
+dlp_scan(const struct dlp *d, const char *body, size_t len, const char *content_encoding,
+         size_t celen, const char *content_type, size_t ctlen, size_t max_decoded)
+{
+    const unsigned char *text;
+    unsigned char *dec;
+    size_t tlen;
+    int rc = dlp_decode(content_encoding, celen, (const unsigned char *)body, len, max_decoded,
+                        &dec, &text, &tlen);
+    unsigned found = dlp_scan_text(d, text, tlen, content_type, ctlen, 0);
+
+    /*
+     * A coding we cannot undo, or data that is not the stream its label says:
+     * the bytes as they came are read too, so a label cannot hide plain text.
+     */
+    if (rc != 0 && text != (const unsigned char *)body)
+        found = dlp_scan_text(d, (const unsigned char *)body, len, content_type, ctlen, found);
     free(dec);
     return found;
 }

@@ -103,6 +103,13 @@ struct conn {
     struct event *timer;
     long deadline_base_ms;
     size_t head_pending; /* bytes of the current head still in the input buffer */
+    /*
+     * A request whose body is awaited for inspection is parsed again as the
+     * body arrives (CS_INSPECT); these survive the re-parse: when it started
+     * (the audit line's ms) and whether we sent it "100 Continue".
+     */
+    struct timespec inspect_start;
+    unsigned inspect_reparse : 1, continue_sent : 1;
     struct upstream_req *ureq;
     struct upstream *up;
     struct req *req;

@@ -37,10 +37,10 @@ void dlp_free(struct dlp *d);
  * Content-Encoding: gzip, x-gzip and deflate (zlib-wrapped or raw) are undone,
  * each stage producing at most max_decoded bytes; a stream that inflates
  * further is cut there and the prefix scanned, and one that is corrupt (or
- * not compressed at all despite its label) is scanned up to the damage.  Any
- * other coding (br, zstd, compress, ...) or more than four stages: nothing
- * can be read, 0 is returned.  identity bodies are scanned in full (the
- * caller bounds len).
+ * not compressed at all despite its label) is scanned up to the damage and
+ * as the bytes came.  Any other coding (br, zstd, compress, ...) or more than
+ * four stages: the bytes are scanned as they came (a label must not hide
+ * plain text).  identity bodies are scanned in full (the caller bounds len).
  *
  * The decoded text is scanned as it is, and again after normalising: for
  * application/x-www-form-urlencoded or a body that looks like a query string,
