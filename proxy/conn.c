@@ -687,6 +687,28 @@ inspect_add(void *arg, const char *p, size_t n)
     b->len += n;
 }
 
+/* Copy the codings of a Transfer-Encoding value but chunked to out, each followed by ','. */
+static size_t
+transfer_codings(char *out, const char *v, size_t len)
+{
+    size_t n = 0, i = 0;
+    while (i < len) {
+        size_t st, end;
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        for (st = i; i < len && v[i] != ','; i++)
+            ;
+        for (end = i; end > st && (v[end - 1] == ' ' || v[end - 1] == '\t'); end--)
+            ;
+        if (end > st && !(end - st == 7 && strncasecmp(v + st, "chunked", 7) == 0)) {
+            memcpy(out + n, v + st, end - st);
+            n += end - st;
+            out[n++] = ',';
+        }
+    }
+    return n;
+}
+
 /*
  * Look at the request body for personal data (SPEC 5a), up to
  * limits.max_body_inspect_bytes of it.  The body stays in the input buffer
@@ -752,14 +774,17 @@ conn_inspect(struct conn *c, const char *hb, const struct http_head *h)
     }
     /*
      * Every Content-Encoding line counts (RFC 9110 5.3: as one comma-joined
-     * list), or a second line would hide a coding.  Content-Type is a single
-     * value: when repeated, trust none and let the scan look at the body.
+     * list), or a second line would hide a coding; transfer codings other
+     * than chunked (which the chunk parser undid) were applied after them, so
+     * they follow in the list.  Content-Type is a single value: when
+     * repeated, trust none and let the scan look at the body.
      */
     char *ce = NULL;
     size_t celen = 0;
     unsigned cen = 0, ctn = 0, cti = 0;
     for (unsigned i = 0; i < h->nhdr; i++) {
-        if (http_span_ieq(hb, h->hdr[i].name, "Content-Encoding")) {
+        if (http_span_ieq(hb, h->hdr[i].name, "Content-Encoding") ||
+            http_span_ieq(hb, h->hdr[i].name, "Transfer-Encoding")) {
             celen += h->hdr[i].value.len + 1;
             cen++;
         } else if (http_span_ieq(hb, h->hdr[i].name, "Content-Type")) {
@@ -778,6 +803,9 @@ conn_inspect(struct conn *c, const char *hb, const struct http_head *h)
             celen += h->hdr[i].value.len;
             ce[celen++] = ',';
         }
+    for (unsigned i = 0; cen && i < h->nhdr; i++)
+        if (http_span_ieq(hb, h->hdr[i].name, "Transfer-Encoding"))
+            celen += transfer_codings(ce + celen, hb + h->hdr[i].value.off, h->hdr[i].value.len);
     r->dlp_mask =
         dlp_scan(cfg->dlp, b.p, b.len, ce, celen, ctn == 1 ? hb + h->hdr[cti].value.off : NULL,
                  ctn == 1 ? h->hdr[cti].value.len : 0, max);

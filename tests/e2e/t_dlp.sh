@@ -254,6 +254,18 @@ blocked "card labelled Content-Encoding: br" "$GPT/dlp/card-br" card no-personal
     '["credit-card"]' -H "$JSON" -H 'Content-Encoding: br'
 blocked "card in plain text labelled gzip" "$GPT/dlp/card-fake-gzip" card no-personal-data \
     '["credit-card"]' -H "$JSON" -H 'Content-Encoding: gzip'
+# A transfer coding besides chunked (accepted, as llhttp does) is undone too.
+"$PY" - "$B/card" "$GPT/dlp/card-te-gzip" >"$T/te-gzip.req" <<'PYEOF'
+import gzip, sys
+body = gzip.compress(open(sys.argv[1], "rb").read())
+head = ("POST %s HTTP/1.1\r\nHost: chatgpt.com\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n" % sys.argv[2])
+sys.stdout.buffer.write(head.encode() + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+PYEOF
+assert_eq "card under Transfer-Encoding: gzip, chunked: 403" "403 closed" \
+    "$(raw_req --summary <"$T/te-gzip.req")"
+assert_eq "card under Transfer-Encoding: gzip, chunked: the origin never received it" 0 \
+    "$(origin_count '"target": "/dlp/card-te-gzip"')"
 # A client that waits for 100 Continue (curl gives up waiting after 1 s).
 t0=$(now_ms)
 blocked "card behind Expect: 100-continue" "$GPT/dlp/card-expect" card no-personal-data '["credit-card"]' \
