@@ -687,25 +687,17 @@ inspect_add(void *arg, const char *p, size_t n)
     b->len += n;
 }
 
-/* Copy the codings of a Transfer-Encoding value but chunked to out, each followed by ','. */
+/* The values of every header line named name, each followed by ',', appended at out. */
 static size_t
-transfer_codings(char *out, const char *v, size_t len)
+header_join(char *out, const char *hb, const struct http_head *h, const char *name)
 {
-    size_t n = 0, i = 0;
-    while (i < len) {
-        size_t st, end;
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        for (st = i; i < len && v[i] != ','; i++)
-            ;
-        for (end = i; end > st && (v[end - 1] == ' ' || v[end - 1] == '\t'); end--)
-            ;
-        if (end > st && !(end - st == 7 && strncasecmp(v + st, "chunked", 7) == 0)) {
-            memcpy(out + n, v + st, end - st);
-            n += end - st;
+    size_t n = 0;
+    for (unsigned i = 0; i < h->nhdr; i++)
+        if (http_span_ieq(hb, h->hdr[i].name, name)) {
+            memcpy(out + n, hb + h->hdr[i].value.off, h->hdr[i].value.len);
+            n += h->hdr[i].value.len;
             out[n++] = ',';
         }
-    }
     return n;
 }
 
@@ -796,16 +788,14 @@ conn_inspect(struct conn *c, const char *hb, const struct http_head *h)
         free(b.p);
         return 0;
     }
-    celen = 0;
-    for (unsigned i = 0; cen && i < h->nhdr; i++)
-        if (http_span_ieq(hb, h->hdr[i].name, "Content-Encoding")) {
-            memcpy(ce + celen, hb + h->hdr[i].value.off, h->hdr[i].value.len);
-            celen += h->hdr[i].value.len;
-            ce[celen++] = ',';
-        }
-    for (unsigned i = 0; cen && i < h->nhdr; i++)
-        if (http_span_ieq(hb, h->hdr[i].name, "Transfer-Encoding"))
-            celen += transfer_codings(ce + celen, hb + h->hdr[i].value.off, h->hdr[i].value.len);
+    if (cen) {
+        size_t te_at = celen = header_join(ce, hb, h, "Content-Encoding");
+        celen += header_join(ce + celen, hb, h, "Transfer-Encoding");
+        /* The chunk parser undid the last transfer coding, chunked (the parser insists on it). */
+        if (celen > te_at)
+            for (celen--; celen > te_at && ce[celen - 1] != ','; celen--)
+                ;
+    }
     r->dlp_mask =
         dlp_scan(cfg->dlp, b.p, b.len, ce, celen, ctn == 1 ? hb + h->hdr[cti].value.off : NULL,
                  ctn == 1 ? h->hdr[cti].value.len : 0, max);

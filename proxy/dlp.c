@@ -907,7 +907,7 @@ dlp_inflate(const unsigned char *in, size_t n, size_t max, unsigned char **out, 
             continue;
         }
         if (rc != Z_OK) {
-            damaged = rc != Z_STREAM_END && !(rc == Z_BUF_ERROR && used == cap);
+            damaged = rc != Z_STREAM_END;
             break;
         }
     }
