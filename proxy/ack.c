@@ -673,15 +673,11 @@ ack_state_write(struct ack_store *s)
     struct ack_chunk c = {malloc(ACK_CHUNK_BYTES), 0, ACK_CHUNK_BYTES};
     int fd = -1, e;
 
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", s->path) >= sizeof(tmp)) {
-        errno = ENAMETOOLONG;
-        goto fail;
-    }
     if (!c.p) {
         errno = ENOMEM;
         goto fail;
     }
-    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0)
+    if ((fd = keyfile_mktemp(s->path, tmp, sizeof(tmp))) < 0)
         goto fail;
     if (ack_write_all(fd, ACK_STATE_HEADER, sizeof(ACK_STATE_HEADER) - 1) < 0 ||
         ack_stream_table(s, &s->acks, 1, fd, &c) < 0 ||

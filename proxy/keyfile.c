@@ -77,11 +77,7 @@ keyfile_create(const char *path, int *made, char *err, size_t errlen)
         hex[2 * i + 1] = keyfile_hexdig[key[i] & 0xf];
     }
     hex[KEYFILE_HEX_LEN] = '\n';
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= sizeof(tmp)) {
-        errno = ENAMETOOLONG;
-        goto fail;
-    }
-    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0)
+    if ((fd = keyfile_mktemp(path, tmp, sizeof(tmp))) < 0)
         goto fail;
     if (fchmod(fd, 0600) < 0)
         goto fail_unlink;
@@ -212,4 +208,19 @@ keyfile_fsync_dir(const char *path_in_dir)
     close(fd);
     errno = e;
     return rc;
+}
+
+int
+keyfile_mktemp(const char *path, char *tmp, size_t tmplen)
+{
+    enum { RANDOM_CHARS = 6 }; /* mkstemp(3) replaces the template's last six characters */
+    int n = snprintf(tmp, tmplen, "%s.tmp", path);
+
+    if (n < 0 || (size_t)n + RANDOM_CHARS >= tmplen) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memset(tmp + n, 'X', RANDOM_CHARS);
+    tmp[n + RANDOM_CHARS] = '\0';
+    return mkostemp(tmp, O_CLOEXEC);
 }

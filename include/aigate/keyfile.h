@@ -25,6 +25,14 @@
 int keyfile_load(const char *path, int create, unsigned char key[KEYFILE_KEY_LEN], int *created,
                  char *err, size_t errlen);
 
+/*
+ * Create a temporary file beside path (same folder, so rename(2) or link(2)
+ * can give it path's name), O_CLOEXEC, mode 0600; its name goes to
+ * tmp[tmplen].  The fd, or -1 with errno (ENAMETOOLONG if the name does not
+ * fit).
+ */
+int keyfile_mktemp(const char *path, char *tmp, size_t tmplen);
+
 /* fsync the folder holding path ("." for a bare name), so a name just created,
  * renamed or removed in it survives a crash.  0, or -1 with errno. */
 int keyfile_fsync_dir(const char *path_in_dir);
