@@ -568,6 +568,16 @@ conn_identify(struct conn *c, const char *buf, const struct http_head *h)
     if (cfg->auth.mode != AUTH_BASIC)
         return 0;
     int i = http_header_find(buf, h, "Proxy-Authorization");
+    /*
+     * Inside an intercepted tunnel the user is the one the CONNECT
+     * authenticated: browsers never send Proxy-Authorization inside TLS.
+     * Credentials that are sent anyway are checked and must name that user.
+     */
+    const struct req *tr = c->intercept ? c->tunnel_req : NULL;
+    if (tr && i < 0) {
+        snprintf(r->user, sizeof(r->user), "%s", tr->user);
+        return 0;
+    }
     int ok = 0;
     if (i >= 0) {
         const char *v = buf + h->hdr[i].value.off;
@@ -595,6 +605,8 @@ conn_identify(struct conn *c, const char *buf, const struct http_head *h)
             free(job);
         }
     }
+    if (ok && tr && strcmp(r->user, tr->user) != 0)
+        ok = 0; /* valid, but another user than the tunnel's */
     if (ok) {
         auth_backoff_ok(rt.auth_backoff, (struct sockaddr *)&c->peer);
         return 0;
