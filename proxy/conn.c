@@ -1005,6 +1005,24 @@ conn_target(struct conn *c, const char *buf, const struct http_head *h)
                    "https:// URLs must be requested through CONNECT.", buf, h, hasbody);
         return -1;
     }
+    /* RFC 9112 3.2: one Host, naming the target's authority (SPEC 12). */
+    int host_at = -1;
+    for (unsigned i = 0; i < h->nhdr; i++) {
+        if (!http_span_ieq(buf, h->hdr[i].name, "Host"))
+            continue;
+        if (host_at >= 0) {
+            conn_error(c, 400, "http_request_error", "Bad request",
+                       "The request carries more than one Host header.", buf, h, 1);
+            return -1;
+        }
+        host_at = (int)i;
+    }
+    if (host_at >= 0 && !http_host_matches(buf, h->hdr[host_at].value, r->url.host, r->url.port,
+                                           c->intercept ? 443 : 80)) {
+        conn_error(c, 400, "http_request_error", "Bad request",
+                   "The Host header names another site than the request target.", buf, h, 1);
+        return -1;
+    }
     req_set_path(r, buf);
     return 0;
 }

@@ -896,3 +896,15 @@ http_url_parse_origin(const char *buf, struct http_span target, struct http_url 
     split_path(p, target.len, target.off, u);
     return 0;
 }
+
+int
+http_host_matches(const char *buf, struct http_span value, const char *host, uint16_t port,
+                  uint16_t default_port)
+{
+    struct http_url hu;
+    memset(&hu, 0, sizeof(hu));
+    if (!target_chars_ok(buf + value.off, value.len) ||
+        parse_authority(buf + value.off, value.len, default_port, &hu) < 0)
+        return 0;
+    return hu.port == port && strcmp(hu.host, host) == 0;
+}

@@ -175,4 +175,13 @@ int http_url_parse_authority(const char *buf, struct http_span target, struct ht
  */
 int http_url_parse_origin(const char *buf, struct http_span target, struct http_url *u);
 
+/*
+ * 1 if the Host field value names host:port (host as http_url keeps it:
+ * lower-cased, no brackets, no trailing dot), ignoring ASCII case, a trailing
+ * dot and an omitted default_port (RFC 9112 section 3.2); 0 for another
+ * authority and for a value that is not a valid authority (empty included).
+ */
+int http_host_matches(const char *buf, struct http_span value, const char *host, uint16_t port,
+                      uint16_t default_port);
+
 #endif

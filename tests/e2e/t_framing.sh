@@ -44,6 +44,18 @@ cases = [
     ("header_70k", 431, req("header_70k", [b"X-Big: " + b"a" * (70 * 1024)], method=b"GET")),
     ("unknown_method", 400, req("unknown_method", [], method=b"FROB")),
     ("http_2_0", 400, req("http_2_0", [], method=b"GET", version=b"HTTP/2.0")),
+    # SPEC 12 / RFC 9112 3.2: one Host, naming the target's authority
+    ("two_host", 400, req("two_host", [b"Host: " + auth], method=b"GET")),
+    ("two_host_differing", 400, req("two_host_differing", [b"Host: www.example.test"],
+                                    method=b"GET")),
+    ("host_other_site", 400,
+     b"GET http://%s/__fr_host_other_site HTTP/1.1\r\nHost: www.example.test\r\n\r\n" % auth),
+    ("host_other_port", 400,
+     b"GET http://%s/__fr_host_other_port HTTP/1.1\r\nHost: origin.test:1\r\n\r\n" % auth),
+    ("host_no_port", 400,
+     b"GET http://%s/__fr_host_no_port HTTP/1.1\r\nHost: origin.test\r\n\r\n" % auth),
+    ("host_empty", 400,
+     b"GET http://%s/__fr_host_empty HTTP/1.1\r\nHost: \r\n\r\n" % auth),
 ]
 
 ok = True
@@ -64,6 +76,12 @@ sys.exit(0 if ok else 1)
 EOF
 sleep 0.3
 assert_eq "no malformed request reached the origin" "" "$(origin_reqs __fr_)"
+
+# Host differing from the target only by case, a trailing dot or spelling is fine
+# (the forwarded Host is the target's).
+host_ok=$(printf 'GET http://origin.test:%s/echo/host_case HTTP/1.1\r\nHost: ORIGIN.Test.:%s\r\nConnection: close\r\n\r\n' \
+    "$ORIGIN_PORT" "$ORIGIN_PORT" | raw_req --summary)
+assert_eq "Host differing only in case and a trailing dot: forwarded" "200 closed" "$host_ok"
 
 # The proxy is still fine afterwards
 assert_eq "a good request after the bad ones" 200 \

@@ -869,6 +869,39 @@ START_TEST(test_conformance)
 }
 END_TEST
 
+/* SPEC 12: Host must name the target's authority, up to case, a trailing dot and a default port. */
+static int
+host_ok(const char *value, const char *host, unsigned port, unsigned defport)
+{
+    struct http_span v = {0, (uint32_t)strlen(value)};
+    return http_host_matches(value, v, host, (uint16_t)port, (uint16_t)defport);
+}
+
+START_TEST(test_host_matches)
+{
+    ck_assert_int_eq(host_ok("example.org", "example.org", 80, 80), 1);
+    ck_assert_int_eq(host_ok("Example.ORG", "example.org", 80, 80), 1);
+    ck_assert_int_eq(host_ok("example.org.", "example.org", 80, 80), 1);
+    ck_assert_int_eq(host_ok("example.org:80", "example.org", 80, 80), 1);
+    ck_assert_int_eq(host_ok("example.org:", "example.org", 80, 80), 1);
+    ck_assert_int_eq(host_ok("example.org:8080", "example.org", 8080, 80), 1);
+    ck_assert_int_eq(host_ok("example.org", "example.org", 8080, 80), 0);
+    ck_assert_int_eq(host_ok("example.org:443", "example.org", 443, 443), 1);
+    ck_assert_int_eq(host_ok("example.org", "example.org", 443, 443), 1);
+    ck_assert_int_eq(host_ok("example.org:80", "example.org", 443, 443), 0);
+    ck_assert_int_eq(host_ok("[::1]:8080", "::1", 8080, 80), 1);
+    ck_assert_int_eq(host_ok("[::1]", "::1", 80, 80), 1);
+    ck_assert_int_eq(host_ok("::1", "::1", 80, 80), 0);
+    ck_assert_int_eq(host_ok("evil.example", "example.org", 80, 80), 0);
+    ck_assert_int_eq(host_ok("example.org.evil", "example.org", 80, 80), 0);
+    ck_assert_int_eq(host_ok("", "example.org", 80, 80), 0);
+    ck_assert_int_eq(host_ok("user@example.org", "example.org", 80, 80), 0);
+    ck_assert_int_eq(host_ok("example.org:80x", "example.org", 80, 80), 0);
+    ck_assert_int_eq(host_ok("example.org:65536", "example.org", 80, 80), 0);
+    ck_assert_int_eq(host_ok("exa mple.org", "example.org", 80, 80), 0);
+}
+END_TEST
+
 static Suite *
 http_parse_suite(void)
 {
@@ -891,6 +924,7 @@ http_parse_suite(void)
     tcase_add_test(tc, test_chunk_limits);
     tcase_add_test(tc, test_url_absolute);
     tcase_add_test(tc, test_url_authority_origin);
+    tcase_add_test(tc, test_host_matches);
     tcase_add_loop_test(tc, test_conformance, 0, (int)(sizeof(conf_cases) / sizeof(conf_cases[0])));
     suite_add_tcase(s, tc);
     return s;
