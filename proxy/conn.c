@@ -182,7 +182,7 @@ conn_close(struct conn *c, const char *reason)
     c->dying = 1;
     log_debug("conn %s closed: %s", c->peer_str, reason);
     if (c->auth_job)
-        c->auth_job->owner = NULL; /* the pool frees it when it comes back */
+        offload_cancel(c->auth_job); /* the pool frees it when it comes back */
     tunnel_free(c);
     conn_release_upstream(c, 0);
     req_free(c->req);
@@ -619,8 +619,13 @@ conn_identify(struct conn *c, const char *buf, const struct http_head *h)
     client_407(c, buf, h);
     conn_audit(c, r, "auth-fail", 407);
     if (delay) {
-        /* Hold the answer back: the bytes sit in the output buffer until the timer. */
-        bufferevent_disable(c->bev, EV_WRITE | EV_READ);
+        /*
+         * Hold the answer back: the bytes sit in the output buffer until the
+         * timer.  Reading goes on (CS_CLOSING discards what arrives) so a
+         * client that gives up is seen at once and frees its slot.
+         */
+        bufferevent_disable(c->bev, EV_WRITE);
+        bufferevent_enable(c->bev, EV_READ);
         c->state = CS_CLOSING;
         c->held = 1;
         c->timer_header = 0;

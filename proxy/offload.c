@@ -34,7 +34,8 @@ offload_main(void *arg)
             queue_tail = NULL;
         pthread_mutex_unlock(&pool_mu);
 
-        job->run(job);
+        if (!atomic_load_explicit(&job->cancelled, memory_order_relaxed))
+            job->run(job);
 
         struct worker *w = job->w;
         pthread_mutex_lock(&w->done_mu);
@@ -89,6 +90,13 @@ offload_submit(struct offload_job *job)
     pthread_cond_signal(&pool_cv);
     pthread_mutex_unlock(&pool_mu);
     return 0;
+}
+
+void
+offload_cancel(struct offload_job *job)
+{
+    job->owner = NULL;
+    atomic_store_explicit(&job->cancelled, 1, memory_order_relaxed);
 }
 
 void

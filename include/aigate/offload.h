@@ -6,11 +6,14 @@
  *
  * Ownership: the submitter fills a job and hands it over; the job is freed
  * by the worker after done() (or without calling done() once cancelled).
- * Cancelling only clears job->owner, which is read on the worker thread
- * alone, so no lock is needed for it.
+ * Cancelling clears job->owner, which is read on the worker thread alone,
+ * and sets job->cancelled, which a pool thread reads before run(): the work
+ * of a client that went away is not done.
  */
 #ifndef AIGATE_OFFLOAD_H
 #define AIGATE_OFFLOAD_H
+
+#include <stdatomic.h>
 
 struct worker;
 
@@ -18,6 +21,7 @@ struct offload_job {
     struct offload_job *next;
     struct worker *w;
     void *owner;                              /* NULL once cancelled */
+    atomic_int cancelled;                     /* set by offload_cancel(): run() is skipped */
     void (*run)(struct offload_job *job);     /* on a pool thread */
     void (*done)(struct offload_job *job);    /* on w's thread, only if owner is still set */
     void (*release)(struct offload_job *job); /* frees the job (always called, on w's thread) */
@@ -27,6 +31,11 @@ int offload_start(int nthreads);
 void offload_stop(void);
 /* Queue job; 0, or -1 if the pool is not running (the job is not taken). */
 int offload_submit(struct offload_job *job);
+/*
+ * Worker side: the owner is going away.  done() will not be called; a job
+ * still queued is not run (its release() still comes, on w's thread).
+ */
+void offload_cancel(struct offload_job *job);
 /* Worker side: run the done() callbacks of finished jobs (from the worker's event). */
 void offload_complete(struct worker *w);
 
