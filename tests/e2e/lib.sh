@@ -598,3 +598,36 @@ shipped_sub() {
     local d=$'\001'
     sed -E -i "/^[[:space:]]*#/!s$d$2$d$3$d" "$1" || die "shipped_conf: sed failed"
 }
+
+# start_shipped NAME...: the shipped configuration running, with origins for NAME...:
+# nginx (start_nginx_servers in $T/nginx) serving its origin page over HTTPS on
+# $GOOD, with a certificate for every NAME signed by the test PKI ($T/pki/ca.pem),
+# and over plain HTTP on $PLAIN; $T/hosts maps every NAME to 127.0.0.1; the proxy
+# runs shipped_conf "$T/rules" on $PROXY_PORT with $GOOD added to connect_ports.
+start_shipped() {
+    make_cert "$T/pki" good "$@"
+    start_nginx_servers "$T/nginx" PLAIN= GOOD="$T/pki/good"
+    echo "127.0.0.1 $*" >"$T/hosts"
+    PROXY_PORT=$(free_port)
+    shipped_conf "$T/rules" "$T/pki/ca.pem" "$T/hosts" "$GOOD"
+    start_proxy "$T/rules" "$(cat "$T/rules/aigate.conf")"
+}
+
+# ---- the browser -------------------------------------------------------------------
+# need_browser: Debian's Chromium and playwright-core (npm ci in tests/e2e/browser
+# when node_modules is missing) are there, or the test stops
+need_browser() {
+    [ -x /usr/bin/chromium ] || die "/usr/bin/chromium is missing: run 'make deps' (Debian package chromium)"
+    command -v node >/dev/null && command -v npm >/dev/null || die "node and npm are needed for the browser test"
+    if [ ! -d "$E2E/browser/node_modules/playwright-core" ]; then
+        (cd "$E2E/browser" && npm ci --no-audit --no-fund) >"$T/npm.log" 2>&1 ||
+            die "npm ci in tests/e2e/browser failed: $(tail -n 5 "$T/npm.log")"
+    fi
+}
+
+# spki_hash CERT: base64 SHA-256 of CERT's SubjectPublicKeyInfo (what Chromium's
+# --ignore-certificate-errors-spki-list takes)
+spki_hash() {
+    openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER |
+        openssl dgst -sha256 -binary | base64
+}

@@ -19,18 +19,13 @@
 #   carol (security)  claude.ai          security-free   allow, no caution page
 #   carol             chat.deepseek.com  ban-cn-ai       block: the lab exception needs the lab network
 #   nobody            anything           407
-# The origins are one nginx with a certificate for every name (signed by the
-# test PKI, which the proxy trusts as tls.upstream_ca_file) on an ephemeral
-# HTTPS port, and plain HTTP on another; the hosts file maps the names to
-# 127.0.0.1.
+# The origins (start_shipped) are one nginx with a certificate for every name
+# (signed by the test PKI, which the proxy trusts as tls.upstream_ca_file) on an
+# ephemeral HTTPS port, and plain HTTP on another; the hosts file maps the names
+# to 127.0.0.1.
 source "$(dirname "$0")/lib.sh"
 
-make_cert "$T/pki" good chat.deepseek.com claude.ai perplexity.ai example.org
-start_nginx_servers "$T/nginx" PLAIN= GOOD="$T/pki/good"
-printf '127.0.0.1 chat.deepseek.com claude.ai perplexity.ai example.org\n' >"$T/hosts"
-PROXY_PORT=$(free_port)
-shipped_conf "$T/rules" "$T/pki/ca.pem" "$T/hosts" "$GOOD"
-start_proxy "$T/rules" "$(cat "$T/rules/aigate.conf")"
+start_shipped chat.deepseek.com claude.ai perplexity.ai example.org
 AUDIT=$SHIPPED_AUDIT
 CA=$SHIPPED_CA
 
