@@ -548,7 +548,8 @@ shipped_conf() {
     [ $# -gt 0 ] || die "shipped_conf: no origin port for connect_ports"
     [ -e "$upstream_ca" ] || die "shipped_conf: no $upstream_ca"
     [ -e "$hosts" ] || die "shipped_conf: no $hosts"
-    ports=$(IFS=,; echo "$*" | sed 's/,/, /g')
+    ports=$(printf '%s, ' "$@")
+    ports=${ports%, }
     [ -n "${DNS_PORT:-}" ] || start_dns_nx
     mkdir -p "$dir"
     conf=$dir/aigate.conf
