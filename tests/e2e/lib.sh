@@ -516,3 +516,119 @@ on_exit() {
 }
 trap on_exit EXIT
 trap 'exit 143' TERM INT
+
+# ---- the shipped configuration ---------------------------------------------------
+# shipped_conf DIR UPSTREAM_CA HOSTS_FILE PORT...: DIR/aigate.conf, a copy of the
+# SHIPPED rules/aigate.conf with only these settings changed:
+#   listen            -> [ "127.0.0.1:$PROXY_PORT" ]
+#   connect_ports     -> the shipped list plus PORT... (the test origins' ephemeral ports)
+#   tls.ca_cert/ca_key -> DIR/ca/ca.pem, DIR/ca/ca.key, a CA made here with --gen-ca
+#                        ($SHIPPED_CA names the certificate clients must trust)
+#   tls.upstream_ca_file -> UPSTREAM_CA (the test PKI's CA, so nginx origins with
+#                        certificates for the AI host names verify)
+#   dns.hosts_file    -> HOSTS_FILE (the test names mapped to 127.0.0.1)
+#   dns.nameservers   -> [ "127.0.0.1:$DNS_PORT" ], a local server answering NXDOMAIN
+#                        (start_dns_nx), so nothing the test or a browser asks for
+#                        is ever resolved or fetched outside the machine
+#   ack.state_file, ack.secret_file, audit.path, audit.chain_key_file -> files in DIR
+#                        ($SHIPPED_AUDIT names the audit log)
+# Everything else is the shipped file's text, and the rule files it names by a
+# relative path (users.htpasswd, pages, services.conf, policy.conf) are symlinks
+# into rules/, so the test runs the shipped Basic users, groups, interception,
+# catalog, policy and pages, and a change to any of them is tested.  Each change
+# must apply to exactly one setting of the shipped file; if its structure
+# changes so that one matches nothing or more than one, or the result still
+# names an absolute path outside the test folder $T or a host:port other than the listen
+# address, the test stops (die) rather than run something else.
+SHIPPED_LINKS="users.htpasswd pages services.conf policy.conf"
+shipped_conf() {
+    local dir=$1 upstream_ca=$2 hosts=$3 conf f p ports
+    shift 3
+    [ -n "${PROXY_PORT:-}" ] || die "shipped_conf: PROXY_PORT is not set"
+    [ $# -gt 0 ] || die "shipped_conf: no origin port for connect_ports"
+    [ -e "$upstream_ca" ] || die "shipped_conf: no $upstream_ca"
+    [ -e "$hosts" ] || die "shipped_conf: no $hosts"
+    ports=$(printf '%s, ' "$@")
+    ports=${ports%, }
+    [ -n "${DNS_PORT:-}" ] || start_dns_nx
+    mkdir -p "$dir"
+    conf=$dir/aigate.conf
+    cp "$ROOT/rules/aigate.conf" "$conf" || die "shipped_conf: cannot copy rules/aigate.conf"
+    for f in $SHIPPED_LINKS; do
+        [ -e "$ROOT/rules/$f" ] || die "shipped_conf: rules/$f is missing"
+        ln -s "$ROOT/rules/$f" "$dir/$f" || die "shipped_conf: cannot link rules/$f"
+    done
+    "$AIGATE" --gen-ca "$dir/ca" >"$dir/genca.out" 2>&1 ||
+        die "shipped_conf: --gen-ca: $(cat "$dir/genca.out")"
+    SHIPPED_CA=$dir/ca/ca.pem
+    SHIPPED_AUDIT=$dir/audit.jsonl
+    shipped_sub "$conf" 'listen *= *\[[^]]*\]' "listen = [ \"127.0.0.1:$PROXY_PORT\" ]"
+    shipped_sub "$conf" '(connect_ports *= *\[ *)([^] ][^]]*[^] ]|[^] ]) *\]' "\\1\\2, $ports ]"
+    shipped_sub "$conf" 'ca_cert *= *"[^"]*"' "ca_cert = \"$dir/ca/ca.pem\""
+    shipped_sub "$conf" 'ca_key *= *"[^"]*"' "ca_key = \"$dir/ca/ca.key\""
+    shipped_sub "$conf" 'upstream_ca_file *= *"[^"]*"' "upstream_ca_file = \"$upstream_ca\""
+    shipped_sub "$conf" 'hosts_file *= *"[^"]*"' "hosts_file = \"$hosts\""
+    shipped_sub "$conf" 'nameservers *= *\[[^]]*\]' "nameservers = [ \"127.0.0.1:$DNS_PORT\" ]"
+    shipped_sub "$conf" 'state_file *= *"[^"]*"' "state_file = \"$dir/acks.state\""
+    shipped_sub "$conf" 'secret_file *= *"[^"]*"' "secret_file = \"$dir/ack.secret\""
+    shipped_sub "$conf" '(^|[{;[:space:]])path *= *"[^"]*"' "\\1path = \"$SHIPPED_AUDIT\""
+    shipped_sub "$conf" 'chain_key_file *= *"[^"]*"' "chain_key_file = \"$dir/audit.key\""
+    # Nothing left that reaches outside the test: no absolute path but ours, no other address.
+    while IFS= read -r p; do
+        [[ $p == "\"$T/"* ]] ||
+            die "shipped_conf: rules/aigate.conf names $p, which shipped_conf does not redirect into the test"
+    done < <(shipped_settings "$conf" | grep -oE '"/[^"]*"')
+    while IFS= read -r p; do
+        [ "$p" = "\"127.0.0.1:$PROXY_PORT\"" ] || [ "$p" = "\"127.0.0.1:$DNS_PORT\"" ] ||
+            die "shipped_conf: rules/aigate.conf names the address $p, which shipped_conf does not rewrite"
+    done < <(shipped_settings "$conf" | grep -oE '"[^"]*:[0-9]+"')
+}
+
+# shipped_settings FILE: FILE without its comment lines
+shipped_settings() {
+    grep -vE '^[[:space:]]*#' "$1"
+}
+
+# shipped_sub FILE ERE REPLACEMENT: sed -E "s/ERE/REPLACEMENT/" on FILE's settings
+# (comment lines aside; the delimiter is \001, so neither may contain that);
+# dies unless ERE matches exactly once there
+shipped_sub() {
+    local n
+    n=$(shipped_settings "$1" | grep -oE -- "$2" | wc -l)
+    [ "$n" = 1 ] || die "shipped_conf: /$2/ matches $n settings of rules/aigate.conf, not 1: its structure changed; update shipped_conf in tests/e2e/lib.sh"
+    local d=$'\001'
+    sed -E -i "/^[[:space:]]*#/!s$d$2$d$3$d" "$1" || die "shipped_conf: sed failed"
+}
+
+# start_shipped NAME...: the shipped configuration running, with origins for NAME...:
+# nginx (start_nginx_servers in $T/nginx) serving its origin page over HTTPS on
+# $GOOD, with a certificate for every NAME signed by the test PKI ($T/pki/ca.pem),
+# and over plain HTTP on $PLAIN; $T/hosts maps every NAME to 127.0.0.1; the proxy
+# runs shipped_conf "$T/rules" on $PROXY_PORT with $GOOD added to connect_ports.
+start_shipped() {
+    make_cert "$T/pki" good "$@"
+    start_nginx_servers "$T/nginx" PLAIN= GOOD="$T/pki/good"
+    echo "127.0.0.1 $*" >"$T/hosts"
+    PROXY_PORT=$(free_port)
+    shipped_conf "$T/rules" "$T/pki/ca.pem" "$T/hosts" "$GOOD"
+    start_proxy "$T/rules" "$(cat "$T/rules/aigate.conf")"
+}
+
+# ---- the browser -------------------------------------------------------------------
+# need_browser: Debian's Chromium and playwright-core (npm ci in tests/e2e/browser
+# when node_modules is missing) are there, or the test stops
+need_browser() {
+    [ -x /usr/bin/chromium ] || die "/usr/bin/chromium is missing: run 'make deps' (Debian package chromium)"
+    command -v node >/dev/null && command -v npm >/dev/null || die "node and npm are needed for the browser test"
+    if [ ! -d "$E2E/browser/node_modules/playwright-core" ]; then
+        (cd "$E2E/browser" && npm ci --no-audit --no-fund) >"$T/npm.log" 2>&1 ||
+            die "npm ci in tests/e2e/browser failed: $(tail -n 5 "$T/npm.log")"
+    fi
+}
+
+# spki_hash CERT: base64 SHA-256 of CERT's SubjectPublicKeyInfo (what Chromium's
+# --ignore-certificate-errors-spki-list takes)
+spki_hash() {
+    openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER |
+        openssl dgst -sha256 -binary | base64
+}
