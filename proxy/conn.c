@@ -185,6 +185,16 @@ conn_close(struct conn *c, const char *reason)
         offload_cancel(c->auth_job); /* the pool frees it when it comes back */
     tunnel_free(c);
     conn_release_upstream(c, 0);
+    if (c->req && !c->req->audited) {
+        /*
+         * Torn down mid-flight (timeout, client or origin error, shutdown):
+         * still one line.  Decided requests keep their action and the status
+         * already sent (null if none); undecided ones are errors.
+         */
+        struct req *r = c->req;
+        conn_audit(c, r, r->action ? r->action : "error",
+                   r->resp_head_done || r->is_connect ? r->status : -1);
+    }
     req_free(c->req);
     if (c->tunnel_req) {
         /* The intercepted CONNECT ends with the connection: its own audit line. */
@@ -228,6 +238,8 @@ conn_free_all(struct worker *w)
 void
 conn_audit(struct conn *c, struct req *r, const char *action, int status)
 {
+    if (r)
+        r->audited = 1;
     if (!rt.audit)
         return;
     struct audit_rec a = {0};

@@ -73,6 +73,7 @@ struct req {
     int is_ai;
     unsigned dlp_mask; /* personal data kinds found in the body */
     unsigned dlp_scanned : 1;
+    unsigned audited : 1; /* its audit line is written (one per request, SPEC 7) */
 
     /* accounting */
     uint64_t bytes_in, bytes_out;

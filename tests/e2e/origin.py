@@ -194,6 +194,17 @@ class HTTPHandler(socketserver.StreamRequestHandler):
             self.wfile.write(out)
             self.wfile.flush()
             return keep
+        if path.startswith("/stall") or path.startswith("/cut"):
+            # A head promising 100000 bytes, 10 of them, then: /stall waits
+            # for the client to go away, /cut closes (a truncated response).
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: 100000\r\n\r\n0123456789")
+            self.wfile.flush()
+            if path.startswith("/stall"):
+                self.connection.settimeout(None)
+                while self.connection.recv(65536):
+                    pass
+            return False
         if path.startswith("/close"):
             out = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
             if not head:
