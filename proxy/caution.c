@@ -28,47 +28,6 @@
 /* Tokens are for the page just shown: a person reads it and clicks within minutes. */
 #define CAUTION_TOKEN_MAX_AGE_S 600
 
-int
-caution_prefers_korean(const char *v, size_t len)
-{
-    double best_q = -1;
-    int best_ko = 0;
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t tag = i;
-        while (i < len && v[i] != ';' && v[i] != ',' && v[i] != ' ')
-            i++;
-        size_t taglen = i - tag;
-        double q = 1.0;
-        while (i < len && v[i] != ',') {
-            if (v[i] == 'q' && i + 1 < len && v[i + 1] == '=') {
-                char num[8] = {0};
-                size_t n = 0;
-                for (i += 2; i < len && n < sizeof(num) - 1 &&
-                             ((v[i] >= '0' && v[i] <= '9') || v[i] == '.');
-                     i++)
-                    num[n++] = v[i];
-                q = atof(num);
-                continue;
-            }
-            i++;
-        }
-        if (taglen == 0 || q <= 0)
-            continue;
-        int ko = taglen >= 2 && (v[tag] | 0x20) == 'k' && (v[tag + 1] | 0x20) == 'o' &&
-                 (taglen == 2 || v[tag + 2] == '-');
-        int en = taglen >= 2 && (v[tag] | 0x20) == 'e' && (v[tag + 1] | 0x20) == 'n' &&
-                 (taglen == 2 || v[tag + 2] == '-');
-        if ((ko || en) && q > best_q) {
-            best_q = q;
-            best_ko = ko;
-        }
-    }
-    return best_ko;
-}
-
 void
 caution_user_key(const struct conn *c, char *out, size_t cap)
 {
@@ -107,7 +66,7 @@ caution_page(struct conn *c, const char *buf, const struct http_head *h)
     int i = http_header_find(buf, h, "Accept");
     int html = i >= 0 && pages_client_wants_html(buf + h->hdr[i].value.off, h->hdr[i].value.len);
     i = http_header_find(buf, h, "Accept-Language");
-    int ko = i >= 0 && caution_prefers_korean(buf + h->hdr[i].value.off, h->hdr[i].value.len);
+    int ko = i >= 0 && pages_prefers_korean(buf + h->hdr[i].value.off, h->hdr[i].value.len);
 
     struct page_vars v = {0};
     v.service = r->svc ? r->svc->name : r->url.host;
@@ -135,14 +94,7 @@ caution_page(struct conn *c, const char *buf, const struct http_head *h)
     }
     if (body && strcmp(ctype, "text/plain; charset=utf-8") == 0) {
         evbuffer_drain(body, evbuffer_get_length(body));
-        evbuffer_add_printf(
-            body,
-            "%s is available only after you read and acknowledge the organisation's "
-            "caution notice in a web browser.\n"
-            "Open %s in a browser, read the notice and choose \"Acknowledge and "
-            "continue\"; then this client will be let through.\n"
-            "Rule: %s\n",
-            v.service, url, r->rule->name);
+        pages_render_text(body, PAGE_CAUTION, &v);
     }
     conn_respond(c, 403, extra, ctype, body, r->body != HTTP_BODY_NONE && !r->body_done);
     if (body)

@@ -331,6 +331,17 @@ client_wants_html(struct conn *c, const char *buf, const struct http_head *h)
     return i >= 0 && pages_client_wants_html(buf + h->hdr[i].value.off, h->hdr[i].value.len);
 }
 
+/* "ko" when the client's Accept-Language prefers Korean, else "en". */
+static const char *
+client_lang(struct conn *c, const char *buf, const struct http_head *h)
+{
+    if (!buf || !h)
+        return c->req && c->req->lang_ko ? "ko" : "en";
+    int i = http_header_find(buf, h, "Accept-Language");
+    return i >= 0 && pages_prefers_korean(buf + h->hdr[i].value.off, h->hdr[i].value.len) ? "ko"
+                                                                                          : "en";
+}
+
 /*
  * Hand src (emptied) to the client in one piece: one TLS record instead of
  * one per header line when the client side is intercepted.  Counted.
@@ -383,6 +394,7 @@ conn_error(struct conn *c, int status, const char *perror, const char *title, co
     v.status = status;
     v.title = title;
     v.detail = detail;
+    v.lang = client_lang(c, buf, h);
     if (c->req) {
         v.host = c->req->url.host[0] ? c->req->url.host : NULL;
         v.method = c->req->method;
@@ -395,7 +407,10 @@ conn_error(struct conn *c, int status, const char *perror, const char *title, co
             pages_render_text(body, PAGE_ERROR, &v);
         }
     }
-    snprintf(extra, sizeof(extra), "Proxy-Status: aigate; error=%s\r\n", perror);
+    snprintf(extra, sizeof(extra),
+             "Proxy-Status: aigate; error=%s\r\nContent-Language: %s\r\n"
+             "Vary: Accept, Accept-Language\r\n",
+             perror, v.lang);
     conn_respond(c, status, extra, ctype, body, close_after);
     if (body)
         evbuffer_free(body);
@@ -426,6 +441,8 @@ req_new(struct conn *c, const char *buf, const struct http_head *h)
     int i = http_header_find(buf, h, "Accept");
     r->wants_html =
         i >= 0 && pages_client_wants_html(buf + h->hdr[i].value.off, h->hdr[i].value.len);
+    i = http_header_find(buf, h, "Accept-Language");
+    r->lang_ko = i >= 0 && pages_prefers_korean(buf + h->hdr[i].value.off, h->hdr[i].value.len);
     if (r->body == HTTP_BODY_NONE || (r->body == HTTP_BODY_LENGTH && r->body_left == 0))
         r->body_done = 1;
     return r;
@@ -452,16 +469,19 @@ req_set_path(struct req *r, const char *buf)
 static void
 client_407(struct conn *c, const char *buf, const struct http_head *h)
 {
-    char extra[300];
+    char extra[400];
+    const char *lang = client_lang(c, buf, h);
     snprintf(
         extra, sizeof(extra),
         "Proxy-Authenticate: Basic realm=\"%s\", charset=\"UTF-8\"\r\n"
-        "Proxy-Status: aigate; error=http_request_denied; details=\"authentication required\"\r\n",
-        c->cfg->auth.realm);
+        "Proxy-Status: aigate; error=http_request_denied; details=\"authentication required\"\r\n"
+        "Content-Language: %s\r\nVary: Accept, Accept-Language\r\n",
+        c->cfg->auth.realm, lang);
     struct evbuffer *body = evbuffer_new();
     struct page_vars v = {.status = 407,
                           .title = "Proxy authentication required",
-                          .detail = "Sign in with your organisation account to use the web."};
+                          .detail = "Sign in with your organisation account to use the web.",
+                          .lang = lang};
     const char *ctype = "text/plain; charset=utf-8";
     if (body) {
         if (client_wants_html(c, buf, h) && pages_render(body, c->cfg->pages, PAGE_ERROR, &v) == 0)
@@ -667,10 +687,12 @@ static void
 block_page(struct conn *c, const char *buf, const struct http_head *h)
 {
     struct req *r = c->req;
-    char extra[400];
+    char extra[500];
+    const char *lang = client_lang(c, buf, h);
     snprintf(extra, sizeof(extra),
-             "Proxy-Status: aigate; error=http_request_denied; details=\"rule=%s\"\r\n",
-             r->rule->name);
+             "Proxy-Status: aigate; error=http_request_denied; details=\"rule=%s\"\r\n"
+             "Content-Language: %s\r\nVary: Accept, Accept-Language\r\n",
+             r->rule->name, lang);
     struct evbuffer *body = evbuffer_new();
     struct page_vars v = {0};
     char url[2048];
@@ -684,6 +706,7 @@ block_page(struct conn *c, const char *buf, const struct http_head *h)
     v.method = r->method;
     v.category = r->svc ? r->svc->category : NULL;
     v.status = 403;
+    v.lang = lang;
     const char *ctype = "text/plain; charset=utf-8";
     if (body) {
         if (client_wants_html(c, buf, h) && pages_render(body, c->cfg->pages, PAGE_BLOCK, &v) == 0)

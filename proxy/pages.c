@@ -44,21 +44,31 @@ static const char *const pages_var_names[PV_COUNT] = {
 static const char *const pages_file_names[PAGE_KINDS] = {"block.html", "caution.html",
                                                          "error.html"};
 
+/* Built-in pages hold both languages; the CSS shows the one {{lang}} names. */
+#define PAGES_LANG_CSS                                                                             \
+    "html:not([lang|=\"ko\"]) .ko{display:none}html[lang|=\"ko\"] .en{display:none}"
+
 static const char pages_default_block[] =
     "<!DOCTYPE html>\n"
     "<html lang=\"{{lang}}\"><head><meta charset=\"utf-8\">\n"
     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-    "<title>Blocked: {{service}}</title>\n"
-    "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 "
-    "1em;color:#222}h1{font-size:1.4em;color:#a40000}dt{font-weight:600}dd{margin:0 0 "
+    "<title>{{service}} · 차단됨 / Blocked</title>\n"
+    "<style>" PAGES_LANG_CSS "body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:2em "
+    "auto;padding:0 1em;color:#222}h1{font-size:1.4em;color:#a40000}dt{font-weight:600}dd{margin:0 "
+    "0 "
     ".5em;overflow-wrap:anywhere}</style>\n"
     "</head><body>\n"
-    "<h1>Access to {{service}} is blocked</h1>\n"
+    "<h1><span class=\"ko\">{{service}} 이용이 차단되었습니다</span>"
+    "<span class=\"en\">Access to {{service}} is blocked</span></h1>\n"
     "<p>{{reason}}</p>\n"
-    "<dl><dt>Address</dt><dd>{{url}}</dd><dt>Rule</dt><dd>{{rule}}</dd>"
-    "<dt>User</dt><dd>{{user}}</dd></dl>\n"
-    "<p>If you need this service for your work, contact your IT security team and quote rule "
-    "{{rule}}.</p>\n"
+    "<dl><dt><span class=\"ko\">주소</span><span class=\"en\">Address</span></dt><dd>{{url}}</dd>"
+    "<dt><span class=\"ko\">적용 규칙</span><span class=\"en\">Rule</span></dt><dd>{{rule}}</dd>"
+    "<dt><span class=\"ko\">사용자</span><span "
+    "class=\"en\">User</span></dt><dd>{{user}}</dd></dl>\n"
+    "<p><span class=\"ko\">업무상 이 서비스가 필요하면 정보보안 담당 부서에 규칙 {{rule}}을(를) "
+    "알려 문의해 주십시오.</span><span class=\"en\">If you need this service for your work, "
+    "contact "
+    "your IT security team and quote rule {{rule}}.</span></p>\n"
     "</body></html>\n";
 
 static const char pages_default_caution[] =
@@ -96,6 +106,81 @@ static const char pages_default_error[] =
 
 static const char *const pages_defaults[PAGE_KINDS] = {pages_default_block, pages_default_caution,
                                                        pages_default_error};
+
+/*
+ * Korean for the titles and details the proxy puts on its own pages
+ * (gettext-style: keyed by the English text).  A text not listed here (one
+ * with a host name or a library's reason in it) is shown in English.
+ */
+static const char *const pages_ko_catalog[][2] = {
+    {"Access denied", "접근이 거부되었습니다"},
+    {"Acknowledgement not accepted", "확인이 처리되지 않았습니다"},
+    {"Bad gateway", "원 서버에 연결할 수 없습니다"},
+    {"Bad request", "잘못된 요청입니다"},
+    {"Gateway timeout", "원 서버 응답 시간이 초과되었습니다"},
+    {"Interception failed", "보안 검사를 위한 연결에 실패했습니다"},
+    {"Internal error", "프록시 내부 오류입니다"},
+    {"Length required", "본문 길이가 필요합니다"},
+    {"Loop detected", "요청이 프록시를 반복해서 지나고 있습니다"},
+    {"Method not allowed", "허용되지 않는 요청 방식입니다"},
+    {"Not a proxy request", "프록시 요청이 아닙니다"},
+    {"Out of resources", "프록시의 자원이 부족합니다"},
+    {"Port not allowed", "허용되지 않는 포트입니다"},
+    {"Proxy authentication required", "프록시 로그인이 필요합니다"},
+    {"Request timeout", "요청 시간이 초과되었습니다"},
+    {"Request header too large", "요청 헤더가 너무 큽니다"},
+    {"Service unavailable", "지금은 서비스를 이용할 수 없습니다"},
+    {"Out of memory.", "프록시의 메모리가 부족합니다."},
+    {"Sign in with your organisation account to use the web.",
+     "웹을 이용하려면 기관 계정으로 로그인해 주십시오."},
+    {"Your address may not use this proxy.", "이 주소에서는 프록시를 이용할 수 없습니다."},
+    {"CONNECT is only allowed to the configured ports.",
+     "CONNECT는 허용된 포트로만 할 수 있습니다."},
+    {"The request carries more than one Host header.", "요청에 Host 헤더가 둘 이상 있습니다."},
+    {"The Host header names another site than the request target.",
+     "Host 헤더가 요청 주소와 다른 사이트를 가리킵니다."},
+    {"The URL names another host than the connection.", "요청 주소가 연결된 호스트와 다릅니다."},
+    {"The request URL is invalid.", "요청 주소가 올바르지 않습니다."},
+    {"The request is malformed.", "요청 형식이 올바르지 않습니다."},
+    {"The request head did not arrive in time.", "요청 헤더가 제시간에 도착하지 않았습니다."},
+    {"The chunked request body is malformed.", "요청 본문의 청크 형식이 올바르지 않습니다."},
+    {"This is a proxy: requests must carry an absolute URL (http://host/path).",
+     "이곳은 프록시입니다. 요청에는 절대 주소(http://host/path)가 필요합니다."},
+    {"https:// URLs must be requested through CONNECT.",
+     "https:// 주소는 CONNECT로 요청해야 합니다."},
+    {"CONNECT needs a host:port target.", "CONNECT에는 host:port 대상이 필요합니다."},
+    {"CONNECT inside an intercepted connection is not allowed.",
+     "검사 중인 연결 안에서는 CONNECT를 할 수 없습니다."},
+    {"This request has already passed through this proxy.",
+     "이 요청은 이미 이 프록시를 지났습니다."},
+    {"The origin closed the connection without a complete response.",
+     "원 서버가 응답을 마치지 않고 연결을 끊었습니다."},
+    {"The origin did not answer in time.", "원 서버가 제시간에 응답하지 않았습니다."},
+    {"The origin sent a malformed response.", "원 서버가 잘못된 형식의 응답을 보냈습니다."},
+    {"The proxy could not make a certificate for this site.",
+     "프록시가 이 사이트의 인증서를 만들지 못했습니다."},
+    {"The proxy could not start a connection.", "프록시가 연결을 시작하지 못했습니다."},
+    {"The acknowledgement address only takes the caution page's form.",
+     "확인 주소는 유의사항 페이지의 양식만 받습니다."},
+    {"Send the acknowledgement form with a Content-Length.",
+     "확인 양식은 Content-Length와 함께 보내 주십시오."},
+    {"The acknowledgement form is missing or too large.", "확인 양식이 없거나 너무 큽니다."},
+    {"The acknowledgement form is incomplete or malformed.",
+     "확인 양식이 불완전하거나 형식이 올바르지 않습니다."},
+    {"The return address is not an http(s) address.", "돌아갈 주소가 http(s) 주소가 아닙니다."},
+    {"The return address belongs to a different service.", "돌아갈 주소가 다른 서비스에 속합니다."},
+};
+
+const char *
+pages_text(const char *en, const char *lang)
+{
+    if (!en || !lang || strcmp(lang, "ko") != 0)
+        return en;
+    for (size_t i = 0; i < sizeof(pages_ko_catalog) / sizeof(pages_ko_catalog[0]); i++)
+        if (strcmp(pages_ko_catalog[i][0], en) == 0)
+            return pages_ko_catalog[i][1];
+    return en;
+}
 
 struct pages_seg {
     size_t off, len; /* literal slice of text when var < 0 */
@@ -374,10 +459,10 @@ pages_value(const struct page_vars *v, int var, char *num, size_t numlen)
         s = v->token;
         break;
     case PV_TITLE:
-        s = v->title;
+        s = pages_text(v->title, v->lang);
         break;
     case PV_DETAIL:
-        s = v->detail;
+        s = pages_text(v->detail, v->lang);
         break;
     case PV_METHOD:
         s = v->method;
@@ -427,41 +512,93 @@ int
 pages_render_text(struct evbuffer *out, enum page_kind kind, const struct page_vars *v)
 {
     const char *service = v->service ? v->service : v->host;
+    int ko = v->lang && strcmp(v->lang, "ko") == 0;
     int rc = 0;
 
     switch (kind) {
     case PAGE_BLOCK:
-        rc |= pages_text_line(out, "Access to ", service ? service : "this site", " is blocked.\n");
+        if (ko)
+            rc |= pages_text_line(out, "", service ? service : "이 사이트",
+                                  " 이용이 차단되었습니다.\n");
+        else
+            rc |= pages_text_line(out, "Access to ", service ? service : "this site",
+                                  " is blocked.\n");
         if (v->reason)
-            rc |= pages_text_line(out, "Reason: ", v->reason, "\n");
+            rc |= pages_text_line(out, ko ? "사유: " : "Reason: ", v->reason, "\n");
         if (v->url)
-            rc |= pages_text_line(out, "Address: ", v->url, "\n");
+            rc |= pages_text_line(out, ko ? "주소: " : "Address: ", v->url, "\n");
         if (v->user)
-            rc |= pages_text_line(out, "User: ", v->user, "\n");
+            rc |= pages_text_line(out, ko ? "사용자: " : "User: ", v->user, "\n");
         if (v->rule)
             rc |= pages_text_line(
                 out,
-                "If you need this service for your work, contact your IT security team and "
-                "quote rule ",
-                v->rule, ".\n");
+                ko ? "업무상 이 서비스가 필요하면 정보보안 담당 부서에 문의하며 다음 규칙을 "
+                     "알려 주십시오: "
+                   : "If you need this service for your work, contact your IT security team "
+                     "and quote rule ",
+                v->rule, ko ? "\n" : ".\n");
         break;
     case PAGE_CAUTION:
-        rc |= pages_text_line(out, "Using ", service ? service : "this service",
-                              " needs your acknowledgement first.\n");
-        rc |= pages_text_line(out, "Open ", v->url ? v->url : "the address",
-                              " in a web browser to read the usage notice and continue.\n");
+        rc |= pages_text_line(out, ko ? "" : "Using ", service ? service : "this service",
+                              ko ? " 이용 전에 유의사항 확인이 필요합니다.\n"
+                                 : " needs your acknowledgement first.\n");
+        rc |=
+            pages_text_line(out, ko ? "웹 브라우저에서 " : "Open ", v->url ? v->url : "the address",
+                            ko ? " 주소를 열어 유의사항을 읽고 계속하십시오.\n"
+                               : " in a web browser to read the usage notice and continue.\n");
         if (v->rule)
-            rc |= pages_text_line(out, "Rule: ", v->rule, "\n");
+            rc |= pages_text_line(out, ko ? "적용 규칙: " : "Rule: ", v->rule, "\n");
         break;
     case PAGE_ERROR:
         if (v->status > 0)
             rc |= evbuffer_add_printf(out, "%d ", v->status) < 0 ? -1 : 0;
-        rc |= pages_text_line(out, "", v->title ? v->title : "Error", "\n");
+        rc |= pages_text_line(out, "", v->title ? pages_text(v->title, v->lang) : "Error", "\n");
         if (v->detail)
-            rc |= pages_text_line(out, "", v->detail, "\n");
+            rc |= pages_text_line(out, "", pages_text(v->detail, v->lang), "\n");
         break;
     }
     return rc < 0 ? -1 : 0;
+}
+
+int
+pages_prefers_korean(const char *v, size_t len)
+{
+    double best_q = -1;
+    int best_ko = 0;
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t tag = i;
+        while (i < len && v[i] != ';' && v[i] != ',' && v[i] != ' ')
+            i++;
+        size_t taglen = i - tag;
+        double q = 1.0;
+        while (i < len && v[i] != ',') {
+            if (v[i] == 'q' && i + 1 < len && v[i + 1] == '=') {
+                char num[8] = {0};
+                size_t n = 0;
+                for (i += 2; i < len && n < sizeof(num) - 1 &&
+                             ((v[i] >= '0' && v[i] <= '9') || v[i] == '.');
+                     i++)
+                    num[n++] = v[i];
+                q = atof(num);
+                continue;
+            }
+            i++;
+        }
+        if (taglen == 0 || q <= 0)
+            continue;
+        int ko = taglen >= 2 && (v[tag] | 0x20) == 'k' && (v[tag + 1] | 0x20) == 'o' &&
+                 (taglen == 2 || v[tag + 2] == '-');
+        int en = taglen >= 2 && (v[tag] | 0x20) == 'e' && (v[tag + 1] | 0x20) == 'n' &&
+                 (taglen == 2 || v[tag + 2] == '-');
+        if ((ko || en) && q > best_q) {
+            best_q = q;
+            best_ko = ko;
+        }
+    }
+    return best_ko;
 }
 
 /* Is the q parameter value s (n bytes) zero ("0", "0.", "0.000")? */

@@ -15,9 +15,6 @@ struct conn;
 
 #define CAUTION_ACK_PATH "/__aigate/ack"
 
-/* 1 if Accept-Language prefers Korean over English (highest q wins, ties go to the first). */
-int caution_prefers_korean(const char *value, size_t len);
-
 /* The key acknowledgements are stored under: the user name, or "@address" for anonymous users. */
 void caution_user_key(const struct conn *c, char *out, size_t cap);
 /* The service key: the catalog id, or "host:NAME" for a warned host outside the catalog. */

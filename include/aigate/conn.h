@@ -54,7 +54,7 @@ struct req {
     int minor;
     unsigned keep_alive : 1, is_head : 1, is_connect : 1, body_done : 1, resp_head_done : 1,
         resp_done : 1, dechunk : 1, origin_keep : 1, retried : 1, expect_continue : 1,
-        wants_html : 1;
+        wants_html : 1, lang_ko : 1;
     enum http_body body;
     uint64_t body_left;
     struct http_chunk chunk;

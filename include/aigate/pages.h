@@ -51,6 +51,16 @@ int pages_render_text(struct evbuffer *out, enum page_kind kind, const struct pa
  * needs (excluding the NUL), like snprintf: >= cap means truncated. */
 size_t pages_html_escape(char *dst, size_t cap, const char *src);
 
+/* 1 if Accept-Language prefers Korean over English (highest q wins, ties go to the first). */
+int pages_prefers_korean(const char *value, size_t len);
+
+/*
+ * The text a page shows for the English title or detail en, in lang ("ko"
+ * or "en"/NULL): its Korean translation when the catalog has one, else en.
+ * The result is static or en itself.
+ */
+const char *pages_text(const char *en, const char *lang);
+
 /* 1 if an Accept header value lists text/html with a non-zero q. */
 int pages_client_wants_html(const char *accept, size_t len);
 

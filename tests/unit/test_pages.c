@@ -293,6 +293,45 @@ START_TEST(accept_negotiation)
 }
 END_TEST
 
+START_TEST(korean)
+{
+    ck_assert_int_eq(pages_prefers_korean("ko-KR,ko;q=0.9,en;q=0.8", 23), 1);
+    ck_assert_int_eq(pages_prefers_korean("en-US,en;q=0.9,ko;q=0.8", 23), 0);
+    ck_assert_int_eq(pages_prefers_korean("en;q=0.5, ko;q=0.7", 18), 1);
+    ck_assert_int_eq(pages_prefers_korean("ko;q=0", 6), 0);
+    ck_assert_int_eq(pages_prefers_korean("kok", 3), 0);
+    ck_assert_str_eq(pages_text("Bad gateway", "ko"), "원 서버에 연결할 수 없습니다");
+    ck_assert_str_eq(pages_text("Bad gateway", "en"), "Bad gateway");
+    ck_assert_str_eq(pages_text("Bad gateway", NULL), "Bad gateway");
+    ck_assert_str_eq(pages_text("Cannot resolve x", "ko"), "Cannot resolve x");
+    ck_assert_ptr_null(pages_text(NULL, "ko"));
+
+    struct pages *p;
+    char err[256];
+    ck_assert_ptr_nonnull(p = pages_load(NULL, err, sizeof(err)));
+    struct evbuffer *b = evbuffer_new();
+    struct page_vars v = {.service = "DeepSeek", .rule = "r", .lang = "ko"};
+    ck_assert_int_eq(pages_render(b, p, PAGE_BLOCK, &v), 0);
+    evbuffer_add(b, "", 1);
+    const char *s = (const char *)evbuffer_pullup(b, -1);
+    ck_assert_ptr_nonnull(strstr(s, "<html lang=\"ko\">"));
+    ck_assert_ptr_nonnull(strstr(s, "DeepSeek 이용이 차단되었습니다"));
+    evbuffer_drain(b, evbuffer_get_length(b));
+    struct page_vars e = {.status = 502, .title = "Bad gateway", .lang = "ko"};
+    ck_assert_int_eq(pages_render(b, p, PAGE_ERROR, &e), 0);
+    evbuffer_add(b, "", 1);
+    s = (const char *)evbuffer_pullup(b, -1);
+    ck_assert_ptr_nonnull(strstr(s, "502 원 서버에 연결할 수 없습니다"));
+    evbuffer_drain(b, evbuffer_get_length(b));
+    ck_assert_int_eq(pages_render_text(b, PAGE_BLOCK, &v), 0);
+    evbuffer_add(b, "", 1);
+    s = (const char *)evbuffer_pullup(b, -1);
+    ck_assert_ptr_nonnull(strstr(s, "DeepSeek 이용이 차단되었습니다."));
+    evbuffer_free(b);
+    pages_free(p);
+}
+END_TEST
+
 static Suite *
 pages_suite(void)
 {
@@ -306,6 +345,7 @@ pages_suite(void)
     tcase_add_test(tc, shipped_templates);
     tcase_add_test(tc, text_variants);
     tcase_add_test(tc, accept_negotiation);
+    tcase_add_test(tc, korean);
     suite_add_tcase(s, tc);
     return s;
 }
