@@ -29,9 +29,22 @@ admin_healthz(struct evhttp_request *req, void *arg)
     struct evbuffer *b = evbuffer_new();
     if (!b)
         return evhttp_send_error(req, 500, NULL);
-    evbuffer_add_printf(b, "ok\n");
+    /* Not ok: a load balancer should send new clients elsewhere (the body says why). */
+    int status = 200;
+    if (atomic_load(&rt.draining)) {
+        status = 503;
+        evbuffer_add_printf(b, "draining: shutting down, not taking new clients\n");
+    }
+    if (audit_dropping(rt.audit)) {
+        status = 503;
+        evbuffer_add_printf(b, "audit log: lines are being dropped (the writer cannot keep up: "
+                               "disk full or too slow)\n");
+    }
+    if (status == 200)
+        evbuffer_add_printf(b, "ok\n");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-    evhttp_send_reply(req, 200, "OK", b);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+    evhttp_send_reply(req, status, status == 200 ? "OK" : "Service Unavailable", b);
     evbuffer_free(b);
 }
 
@@ -62,6 +75,9 @@ admin_metrics(struct evhttp_request *req, void *arg)
         "# HELP aigate_audit_dropped_total Audit lines lost because the disk did not keep up.\n"
         "# TYPE aigate_audit_dropped_total counter\n"
         "aigate_audit_dropped_total %llu\n"
+        "# HELP aigate_accept_paused_total Times accepting paused for lack of file descriptors.\n"
+        "# TYPE aigate_accept_paused_total counter\n"
+        "aigate_accept_paused_total %llu\n"
         "# HELP aigate_reloads_total Successful configuration reloads.\n"
         "# TYPE aigate_reloads_total counter\n"
         "aigate_reloads_total %lu\n"
@@ -70,7 +86,7 @@ admin_metrics(struct evhttp_request *req, void *arg)
         "aigate_start_time_seconds %lld\n",
         atomic_load(&rt.nconns), (unsigned long long)atomic_load(&rt.requests),
         (unsigned long long)lines, (unsigned long long)waits, (unsigned long long)dropped,
-        a->reloads, (long long)a->started);
+        (unsigned long long)atomic_load(&rt.accept_paused), a->reloads, (long long)a->started);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);

@@ -1478,6 +1478,17 @@ audit_close(struct audit *a)
     free(a);
 }
 
+int
+audit_dropping(struct audit *a)
+{
+    if (!a)
+        return 0;
+    pthread_mutex_lock(&a->mu);
+    int stalled = a->stalled;
+    pthread_mutex_unlock(&a->mu);
+    return stalled;
+}
+
 void
 audit_stats(struct audit *a, uint64_t *lines, uint64_t *waits, uint64_t *dropped)
 {

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +37,8 @@ static struct worker *workers;
 static int nworkers;
 static struct event_base *main_base;
 static struct admin *admin;
+static struct event **exit_evs; /* one per worker: its loop ended */
+static int workers_exited;
 
 static void
 usage(FILE *out)
@@ -132,13 +135,26 @@ on_signal(evutil_socket_t sig, short what, void *arg)
         log_info("log files reopened");
         break;
     default:
+        if (atomic_exchange(&rt.draining, 1))
+            break;
         log_info("stopping (signal %d): draining for up to %d ms", (int)sig,
                  current->limits.shutdown_grace_ms);
+        /* The main loop (admin listener: /healthz says "draining") runs until the workers end. */
         for (int i = 0; i < nworkers; i++)
             worker_post_stop(&workers[i]);
-        event_base_loopexit(main_base, NULL);
         break;
     }
+}
+
+/* A worker's loop ended (one event per worker, activated from its thread): when all have, stop. */
+static void
+on_worker_exit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (++workers_exited >= nworkers)
+        event_base_loopexit(main_base, NULL);
 }
 
 static int
@@ -174,6 +190,37 @@ run_explain(struct config *c, char **argv)
                : 0;
 }
 
+/*
+ * Descriptors needed for limits.max_connections: one per client connection,
+ * one more for its origin (or a CONNECT tunnel's), plus headroom for
+ * listeners, the resolver, the audit log, idle pooled origin connections and
+ * the admin listener.  Spliced tunnels take four more (two pipes) while they
+ * move bulk data, and fall back to copying when they cannot get them.
+ */
+#define FD_HEADROOM 512
+
+static void
+fd_limit_check(const struct config *c)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)c->limits.max_connections * 2 + FD_HEADROOM;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    struct rlimit nl = {want, rl.rlim_max};
+    if (want > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &nl) == 0)
+        log_info("file descriptor limit raised from %llu to %llu for max_connections %d",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)want,
+                 c->limits.max_connections);
+    if (want < need)
+        log_warnx("file descriptor limit %llu (hard limit) is below the %llu that max_connections "
+                  "%d needs (2 per connection + %d); new connections pause when descriptors run "
+                  "out: raise the hard limit (LimitNOFILE= in the systemd unit, ulimit -Hn) or "
+                  "lower limits.max_connections",
+                  (unsigned long long)want, (unsigned long long)need, c->limits.max_connections,
+                  FD_HEADROOM);
+}
+
 static int
 run_proxy(struct config *c, int foreground)
 {
@@ -191,6 +238,7 @@ run_proxy(struct config *c, int foreground)
     log_init(foreground, getenv("AIGATE_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
+    fd_limit_check(c);
     for (size_t i = 0; i < c->nlisten; i++) {
         if (netaddr_probe_bind((struct sockaddr *)&c->listen[i].ss, c->listen[i].len) < 0) {
             log_warnx("cannot listen on %s: %s", c->listen[i].text, strerror(errno));
@@ -224,8 +272,14 @@ run_proxy(struct config *c, int foreground)
     for (int i = 0; i < nworkers && rc == 0; i++)
         if (worker_init(&workers[i], i, c) < 0)
             rc = 1;
+    exit_evs = calloc((size_t)nworkers, sizeof(*exit_evs));
+    for (int i = 0; exit_evs && i < nworkers; i++)
+        if (!(exit_evs[i] = event_new(main_base, -1, 0, on_worker_exit, NULL)))
+            rc = 1;
+    if (!exit_evs)
+        rc = 1;
     for (; rc == 0 && started < nworkers; started++)
-        if (worker_start(&workers[started]) < 0)
+        if (worker_start(&workers[started], exit_evs[started]) < 0)
             rc = 1;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
@@ -254,6 +308,10 @@ out:
     for (int i = 0; i < 4; i++)
         if (sigs[i])
             event_free(sigs[i]);
+    for (int i = 0; exit_evs && i < nworkers; i++)
+        if (exit_evs[i])
+            event_free(exit_evs[i]);
+    free(exit_evs);
     admin_free(admin);
     if (main_base)
         event_base_free(main_base);

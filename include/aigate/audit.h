@@ -135,6 +135,8 @@ int audit_reconfigure(struct audit *a, const struct audit_cfg *cfg, char *err, s
 /* Drain, fsync, join the threads, free. */
 void audit_close(struct audit *a);
 void audit_stats(struct audit *a, uint64_t *lines, uint64_t *waits, uint64_t *dropped);
+/* 1 while lines are being dropped (the writer made no room in time), else 0.  Thread-safe. */
+int audit_dropping(struct audit *a);
 
 /*
  * Check the chain across files (oldest first; plain or gzip).  The first line

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <sys/queue.h>
+#include <time.h>
 
 struct config;
 struct conn;
@@ -31,6 +32,8 @@ struct runtime {
     atomic_ullong requests;            /* served requests, all workers */
     unsigned char ack_key[32];         /* HMAC key of caution acknowledgement tokens */
     struct ack_store *acks;            /* acknowledgements, shared by all workers */
+    atomic_int draining;               /* SIGTERM: stopping, /healthz says so */
+    atomic_ullong accept_paused;       /* accepting paused for lack of descriptors */
 };
 
 extern struct runtime rt;
@@ -62,11 +65,18 @@ struct worker {
     pthread_mutex_t done_mu; /* guards done_jobs: the offload pool hands jobs back */
     struct offload_job *done_jobs;
     struct event *done_ev; /* minted leaves for this worker's CA; NULL without interception */
+    struct event *exited_ev; /* the owner's (main thread) event, activated when the loop ended */
+    struct event *accept_ev; /* resumes accepting after a pause for lack of descriptors */
+    int accept_paused;
+    time_t accept_logged;         /* last "out of descriptors" warning */
+    unsigned long accept_refused; /* pauses since that warning */
 };
 
 /* Create the worker's loop and listeners for cfg; 0 or -1 (logged). */
 int worker_init(struct worker *w, int id, struct config *cfg);
-int worker_start(struct worker *w);
+/* Start the thread; when its loop has ended and its connections are gone it activates exited_ev
+ * (an event of the caller's loop, may be NULL). */
+int worker_start(struct worker *w, struct event *exited_ev);
 /* Hand a new snapshot to the worker (takes a reference).  Thread-safe. */
 void worker_post_config(struct worker *w, struct config *cfg);
 /* Ask the worker to stop accepting and drain within the grace period. */

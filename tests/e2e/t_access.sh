@@ -45,7 +45,7 @@ ok = True
 
 
 def get(s, what):
-    s.sendall(b"GET %s/echo/%s HTTP/1.1\r\nHost: x\r\n\r\n" % (o.encode(), what.encode()))
+    s.sendall(b"GET %s/echo/%s HTTP/1.1\r\nHost: %s\r\n\r\n" % (o.encode(), what.encode(), o[7:].encode()))
     return httpc.Reader(s).response()[0]
 
 
@@ -59,7 +59,7 @@ five = [httpc.connect(port) for _ in range(5)]
 time.sleep(0.5)  # let the proxy accept them all
 try:
     sixth = httpc.connect(port, timeout=3)
-    sixth.sendall(b"GET %s/echo/sixth HTTP/1.1\r\nHost: x\r\n\r\n" % o.encode())
+    sixth.sendall(b"GET %s/echo/sixth HTTP/1.1\r\nHost: %s\r\n\r\n" % (o.encode(), o[7:].encode()))
     raw, closed = httpc.recv_all(sixth, 3)
     st = httpc.status_of(raw)
     if closed and not 200 <= st < 300:

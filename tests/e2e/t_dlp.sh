@@ -258,8 +258,9 @@ blocked "card in plain text labelled gzip" "$GPT/dlp/card-fake-gzip" card no-per
 "$PY" - "$B/card" "$GPT/dlp/card-te-gzip" >"$T/te-gzip.req" <<'PYEOF'
 import gzip, sys
 body = gzip.compress(open(sys.argv[1], "rb").read())
-head = ("POST %s HTTP/1.1\r\nHost: chatgpt.com\r\nContent-Type: application/json\r\n"
-        "Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n" % sys.argv[2])
+head = ("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n"
+        % (sys.argv[2], sys.argv[2].split("/")[2]))
 sys.stdout.buffer.write(head.encode() + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
 PYEOF
 assert_eq "card under Transfer-Encoding: gzip, chunked: 403" "403 closed" \
@@ -327,8 +328,8 @@ blocked "card just inside the limit, chunked" "$GPT/dlp/card-before-limit-chunke
 
 # ---- bodies as the network delivers them -------------------------------------------------
 # The card split over chunk boundaries, all in one write.
-printf 'POST %s/dlp/split-chunks HTTP/1.1\r\nHost: chatgpt.com\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n10\r\n{"p":"card 4111 \r\n6\r\n1111 1\r\n13\r\n111 1111 and more"}\r\n0\r\n\r\n' \
-    "$GPT" | raw_req --summary >"$T/split.out"
+printf 'POST %s/dlp/split-chunks HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n10\r\n{"p":"card 4111 \r\n6\r\n1111 1\r\n13\r\n111 1111 and more"}\r\n0\r\n\r\n' \
+    "$GPT" "${GPT#http://}" | raw_req --summary >"$T/split.out"
 assert_eq "card split over three chunks: 403" "403 closed" "$(cat "$T/split.out")"
 assert_eq "card split over three chunks: never forwarded" 0 "$(origin_count '"target": "/dlp/split-chunks"')"
 # Bodies trickling in after the head (200 ms apart, 1.2 s in all, longer than
@@ -361,10 +362,10 @@ def run(name, head, pieces):
 
 card = [b"10\r\n", b'{"p":"card 4111 ', b"\r\n9\r\n1111 1111", b"\r\n", b"a\r\n 1111 end\r\n", b"0\r\n\r\n"]
 t1 = threading.Thread(target=run, args=("card", b"POST " + gpt + b"/dlp/slow-card HTTP/1.1\r\n"
-    b"Host: chatgpt.com\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+    b"Host: " + gpt[7:] + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
     b"Connection: close\r\n\r\n", card))
 t2 = threading.Thread(target=run, args=("clean", b"POST " + gpt + b"/echo/slow-clean HTTP/1.1\r\n"
-    b"Host: chatgpt.com\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    b"Host: " + gpt[7:] + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
     b"Connection: close\r\n\r\n" % len(CLEAN), [CLEAN[i:i + 15] for i in range(0, len(CLEAN), 15)]))
 t1.start(); t2.start(); t1.join(); t2.join()
 for name in ("card", "clean"):

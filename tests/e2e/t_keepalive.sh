@@ -40,7 +40,7 @@ def check(desc, want, got):
 
 
 s = httpc.connect(port)
-req = "".join("GET %s/%s.txt HTTP/1.1\r\nHost: origin.test\r\n\r\n" % (n, w)
+req = "".join("GET %s/%s.txt HTTP/1.1\r\nHost: %s\r\n\r\n" % (n, w, n[7:])
               for w in ("one", "two", "three"))
 s.sendall(req.encode())
 r = httpc.Reader(s)
@@ -48,10 +48,10 @@ for w in ("one", "two", "three"):
     st, h, body = r.response()
     check("pipelined nginx answer %s" % w, (200, w + "\n"), (st, body.decode()))
 
-req = ("POST %s/body/p1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-       "GET %s/chunked HTTP/1.1\r\nHost: x\r\n\r\n"
-       "POST %s/body/p3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-       % (o, o, o))
+req = ("POST %s/body/p1 HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\n\r\nhello"
+       "GET %s/chunked HTTP/1.1\r\nHost: %s\r\n\r\n"
+       "POST %s/body/p3 HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+       % (o, o[7:], o, o[7:], o, o[7:]))
 s.sendall(req.encode())
 for want in (b"hello", b"hello chunked world\n", b"abc"):
     st, h, body = r.response()

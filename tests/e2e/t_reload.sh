@@ -22,7 +22,7 @@ assert_eq "CONNECT to the HTTPS port before it is allowed" 403 "$(connect_status
 # A keep-alive client connection that stays open across the reloads
 exec {ka}<>"/dev/tcp/127.0.0.1/$PROXY_PORT"
 ka_get() {
-    printf 'GET %s/%s HTTP/1.1\r\nHost: origin.test\r\n\r\n' "$N" "$1" >&"$ka"
+    printf 'GET %s/%s HTTP/1.1\r\nHost: %s\r\n\r\n' "$N" "$1" "${N#http://}" >&"$ka"
     local line body="" n=0
     while IFS= read -r -t 5 line <&"$ka"; do
         line=${line%$'\r'}

@@ -17,7 +17,7 @@ try:
 except ConnectionRefusedError:
     print("refused")
     sys.exit()
-s.sendall(b"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\n\r\n")
+s.sendall(b"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
 s.settimeout(2)
 try:
     print("accepted, answered %r" % s.recv(40))
