@@ -5,8 +5,11 @@
  */
 #include "aigate/admin.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +24,35 @@ struct admin {
     time_t started;
     unsigned long reloads;
 };
+
+/*
+ * Out of descriptors: pause accepting (a readable listener would spin) and
+ * retry shortly.  evhttp owns the listener's callback argument, so the retry
+ * is a one-shot event on the listener itself (it cannot outlive the loop).
+ */
+#define ADMIN_ACCEPT_PAUSE_MS 100
+
+static void
+admin_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(arg);
+}
+
+static void
+admin_accept_error(struct evconnlistener *l, void *arg)
+{
+    int e = errno;
+    (void)arg;
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+        log_warnx("admin: accept: %s", strerror(e));
+        return;
+    }
+    struct timeval tv = {0, ADMIN_ACCEPT_PAUSE_MS * 1000};
+    evconnlistener_disable(l);
+    event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, admin_accept_resume, l, &tv);
+}
 
 static void
 admin_healthz(struct evhttp_request *req, void *arg)
@@ -111,11 +143,13 @@ admin_start(struct event_base *base, const struct config *cfg, int *failed)
     if (fd < 0)
         goto fail;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct evhttp_bound_socket *bs = NULL;
     if (bind(fd, (const struct sockaddr *)&cfg->admin.ss, cfg->admin.len) < 0 ||
-        listen(fd, 64) < 0 || !evhttp_accept_socket_with_handle(a->http, fd)) {
+        listen(fd, 64) < 0 || !(bs = evhttp_accept_socket_with_handle(a->http, fd))) {
         evutil_closesocket(fd);
         goto fail;
     }
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(bs), admin_accept_error);
     log_info("admin endpoints on %s (/healthz, /metrics)", cfg->admin.text);
     return a;
 fail:

@@ -55,12 +55,62 @@ worker_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     conn_new(w, fd, sa, (socklen_t)salen); /* on failure it has closed fd and uncounted it */
 }
 
+/*
+ * accept() failing for lack of descriptors (or kernel memory) would fail
+ * again at once: the listening socket stays readable and the loop would spin.
+ * Pause accepting instead (the kernel's backlog holds the new connections),
+ * resume after WORKER_ACCEPT_PAUSE_MS or as soon as one of our connections
+ * closes, and say so in the log at most once per WORKER_ACCEPT_LOG_S.
+ */
+#define WORKER_ACCEPT_PAUSE_MS 10
+#define WORKER_ACCEPT_LOG_S 10
+
+static void
+worker_accept_resume(struct worker *w)
+{
+    if (!w->accept_paused || w->stopping)
+        return;
+    w->accept_paused = 0;
+    evtimer_del(w->accept_ev);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        evconnlistener_enable(w->listeners[i]);
+}
+
+static void
+worker_accept_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_accept_resume(arg);
+}
+
 static void
 worker_accept_error(struct evconnlistener *l, void *arg)
 {
+    struct worker *w = arg;
+    int e = errno;
     (void)l;
-    (void)arg;
-    log_warnx("accept: %s", strerror(errno));
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+        log_warnx("accept: %s", strerror(e));
+        return;
+    }
+    if (!w->accept_paused) {
+        w->accept_paused = 1;
+        for (size_t i = 0; i < w->nlisteners; i++)
+            evconnlistener_disable(w->listeners[i]);
+        struct timeval tv = {0, WORKER_ACCEPT_PAUSE_MS * 1000};
+        evtimer_add(w->accept_ev, &tv);
+        atomic_fetch_add_explicit(&rt.accept_paused, 1, memory_order_relaxed);
+        w->accept_refused++;
+    }
+    time_t now = time(NULL);
+    if (now - w->accept_logged >= WORKER_ACCEPT_LOG_S) {
+        log_warnx("worker %d: accept: %s; pausing new connections (%lu pauses in the last %d s; "
+                  "raise the descriptor limit or lower limits.max_connections)",
+                  w->id, strerror(e), w->accept_refused, WORKER_ACCEPT_LOG_S);
+        w->accept_logged = now;
+        w->accept_refused = 0;
+    }
 }
 
 static int
@@ -197,6 +247,7 @@ worker_grace(evutil_socket_t fd, short what, void *arg)
 void
 worker_conn_gone(struct worker *w)
 {
+    worker_accept_resume(w);
     if (w->stopping && w->nconns == 0)
         event_base_loopexit(w->base, NULL);
 }
@@ -222,7 +273,9 @@ worker_init(struct worker *w, int id, struct config *cfg)
         return -1;
     w->scratch = evbuffer_new();
     w->done_ev = event_new(w->base, -1, 0, worker_done_jobs, w);
-    if (!w->msg_ev || !w->grace_ev || !w->pool || !w->auth_cache || !w->scratch || !w->done_ev)
+    w->accept_ev = evtimer_new(w->base, worker_accept_timer, w);
+    if (!w->msg_ev || !w->grace_ev || !w->pool || !w->auth_cache || !w->scratch || !w->done_ev ||
+        !w->accept_ev)
         return -1;
     return worker_listen(w, cfg);
 }
@@ -235,12 +288,15 @@ worker_main(void *arg)
     conn_free_all(w);
     upstream_pool_free(w->pool);
     w->pool = NULL;
+    if (w->exited_ev)
+        event_active(w->exited_ev, EV_READ, 0);
     return NULL;
 }
 
 int
-worker_start(struct worker *w)
+worker_start(struct worker *w, struct event *exited_ev)
 {
+    w->exited_ev = exited_ev;
     return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
 }
 
@@ -286,6 +342,8 @@ worker_free(struct worker *w)
     offload_complete(w); /* jobs that finished after the loop ended: their owners are gone */
     if (w->done_ev)
         event_free(w->done_ev);
+    if (w->accept_ev)
+        event_free(w->accept_ev);
     pthread_mutex_destroy(&w->done_mu);
     if (w->dns)
         evdns_base_free(w->dns, 1);

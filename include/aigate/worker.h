@@ -64,7 +64,7 @@ struct worker {
     struct tls_leaf_cache *leaf_cache;
     pthread_mutex_t done_mu; /* guards done_jobs: the offload pool hands jobs back */
     struct offload_job *done_jobs;
-    struct event *done_ev; /* minted leaves for this worker's CA; NULL without interception */
+    struct event *done_ev;   /* minted leaves for this worker's CA; NULL without interception */
     struct event *exited_ev; /* the owner's (main thread) event, activated when the loop ended */
     struct event *accept_ev; /* resumes accepting after a pause for lack of descriptors */
     int accept_paused;
