@@ -805,6 +805,248 @@ START_TEST(test_reconfigure)
 }
 END_TEST
 
+/* audit_verify_checkpoint() over files with the checkpoints in ckfile. */
+static int
+verify_ck(const char *const *files, size_t n, int from_any, const char *key, const char *ckfile,
+          char *out, size_t cap)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len), *ck = fopen(ckfile, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(ck);
+    int rc = audit_verify_checkpoint(files, n, key, from_any, ck, ckfile, f);
+    fclose(ck);
+    fclose(f);
+    snprintf(out, cap, "%s", buf);
+    free(buf);
+    return rc;
+}
+
+static int
+verify_ck1(const char *file, const char *key, const char *ckfile, char *out, size_t cap)
+{
+    const char *files[] = {file};
+    return verify_ck(files, 1, 0, key, ckfile, out, cap);
+}
+
+/* The chain of a log line (64 hex characters), NUL-terminated in out. */
+static void
+line_chain(const char *line, char out[65])
+{
+    const char *c = strstr(line, "\"chain\":\"");
+    ck_assert_ptr_nonnull(c);
+    memcpy(out, c + 9, 64);
+    out[64] = '\0';
+}
+
+/* A checkpoint at stop; cutting lines off the end is found and counted. */
+START_TEST(test_checkpoint_stop)
+{
+    struct tdir t;
+    char out[1024], want[1024], ckf[160], cp[160], chain[65], **lines, **cks;
+
+    tdir_make(&t);
+    snprintf(ckf, sizeof(ckf), "%s/checkpoints", t.dir);
+    snprintf(cp, sizeof(cp), "%s/cut.jsonl", t.dir);
+    struct audit_cfg c = tcfg(&t);
+    c.checkpoint_file = ckf;
+    write_log(&t, c, 7);
+
+    size_t nl = read_lines(t.log, &lines);
+    ck_assert_uint_eq(nl, 7);
+    size_t nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, 1);
+    line_chain(lines[6], chain);
+    ck_assert_int_eq(strncmp(cks[0], "aigate-checkpoint v1 ts=", 24), 0);
+    snprintf(want, sizeof(want), " lines=7 chain=%s file=%s mac=", chain, t.log);
+    ck_assert_ptr_nonnull(strstr(cks[0], want));
+    ck_assert_uint_eq(strlen(strstr(cks[0], " mac=")), 5 + 64 + 1);
+
+    ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "7 lines verified\ncheckpoint of "));
+    snprintf(want, sizeof(want), " reached: %s line 7\n", t.log);
+    ck_assert_ptr_nonnull(strstr(out, want));
+
+    /* the last line deleted: a valid chain, but one line short of the checkpoint */
+    write_lines(t.log, lines, 6);
+    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
+    ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 1);
+    snprintf(want, sizeof(want), "%s: 1 line missing: the checkpoint of ", t.log);
+    ck_assert_ptr_nonnull(strstr(out, want));
+    ck_assert_ptr_nonnull(strstr(out, " counted 7, the file has 6\n"));
+    ck_assert_ptr_null(strstr(out, "verified"));
+
+    /* truncated to 3 lines */
+    write_lines(t.log, lines, 3);
+    ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 1);
+    ck_assert_ptr_nonnull(strstr(out, ": 4 lines missing: "));
+    ck_assert_ptr_nonnull(strstr(out, " counted 7, the file has 3\n"));
+
+    /* only another file given: the checkpoint's file is not among those checked */
+    write_lines(t.log, lines, 7);
+    write_lines(cp, lines, 7);
+    ck_assert_int_eq(verify_ck1(cp, t.key, ckf, out, sizeof(out)), 1);
+    snprintf(want, sizeof(want), "%s: 7 lines missing: ", t.log);
+    ck_assert_ptr_nonnull(strstr(out, want));
+    ck_assert_ptr_nonnull(strstr(out, "not among the files checked\n"));
+    ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 0);
+
+    /* rewritten by someone holding the key (same count, other lines): the chain at line 7 differs
+     */
+    struct tdir t2;
+    tdir_make(&t2);
+    ck_assert_int_eq(link(t.key, t2.key), 0);
+    write_log(&t2, tcfg(&t2), 9);
+    ck_assert_int_eq(verify_ck1(t2.log, t.key, ckf, out, sizeof(out)), 1);
+    snprintf(want, sizeof(want), "%s:7: does not match the checkpoint of ", t2.log);
+    ck_assert_ptr_nonnull(strstr(out, want));
+    tdir_remove(&t2);
+    free_lines(lines, nl);
+
+    /* checkpoints grepped from syslog, with junk and a forged one around a valid one */
+    char sys[160];
+    snprintf(sys, sizeof(sys), "%s/syslog", t.dir);
+    FILE *f = fopen(sys, "w");
+    fprintf(f, "Dec  6 06:00:00 host sshd[1]: something else\n");
+    fprintf(f, "Dec  6 06:00:01 host aigate[42]: %s", cks[0]);
+    char *forged = strdup(cks[0]);
+    *strstr(forged, " lines=7 ") = '\0';
+    fprintf(f, "Dec  6 06:00:02 host aigate[42]: %s lines=3 %s", forged,
+            strstr(cks[0], " lines=7 ") + 9);
+    fclose(f);
+    free(forged);
+    ck_assert_int_eq(verify_ck1(t.log, t.key, sys, out, sizeof(out)), 0);
+    snprintf(want, sizeof(want), "%s: 1 checkpoint line ignored (malformed, altered", sys);
+    ck_assert_ptr_nonnull(strstr(out, want));
+
+    /* no valid checkpoint at all */
+    f = fopen(sys, "w");
+    fprintf(f, "%.*s0\n", (int)strlen(cks[0]) - 2, cks[0]);
+    fclose(f);
+    ck_assert_int_eq(verify_ck1(t.log, t.key, sys, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, ": no checkpoint made with this chain key\n"));
+    free_lines(cks, nc);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* Rotation writes a checkpoint naming the rotated file; matched against its .gz. */
+START_TEST(test_checkpoint_rotation)
+{
+    struct tdir t;
+    char out[1024], ckf[160], one[160], **cks, **rot;
+    size_t nrot;
+
+    tdir_make(&t);
+    snprintf(ckf, sizeof(ckf), "%s/checkpoints", t.dir);
+    snprintf(one, sizeof(one), "%s/one", t.dir);
+    struct audit_cfg c = tcfg(&t);
+    c.checkpoint_file = ckf;
+    c.rotate_bytes = 4000;
+    write_log(&t, c, 40);
+    ck_assert_int_eq(audit_rotated_files(t.log, &rot, &nrot), 0);
+    ck_assert_uint_ge(nrot, 3);
+    size_t nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, nrot + 1);
+    const char **files = calloc(nrot + 1, sizeof(*files));
+    for (size_t i = 0; i < nrot; i++)
+        files[i] = rot[i];
+    files[nrot] = t.log;
+    ck_assert_int_eq(verify_ck(files, nrot + 1, 0, t.key, ckf, out, sizeof(out)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "40 lines verified\n"));
+
+    /* the first rotation's checkpoint: its count fits the first .gz */
+    char *slash = strrchr(rot[0], '/');
+    size_t blen = strlen(slash) - 3; /* "/NAME" without ".gz" */
+    ck_assert_ptr_nonnull(strstr(cks[0], " file="));
+    ck_assert_int_eq(strncmp(strstr(cks[0], " file=") + 6 + strlen(t.dir), slash, blen), 0);
+    FILE *f = fopen(one, "w");
+    fputs(cks[0], f);
+    fclose(f);
+    ck_assert_int_eq(verify_ck(files, nrot + 1, 0, t.key, one, out, sizeof(out)), 0);
+    ck_assert_int_eq(verify_ck(files + 1, nrot, 1, t.key, one, out, sizeof(out)), 1);
+    ck_assert_ptr_nonnull(strstr(out, "not among the files checked"));
+    free(files);
+    audit_files_free(rot, nrot);
+    free_lines(cks, nc);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* checkpoint_s: a periodic checkpoint once lines were written, none while idle. */
+START_TEST(test_checkpoint_periodic)
+{
+    struct tdir t;
+    char err[256], ckf[160], **cks;
+    size_t nc = 0;
+
+    tdir_make(&t);
+    snprintf(ckf, sizeof(ckf), "%s/checkpoints", t.dir);
+    struct audit_cfg c = tcfg(&t);
+    c.checkpoint_file = ckf;
+    c.checkpoint_s = 1;
+    struct audit *a = audit_open(&c, err, sizeof(err));
+    ck_assert_msg(a != NULL, "%s", err);
+    emit_n(a, 0, 2);
+    wait_lines(a, 2);
+    for (int i = 0; i < 40 && access(ckf, F_OK) < 0; i++)
+        usleep(100000);
+    nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, 1);
+    ck_assert_ptr_nonnull(strstr(cks[0], " lines=2 "));
+    free_lines(cks, nc);
+    usleep(2200000);
+    nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, 1);
+    free_lines(cks, nc);
+    audit_close(a);
+    nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, 2);
+    free_lines(cks, nc);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* audit.node: "node" after "tls" and before "dlp"; verified like any field; in checkpoints too. */
+START_TEST(test_node)
+{
+    struct tdir t;
+    char out[512], err[256], ckf[160], **lines, **cks;
+    static const char *const kinds[] = {"kr-rrn"};
+
+    tdir_make(&t);
+    snprintf(ckf, sizeof(ckf), "%s/checkpoints", t.dir);
+    struct audit_cfg c = tcfg(&t);
+    c.node = "gw-1.corp";
+    c.checkpoint_file = ckf;
+    struct audit *a = audit_open(&c, err, sizeof(err));
+    ck_assert_msg(a != NULL, "%s", err);
+    struct audit_rec r;
+    rec_fill(&r, 0);
+    audit_emit(a, &r);
+    r.dlp = kinds;
+    r.ndlp = 1;
+    audit_emit(a, &r);
+    audit_close(a);
+    size_t nl = read_lines(t.log, &lines);
+    ck_assert_uint_eq(nl, 2);
+    ck_assert_ptr_nonnull(
+        strstr(lines[0], "\"tls\":\"intercept\",\"node\":\"gw-1.corp\",\"chain\":"));
+    ck_assert_ptr_nonnull(strstr(
+        lines[1], "\"tls\":\"intercept\",\"node\":\"gw-1.corp\",\"dlp\":[\"kr-rrn\"],\"chain\":"));
+    free_lines(lines, nl);
+    size_t nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, 1);
+    ck_assert_ptr_nonnull(strstr(cks[0], " node=gw-1.corp file="));
+    free_lines(cks, nc);
+    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "2 lines verified\n");
+    ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 0);
+    tdir_remove(&t);
+}
+END_TEST
+
 static size_t
 count_dir(const struct tdir *t, const char *suffix)
 {
@@ -1025,6 +1267,10 @@ audit_suite(void)
     tcase_add_test(tc, test_full_whole_lines);
     tcase_add_test(tc, test_full_reopen);
     tcase_add_test(tc, test_full_start);
+    tcase_add_test(tc, test_checkpoint_stop);
+    tcase_add_test(tc, test_checkpoint_rotation);
+    tcase_add_test(tc, test_checkpoint_periodic);
+    tcase_add_test(tc, test_node);
     tcase_add_test(tc, test_reopen);
     tcase_add_test(tc, test_reconfigure);
     tcase_add_test(tc, test_rotation_keep);
