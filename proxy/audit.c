@@ -1,8 +1,9 @@
 /*
  * Audit log: formatting and escaping (pure), the hash chain, the writer thread
- * with rotation and gzip, and the offline verify and report tools.  The line
- * format, chain input, crash and full-queue behaviour are described in
- * include/aigate/audit.h.
+ * with rotation and gzip, whole-line writes on a full disk, checkpoints, and
+ * the offline verify and report tools.  The line format, chain input,
+ * checkpoint format, partial-line, full-disk and full-queue behaviour are
+ * described in include/aigate/audit.h.
  *
  * Threads.  Workers call audit_emit(): format on their own stack, then copy
  * the line into a byte ring (records [u32 len][bytes]) under a mutex held
@@ -14,6 +15,11 @@
  * priority (nice 10) and gzip level 1 (chain hashes and ids do not compress
  * anyway: level 6 saves ~8% of the size for ~1.7x the CPU), so compressing a
  * rotated file does not take CPU from the workers under load.
+ *
+ * The writer knows, for the file it writes, how many whole lines it holds
+ * (counted once when the file is opened) and the chain of the last one: that
+ * is what a checkpoint states.  Only whole lines ever stay in the file, so
+ * those two are always what a verifier reading the file would find.
  */
 #include "aigate/audit.h"
 
