@@ -1,8 +1,9 @@
 /*
  * Audit log: formatting and escaping (pure), the hash chain, the writer thread
- * with rotation and gzip, and the offline verify and report tools.  The line
- * format, chain input, crash and full-queue behaviour are described in
- * include/aigate/audit.h.
+ * with rotation and gzip, whole-line writes on a full disk, checkpoints, and
+ * the offline verify and report tools.  The line format, chain input,
+ * checkpoint format, partial-line, full-disk and full-queue behaviour are
+ * described in include/aigate/audit.h.
  *
  * Threads.  Workers call audit_emit(): format on their own stack, then copy
  * the line into a byte ring (records [u32 len][bytes]) under a mutex held
@@ -14,6 +15,11 @@
  * priority (nice 10) and gzip level 1 (chain hashes and ids do not compress
  * anyway: level 6 saves ~8% of the size for ~1.7x the CPU), so compressing a
  * rotated file does not take CPU from the workers under load.
+ *
+ * The writer knows, for the file it writes, how many whole lines it holds
+ * (counted once when the file is opened) and the chain of the last one: that
+ * is what a checkpoint states.  Only whole lines ever stay in the file, so
+ * those two are always what a verifier reading the file would find.
  */
 #include "aigate/audit.h"
 
@@ -31,6 +37,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -275,8 +282,10 @@ audit_put_int(struct audit_buf *b, const char *key, int64_t v)
     audit_put(b, num, (size_t)n);
 }
 
-size_t
-audit_format(char *buf, size_t cap, const struct audit_rec *r, int log_query)
+/* audit_format() with node_field (`,"node":"NAME"`, node_len bytes; NULL: none) after "tls". */
+static size_t
+audit_format_node(char *buf, size_t cap, const struct audit_rec *r, int log_query,
+                  const char *node_field, size_t node_len)
 {
     struct audit_buf b = {buf, cap ? cap - 1 : 0, 0, cap == 0};
     char ts[80];
@@ -312,6 +321,8 @@ audit_format(char *buf, size_t cap, const struct audit_rec *r, int log_query)
     audit_put_int(&b, ",\"bytes_out\":", r->bytes_out);
     audit_put_int(&b, ",\"ms\":", r->ms);
     audit_put_cstr(&b, ",\"tls\":", r->tls);
+    if (node_len)
+        audit_put(&b, node_field, node_len);
     if (r->ndlp > 0 && r->dlp) {
         size_t nd = r->ndlp < AUDIT_DLP_MAX ? r->ndlp : AUDIT_DLP_MAX;
         for (size_t i = 0; i < nd; i++) {
@@ -329,6 +340,12 @@ audit_format(char *buf, size_t cap, const struct audit_rec *r, int log_query)
     }
     buf[b.len] = '\0';
     return b.len;
+}
+
+size_t
+audit_format(char *buf, size_t cap, const struct audit_rec *r, int log_query)
+{
+    return audit_format_node(buf, cap, r, log_query, NULL, 0);
 }
 
 /* ---- chain ------------------------------------------------------------------------ */
@@ -365,10 +382,10 @@ audit_mac_free(struct audit_mac *m)
     memset(m, 0, sizeof(*m));
 }
 
-/* out = hex(HMAC-SHA256(key, prev || line)), 64 characters, no NUL. */
+/* out = hex(HMAC-SHA256(key, p1 || p2)), 64 characters, no NUL; p2 may be empty. */
 static int
-audit_mac_chain(struct audit_mac *m, const char prev[AUDIT_CHAIN_HEX], const char *line, size_t len,
-                char out[AUDIT_CHAIN_HEX])
+audit_mac_hex(struct audit_mac *m, const void *p1, size_t l1, const void *p2, size_t l2,
+              char out[AUDIT_CHAIN_HEX])
 {
     unsigned char md[32];
     size_t mdlen = 0;
@@ -376,8 +393,7 @@ audit_mac_chain(struct audit_mac *m, const char prev[AUDIT_CHAIN_HEX], const cha
     int ok = m->keyed ? EVP_MAC_init(m->ctx, NULL, 0, NULL)
                       : EVP_MAC_init(m->ctx, m->key, sizeof(m->key), NULL);
     m->keyed = ok;
-    if (!ok || !EVP_MAC_update(m->ctx, (const unsigned char *)prev, AUDIT_CHAIN_HEX) ||
-        !EVP_MAC_update(m->ctx, (const unsigned char *)line, len) ||
+    if (!ok || !EVP_MAC_update(m->ctx, p1, l1) || (l2 && !EVP_MAC_update(m->ctx, p2, l2)) ||
         !EVP_MAC_final(m->ctx, md, &mdlen, sizeof(md)) || mdlen != sizeof(md))
         return -1;
     for (size_t i = 0; i < sizeof(md); i++) {
@@ -385,6 +401,14 @@ audit_mac_chain(struct audit_mac *m, const char prev[AUDIT_CHAIN_HEX], const cha
         out[2 * i + 1] = audit_hex[md[i] & 0xf];
     }
     return 0;
+}
+
+/* out = hex(HMAC-SHA256(key, prev || line)), 64 characters, no NUL. */
+static int
+audit_mac_chain(struct audit_mac *m, const char prev[AUDIT_CHAIN_HEX], const char *line, size_t len,
+                char out[AUDIT_CHAIN_HEX])
+{
+    return audit_mac_hex(m, prev, AUDIT_CHAIN_HEX, line, len, out);
 }
 
 /* If line[0..len) ends with ,"chain":"<64 lower hex>"}, copy the hex to chain. */
@@ -829,6 +853,19 @@ audit_gz_main(void *arg)
 
 /* ---- writer ----------------------------------------------------------------------- */
 
+#define AUDIT_SCAN_CHUNK (256u << 10) /* bytes read at a time when surveying an opened log */
+#define AUDIT_CKPT_MAX 8192           /* longest checkpoint line */
+#define AUDIT_SIDE_TRIES 100          /* PATH.partial-STAMP, then .1 ... .99 */
+#define AUDIT_NOTE_RULE "audit:partial-line"
+
+/* A log file as audit_open_log() found it. */
+struct audit_file {
+    int fd;
+    uint64_t size;  /* bytes */
+    uint64_t lines; /* complete lines ('\n') */
+    uint64_t whole; /* end of the last complete line; < size: it ends in a partial line */
+};
+
 struct audit {
     pthread_mutex_t mu;
     pthread_cond_t nonempty, nonfull;
@@ -838,18 +875,30 @@ struct audit {
     int stalled;     /* under mu: a wait timed out, drop at once until progress */
     int cfg_changed; /* under mu: the fields below are new */
     uint64_t cfg_rotate_bytes;
-    int cfg_keep;
-    int pending_fd; /* opened by audit_reconfigure() for pending_path */
+    int cfg_keep, cfg_ck_s;
+    char *cfg_ck_file;         /* owned; the writer takes it */
+    struct audit_file pending; /* opened by audit_reconfigure() for pending_path; fd -1: none */
     char *pending_path;
     char *path; /* written by the writer under mu */
 
     atomic_int reopen;
     atomic_int scope_ai, log_query;
     atomic_uint_least64_t lines, waits, dropped;
+    char *node;       /* fixed by audit_open(); NULL: none */
+    char *node_field; /* ,"node":"NAME" */
+    size_t node_len;
 
     /* writer thread only */
     int fd;
     uint64_t size, rotate_bytes, rot_at;
+    uint64_t file_lines;           /* complete lines in the file */
+    char written[AUDIT_CHAIN_HEX]; /* chain of its last line (or of the line it continues) */
+    int cut_pending;               /* the file ends in a partial line, from cut_at on */
+    uint64_t cut_at;
+    int cut_warned;
+    int note_pending; /* a cut to record in the log */
+    uint64_t note_bytes;
+    char note_side[4200];
     int keep;
     char prev[AUDIT_CHAIN_HEX];
     struct audit_mac mac;
@@ -857,6 +906,9 @@ struct audit {
     size_t outlen, outlines;
     int dirty, write_failed;
     struct timespec last_sync;
+    int ck_s, ck_dirty, ck_due, ck_warned;
+    char *ck_file;
+    struct timespec ck_last;
     pthread_t gz;
     int gz_running;
     char rot_stamp[AUDIT_STAMP_LEN + 1]; /* newest rotated name, so names only grow */
@@ -900,41 +952,67 @@ audit_deadline(struct timespec *t, long ms)
     }
 }
 
+/* Count the lines of f (fd and size set) and find where the last whole one ends. */
+static int
+audit_scan(struct audit_file *f)
+{
+    char *buf = malloc(AUDIT_SCAN_CHUNK);
+    uint64_t off = 0;
+
+    f->lines = 0;
+    f->whole = 0;
+    if (!buf)
+        return -1;
+    while (off < f->size) {
+        uint64_t left = f->size - off;
+        ssize_t n = pread(f->fd, buf, left < AUDIT_SCAN_CHUNK ? (size_t)left : AUDIT_SCAN_CHUNK,
+                          (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            free(buf);
+            return -1;
+        }
+        if (n == 0) { /* it shrank under us */
+            f->size = off;
+            break;
+        }
+        for (char *p = buf, *end = buf + n; (p = memchr(p, '\n', (size_t)(end - p))); p++) {
+            f->lines++;
+            f->whole = off + (uint64_t)(p - buf) + 1;
+        }
+        off += (uint64_t)n;
+    }
+    free(buf);
+    return 0;
+}
+
 /*
- * Open path for appending.  A file that does not end with '\n' (a line cut
- * by a crash) gets one so the next line starts clean.
+ * Open path for appending (and reading: audit_cut() copies from it) and
+ * survey it.  Nothing is written here: a partial last line is the writer's
+ * business (audit_cut).  On failure errno is kept for the caller.
  */
 static int
-audit_open_log(const char *path, uint64_t *size, char *err, size_t errlen)
+audit_open_log(const char *path, struct audit_file *f, char *err, size_t errlen)
 {
     struct stat st;
-    char last;
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int e;
 
-    if (fd < 0 || fstat(fd, &st) < 0)
+    f->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (f->fd < 0 || fstat(f->fd, &st) < 0)
         goto fail;
-    *size = (uint64_t)st.st_size;
-    if (st.st_size > 0) {
-        int rfd = open(path, O_RDONLY | O_CLOEXEC);
-        if (rfd < 0 || pread(rfd, &last, 1, st.st_size - 1) != 1) {
-            if (rfd >= 0)
-                close(rfd);
-            goto fail;
-        }
-        close(rfd);
-        if (last != '\n') {
-            if (write(fd, "\n", 1) != 1)
-                goto fail;
-            (*size)++;
-            log_warnx("audit: %s ended with an incomplete line (crash?); it is kept as is", path);
-        }
-    }
-    return fd;
+    f->size = (uint64_t)st.st_size;
+    if (audit_scan(f) < 0)
+        goto fail;
+    return 0;
 
 fail:
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
+    e = errno;
+    snprintf(err, errlen, "%s: %s", path, strerror(e));
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+    errno = e;
     return -1;
 }
 
@@ -1020,73 +1098,377 @@ audit_sync(struct audit *a)
     clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
 }
 
-/* Replace the descriptor with a freshly opened one (path already set). */
+/* Replace the descriptor with a freshly opened file (path already set). */
 static void
-audit_switch_fd(struct audit *a, int fd, uint64_t size)
+audit_switch_fd(struct audit *a, const struct audit_file *f)
 {
     audit_sync(a);
     if (a->fd >= 0)
         close(a->fd);
-    a->fd = fd;
-    a->size = size;
+    a->fd = f->fd;
+    a->size = f->size;
+    a->file_lines = f->lines;
+    a->cut_pending = f->whole < f->size;
+    a->cut_at = f->whole;
+    a->cut_warned = 0;
     a->rot_at = a->rotate_bytes;
+    a->ck_dirty = 1;
 }
 
 static void
 audit_reopen_now(struct audit *a)
 {
+    struct audit_file f;
     char err[512];
-    uint64_t size;
-    int fd = audit_open_log(a->path, &size, err, sizeof(err));
 
-    if (fd < 0) {
-        log_warnx("audit: reopen failed, still writing to the old file: %s", err);
+    if (audit_open_log(a->path, &f, err, sizeof(err)) < 0) {
+        if (a->fd >= 0)
+            log_warnx("audit: reopen failed, still writing to the old file: %s", err);
         return;
     }
-    audit_switch_fd(a, fd, size);
+    audit_switch_fd(a, &f);
+    a->ck_due = 1; /* the last checkpoint may name a file now renamed by logrotate */
     log_info("audit: reopened %s", a->path);
 }
 
 /*
- * Write the output buffer.  On errors (disk full...) retry every second, so
- * the ring fills and workers see back-pressure; give up only when closing.
+ * Move the partial line at the end of the file ([cut_at, size)) to a new side
+ * file PATH.partial-YYYYMMDDTHHMMSSZ[.N], fsync'd, then cut the log back to
+ * its last whole line; audit_tend() writes the line that records it.
+ * Returns 0, or -1 with errno set and the log untouched (tried again later).
+ */
+static int
+audit_cut(struct audit *a)
+{
+    char stamp[AUDIT_STAMP_LEN + 1], buf[8192];
+    struct tm tm;
+    time_t now = time(NULL);
+    uint64_t off = a->cut_at;
+    int sfd = -1, e;
+
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    for (int i = 0; i < AUDIT_SIDE_TRIES && sfd < 0; i++) {
+        int n =
+            i ? snprintf(a->note_side, sizeof(a->note_side), "%s.partial-%s.%d", a->path, stamp, i)
+              : snprintf(a->note_side, sizeof(a->note_side), "%s.partial-%s", a->path, stamp);
+        if (n < 0 || (size_t)n >= sizeof(a->note_side)) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        sfd = open(a->note_side, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (sfd < 0 && errno != EEXIST)
+            return -1;
+    }
+    if (sfd < 0)
+        return -1;
+    while (off < a->size) {
+        uint64_t left = a->size - off;
+        ssize_t n = pread(a->fd, buf, left < sizeof(buf) ? (size_t)left : sizeof(buf), (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            goto fail;
+        }
+        for (ssize_t w = 0; w < n;) {
+            ssize_t k = write(sfd, buf + w, (size_t)(n - w));
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0) {
+                if (k == 0)
+                    errno = ENOSPC;
+                goto fail;
+            }
+            w += k;
+        }
+        off += (uint64_t)n;
+    }
+    if (fsync(sfd) < 0)
+        goto fail;
+    e = close(sfd);
+    sfd = -1;
+    if (e < 0 || ftruncate(a->fd, (off_t)a->cut_at) < 0)
+        goto fail;
+    keyfile_fsync_dir(a->note_side);
+    a->note_bytes = a->size - a->cut_at;
+    a->note_pending = 1;
+    a->size = a->cut_at;
+    a->cut_pending = 0;
+    a->dirty = 1;
+    log_warnx("audit: %s ended in a partial line (a crash?): its %" PRIu64
+              " bytes were moved to %s",
+              a->path, a->note_bytes, a->note_side);
+    return 0;
+
+fail:
+    e = errno;
+    if (sfd >= 0)
+        close(sfd);
+    unlink(a->note_side);
+    errno = e;
+    return -1;
+}
+
+/* Chain the line L at out + outlen (len bytes, ending with '}') and complete it in place. */
+static int
+audit_chain_append(struct audit *a, size_t len)
+{
+    char chain[AUDIT_CHAIN_HEX];
+    char *l = a->out + a->outlen;
+
+    if (audit_mac_chain(&a->mac, a->prev, l, len, chain) < 0) {
+        log_warnx("audit: HMAC failed, line dropped");
+        atomic_fetch_add(&a->dropped, 1);
+        return -1;
+    }
+    l[len - 1] = ',';
+    memcpy(l + len, "\"chain\":\"", 9);
+    memcpy(l + len + 9, chain, AUDIT_CHAIN_HEX);
+    memcpy(l + len + 9 + AUDIT_CHAIN_HEX, "\"}\n", 3);
+    a->outlen += len + AUDIT_CHAIN_SUFFIX;
+    a->outlines++;
+    memcpy(a->prev, chain, AUDIT_CHAIN_HEX);
+    return 0;
+}
+
+/* n lines, the last ending at out + to, reached the file. */
+static void
+audit_account(struct audit *a, size_t to, uint64_t n)
+{
+    if (n == 0)
+        return;
+    memcpy(a->written, a->out + to - 3 - AUDIT_CHAIN_HEX, AUDIT_CHAIN_HEX);
+    a->file_lines += n;
+    atomic_fetch_add(&a->lines, n);
+    a->dirty = 1;
+    a->ck_dirty = 1;
+}
+
+static uint64_t
+audit_count_nl(const char *p, const char *end)
+{
+    uint64_t n = 0;
+
+    for (; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+        n++;
+    return n;
+}
+
+/*
+ * After a failed write of out[0, off): cut the file back to the end of the
+ * last whole line in it and return that offset.  If ftruncate() fails, the
+ * piece is left for audit_cut() to move aside before the next write.
+ */
+static size_t
+audit_trim(struct audit *a, size_t off)
+{
+    const char *nl = off ? memrchr(a->out, '\n', off) : NULL;
+    size_t keep = nl ? (size_t)(nl - a->out) + 1 : 0;
+    uint64_t to = a->size - (off - keep);
+
+    if (keep == off)
+        return off;
+    a->dirty = 1;
+    if (ftruncate(a->fd, (off_t)to) == 0) {
+        a->size = to;
+    } else {
+        log_warnx("audit: cannot cut %s back to its last whole line: %s", a->path, strerror(errno));
+        a->cut_pending = 1;
+        a->cut_at = to;
+    }
+    return keep;
+}
+
+/*
+ * Write the output buffer, whole lines or nothing.  On errors (disk full...)
+ * the file is cut back to its last whole line and the rest retried every
+ * second, so the ring fills and workers see back-pressure; when closing, the
+ * lines still unwritten are dropped and counted.  A partial line the file was
+ * found with is moved aside first (audit_cut).
  */
 static void
 audit_flush(struct audit *a)
 {
-    size_t off = 0;
+    size_t off = 0, done = 0; /* written; counted */
+    uint64_t done_lines = 0;
 
     while (off < a->outlen) {
-        ssize_t n = a->fd >= 0 ? write(a->fd, a->out + off, a->outlen - off) : -1;
-        if (n > 0) {
-            off += (size_t)n;
-            a->size += (uint64_t)n;
-            continue;
+        const char *why;
+        if (a->fd < 0) {
+            why = "not open";
+        } else if (a->cut_pending && audit_cut(a) < 0) {
+            why = strerror(errno);
+        } else {
+            ssize_t n = write(a->fd, a->out + off, a->outlen - off);
+            if (n > 0) {
+                off += (size_t)n;
+                a->size += (uint64_t)n;
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            why = n < 0 ? strerror(errno) : "nothing written";
         }
-        if (n < 0 && errno == EINTR)
-            continue;
+        off = audit_trim(a, off);
+        uint64_t k = audit_count_nl(a->out + done, a->out + off);
+        audit_account(a, off, k);
+        done_lines += k;
+        done = off;
         if (!a->write_failed)
-            log_warnx("audit: cannot write %s: %s; retrying every second", a->path,
-                      a->fd >= 0 ? strerror(errno) : "not open");
+            log_warnx("audit: cannot write %s: %s; retrying every second", a->path, why);
         a->write_failed = 1;
-        if (audit_stopping(a)) {
-            atomic_fetch_add(&a->dropped, a->outlines);
-            a->outlines = 0;
+        if (audit_stopping(a))
             break;
-        }
         struct timespec one = {1, 0};
         nanosleep(&one, NULL);
-        if (atomic_exchange(&a->reopen, 0))
+        if (atomic_exchange(&a->reopen, 0) || a->fd < 0)
             audit_reopen_now(a);
     }
-    if (a->write_failed && off == a->outlen) {
-        log_warnx("audit: writing %s again", a->path);
-        a->write_failed = 0;
+    if (off == a->outlen) {
+        audit_account(a, off, a->outlines - done_lines);
+        if (a->write_failed) {
+            log_warnx("audit: writing %s again", a->path);
+            a->write_failed = 0;
+        }
+    } else {
+        atomic_fetch_add(&a->dropped, a->outlines - done_lines);
     }
-    atomic_fetch_add(&a->lines, a->outlines);
     a->outlen = 0;
     a->outlines = 0;
-    a->dirty = 1;
+}
+
+/* Append line (len bytes, '\n' included) to file: whole or not at all. */
+static int
+audit_ck_append(const char *file, const char *line, size_t len)
+{
+    struct stat st;
+    ssize_t n;
+    int e, fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0)
+        goto fail;
+    do
+        n = write(fd, line, len);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)len) {
+        e = n < 0 ? errno : ENOSPC;
+        if (n > 0 && S_ISREG(st.st_mode) && ftruncate(fd, st.st_size) < 0)
+            log_warnx("audit: cannot cut %s back to its last whole line: %s", file,
+                      strerror(errno));
+        errno = e;
+        goto fail;
+    }
+    if (fdatasync(fd) < 0 && errno != EINVAL)
+        goto fail;
+    return close(fd);
+
+fail:
+    e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+/*
+ * Emit a checkpoint of the current file under the name file: its line count
+ * and last chain, after fdatasync (format in include/aigate/audit.h).
+ */
+static void
+audit_checkpoint(struct audit *a, const char *file)
+{
+    char line[AUDIT_CKPT_MAX], ts[32], mac[AUDIT_CHAIN_HEX];
+    struct tm tm;
+    time_t now = time(NULL);
+    size_t len;
+
+    audit_sync(a);
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int n = snprintf(line, sizeof(line),
+                     "aigate-checkpoint v1 ts=%s lines=%" PRIu64 " chain=%.64s%s%s file=", ts,
+                     a->file_lines, a->written, a->node ? " node=" : "", a->node ? a->node : "");
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return;
+    len = (size_t)n;
+    for (const char *p = file; *p; p++) {
+        if (len + 1 + 5 + AUDIT_CHAIN_HEX + 2 > sizeof(line)) {
+            log_warnx("audit: %s: name too long for a checkpoint", file);
+            return;
+        }
+        line[len++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+    }
+    if (audit_mac_hex(&a->mac, line, len, NULL, 0, mac) < 0) {
+        log_warnx("audit: HMAC failed, no checkpoint");
+        return;
+    }
+    memcpy(line + len, " mac=", 5);
+    memcpy(line + len + 5, mac, AUDIT_CHAIN_HEX);
+    len += 5 + AUDIT_CHAIN_HEX;
+    syslog(LOG_AUTHPRIV | LOG_NOTICE, "%.*s", (int)len, line);
+    a->ck_dirty = 0;
+    a->ck_due = 0;
+    clock_gettime(CLOCK_MONOTONIC, &a->ck_last);
+    if (!a->ck_file)
+        return;
+    line[len++] = '\n';
+    if (audit_ck_append(a->ck_file, line, len) < 0) {
+        if (!a->ck_warned)
+            log_warnx("audit: cannot append a checkpoint to %s: %s", a->ck_file, strerror(errno));
+        a->ck_warned = 1;
+        a->ck_dirty = 1; /* try again next period */
+    } else if (a->ck_warned) {
+        log_warnx("audit: checkpoints reach %s again", a->ck_file);
+        a->ck_warned = 0;
+    }
+}
+
+/* A periodic checkpoint when checkpoint_s have passed and lines were written since the last. */
+static void
+audit_ck_tick(struct audit *a, const struct timespec *now)
+{
+    int64_t ns = (int64_t)(now->tv_sec - a->ck_last.tv_sec) * 1000000000 +
+                 (now->tv_nsec - a->ck_last.tv_nsec);
+
+    if (a->ck_due || (a->ck_s > 0 && a->ck_dirty && ns >= (int64_t)a->ck_s * 1000000000))
+        audit_checkpoint(a, a->path);
+}
+
+/*
+ * Between batches (out is empty): open a log that could not be created yet,
+ * move a partial last line aside, and write the line that records a cut.
+ */
+static void
+audit_tend(struct audit *a)
+{
+    if (a->fd < 0)
+        audit_reopen_now(a);
+    if (a->fd >= 0 && a->cut_pending && audit_cut(a) < 0 && !a->cut_warned) {
+        log_warnx("audit: %s ends in a partial line that cannot be moved aside yet (%s); "
+                  "nothing is written to it until it can",
+                  a->path, strerror(errno));
+        a->cut_warned = 1;
+    }
+    if (a->note_pending) {
+        struct audit_rec r;
+        memset(&r, 0, sizeof(r));
+        clock_gettime(CLOCK_REALTIME, &r.ts);
+        audit_new_id(r.id);
+        r.port = r.status = -1;
+        r.bytes_out = r.ms = -1;
+        r.path = a->note_side;
+        r.rule = AUDIT_NOTE_RULE;
+        r.action = "error";
+        r.bytes_in = (int64_t)a->note_bytes;
+        a->note_pending = 0;
+        size_t len = audit_format_node(a->out + a->outlen, AUDIT_LINE_MAX, &r, 1, a->node_field,
+                                       a->node_len);
+        if (len > 0 && audit_chain_append(a, len) == 0)
+            audit_flush(a);
+    }
 }
 
 static void
@@ -1095,7 +1477,7 @@ audit_rotate(struct audit *a)
     char stamp[AUDIT_STAMP_LEN + 1], dst[4200], probe[4210], err[512];
     struct tm tm;
     time_t now = time(NULL);
-    uint64_t size;
+    struct audit_file f;
 
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
@@ -1122,15 +1504,17 @@ audit_rotate(struct audit *a)
         a->rot_at = a->size + a->rotate_bytes;
         return;
     }
-    int fd = audit_open_log(a->path, &size, err, sizeof(err));
-    if (fd < 0) {
-        log_warnx("audit: rotated %s but cannot open a new file: %s", a->path, err);
+    if (audit_open_log(a->path, &f, err, sizeof(err)) < 0) {
+        log_warnx("audit: cannot open a new %s (%s); going on with the current file", a->path, err);
+        if (rename(dst, a->path) < 0)
+            log_warnx("audit: cannot move %s back: %s", dst, strerror(errno));
         a->rot_at = a->size + a->rotate_bytes;
         return;
     }
     memcpy(a->rot_stamp, stamp, sizeof(stamp));
     a->rot_seq = seq;
-    audit_switch_fd(a, fd, size);
+    audit_checkpoint(a, dst);
+    audit_switch_fd(a, &f);
     keyfile_fsync_dir(a->path);
     audit_start_gz(a);
 }
@@ -1144,24 +1528,12 @@ audit_drain(struct audit *a, uint64_t head, uint64_t tail)
 
     while (pos < tail && pos - head < AUDIT_BATCH) {
         uint32_t len;
-        char chain[AUDIT_CHAIN_HEX];
-        char *l = a->out + a->outlen;
 
         audit_ring_get(a, pos, &len, sizeof(len));
-        audit_ring_get(a, pos + sizeof(len), l, len);
+        audit_ring_get(a, pos + sizeof(len), a->out + a->outlen, len);
         pos += sizeof(len) + len;
-        if (audit_mac_chain(&a->mac, a->prev, l, len, chain) < 0) {
-            log_warnx("audit: HMAC failed, line dropped");
-            atomic_fetch_add(&a->dropped, 1);
+        if (audit_chain_append(a, len) < 0)
             continue;
-        }
-        l[len - 1] = ',';
-        memcpy(l + len, "\"chain\":\"", 9);
-        memcpy(l + len + 9, chain, AUDIT_CHAIN_HEX);
-        memcpy(l + len + 9 + AUDIT_CHAIN_HEX, "\"}\n", 3);
-        a->outlen += len + AUDIT_CHAIN_SUFFIX;
-        a->outlines++;
-        memcpy(a->prev, chain, AUDIT_CHAIN_HEX);
         if (a->rot_at && a->size + a->outlen >= a->rot_at) {
             audit_flush(a);
             audit_rotate(a);
@@ -1181,8 +1553,11 @@ audit_writer_main(void *arg)
 
     for (;;) {
         struct timespec dl;
+        struct audit_file moved = {.fd = -1};
+        char *old_path = NULL;
         int stop, changed;
 
+        audit_tend(a);
         pthread_mutex_lock(&a->mu);
         while (a->head == a->tail && !a->stop && !a->cfg_changed && !atomic_load(&a->reopen)) {
             if (a->dirty) {
@@ -1208,26 +1583,31 @@ audit_writer_main(void *arg)
             a->writer_lingering = 0;
         }
         uint64_t head = a->head, tail = a->tail;
-        int pending_fd = a->pending_fd;
         stop = a->stop;
         changed = a->cfg_changed;
         if (changed) {
             a->rotate_bytes = a->cfg_rotate_bytes;
             a->keep = a->cfg_keep;
             a->rot_at = a->rotate_bytes;
-            if (pending_fd >= 0) {
-                free(a->path);
+            a->ck_s = a->cfg_ck_s;
+            free(a->ck_file);
+            a->ck_file = a->cfg_ck_file;
+            a->cfg_ck_file = NULL;
+            if (a->pending.fd >= 0) {
+                moved = a->pending;
+                old_path = a->path;
                 a->path = a->pending_path;
                 a->pending_path = NULL;
-                a->pending_fd = -1;
+                a->pending.fd = -1;
             }
             a->cfg_changed = 0;
         }
         pthread_mutex_unlock(&a->mu);
 
-        if (changed && pending_fd >= 0) {
-            struct stat st;
-            audit_switch_fd(a, pending_fd, fstat(pending_fd, &st) == 0 ? (uint64_t)st.st_size : 0);
+        if (old_path) {
+            audit_checkpoint(a, old_path);
+            free(old_path);
+            audit_switch_fd(a, &moved);
             log_info("audit: now writing %s", a->path);
         }
         if (atomic_exchange(&a->reopen, 0))
@@ -1241,6 +1621,7 @@ audit_writer_main(void *arg)
             (now.tv_sec > a->last_sync.tv_sec + 1 ||
              (now.tv_sec == a->last_sync.tv_sec + 1 && now.tv_nsec >= a->last_sync.tv_nsec)))
             audit_sync(a);
+        audit_ck_tick(a, &now);
 
         pthread_mutex_lock(&a->mu);
         a->head += used;
@@ -1256,7 +1637,8 @@ audit_writer_main(void *arg)
         if (done)
             break;
     }
-    audit_sync(a);
+    audit_tend(a);
+    audit_checkpoint(a, a->path);
     return NULL;
 }
 
@@ -1270,8 +1652,9 @@ audit_emit(struct audit *a, const struct audit_rec *r)
 
     if (!a || !r || (atomic_load_explicit(&a->scope_ai, memory_order_relaxed) && !r->is_ai))
         return;
-    len = (uint32_t)audit_format(line, sizeof(line), r,
-                                 atomic_load_explicit(&a->log_query, memory_order_relaxed));
+    len = (uint32_t)audit_format_node(line, sizeof(line), r,
+                                      atomic_load_explicit(&a->log_query, memory_order_relaxed),
+                                      a->node_field, a->node_len);
     if (len == 0) {
         atomic_fetch_add(&a->dropped, 1);
         return;
@@ -1312,11 +1695,50 @@ audit_emit(struct audit *a, const struct audit_rec *r)
         pthread_cond_signal(&a->nonempty);
 }
 
+/* The "node" member as audit_format_node() adds it. */
+static int
+audit_node_init(struct audit *a, const char *node)
+{
+    char buf[16 + AUDIT_FIELD_MAX];
+    size_t n;
+
+    if (!node)
+        return 0;
+    memcpy(buf, ",\"node\":", 8);
+    n = audit_json_str(buf + 8, sizeof(buf) - 8, node, strlen(node), AUDIT_FIELD_MAX);
+    if (n == 0 || !(a->node = strdup(node)) || !(a->node_field = malloc(8 + n)))
+        return -1;
+    memcpy(a->node_field, buf, 8 + n);
+    a->node_len = 8 + n;
+    return 0;
+}
+
+static void
+audit_free(struct audit *a)
+{
+    if (a->fd >= 0)
+        close(a->fd);
+    if (a->pending.fd >= 0)
+        close(a->pending.fd);
+    audit_mac_free(&a->mac);
+    free(a->pending_path);
+    free(a->cfg_ck_file);
+    free(a->ck_file);
+    free(a->node);
+    free(a->node_field);
+    free(a->ring);
+    free(a->out);
+    free(a->path);
+    free(a->key_file);
+    free(a);
+}
+
 struct audit *
 audit_open(const struct audit_cfg *cfg, char *err, size_t errlen)
 {
     unsigned char key[32];
     pthread_condattr_t ca;
+    struct audit_file f;
     struct audit *a = calloc(1, sizeof(*a));
 
     if (!a) {
@@ -1324,12 +1746,13 @@ audit_open(const struct audit_cfg *cfg, char *err, size_t errlen)
         return NULL;
     }
     a->fd = -1;
-    a->pending_fd = -1;
+    a->pending.fd = -1;
     a->ring = malloc(AUDIT_QUEUE_BYTES);
     a->out = malloc(AUDIT_BATCH + AUDIT_LINE_MAX + AUDIT_CHAIN_SUFFIX);
     a->path = strdup(cfg->path);
     a->key_file = strdup(cfg->chain_key_file);
-    if (!a->ring || !a->out || !a->path || !a->key_file) {
+    if (!a->ring || !a->out || !a->path || !a->key_file || audit_node_init(a, cfg->node) < 0 ||
+        (cfg->checkpoint_file && !(a->ck_file = strdup(cfg->checkpoint_file)))) {
         snprintf(err, errlen, "audit: out of memory");
         goto fail;
     }
@@ -1343,15 +1766,29 @@ audit_open(const struct audit_cfg *cfg, char *err, size_t errlen)
     }
     if (audit_find_prev(cfg->path, a->prev, err, errlen) < 0)
         goto fail;
-    a->fd = audit_open_log(cfg->path, &a->size, err, errlen);
-    if (a->fd < 0)
+    memcpy(a->written, a->prev, AUDIT_CHAIN_HEX);
+    if (audit_open_log(cfg->path, &f, err, errlen) == 0) {
+        a->fd = f.fd;
+        a->size = f.size;
+        a->file_lines = f.lines;
+        a->cut_pending = f.whole < f.size;
+        a->cut_at = f.whole;
+    } else if (errno == ENOSPC || errno == EDQUOT) {
+        log_warnx("audit: %s; serving anyway: lines wait for room (then are dropped and "
+                  "counted) and the log is created as soon as it can be",
+                  err);
+    } else {
         goto fail;
+    }
     a->rotate_bytes = cfg->rotate_bytes;
     a->rot_at = cfg->rotate_bytes;
     a->keep = cfg->keep;
+    a->ck_s = cfg->checkpoint_s;
     atomic_init(&a->scope_ai, cfg->scope_ai);
     atomic_init(&a->log_query, cfg->log_query);
     clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
+    a->ck_last = a->last_sync;
+    openlog("aigate", LOG_PID | LOG_NDELAY, LOG_DAEMON); /* checkpoints; as log.c does */
 
     pthread_mutex_init(&a->mu, NULL);
     pthread_condattr_init(&ca);
@@ -1386,14 +1823,7 @@ audit_open(const struct audit_cfg *cfg, char *err, size_t errlen)
     return a;
 
 fail:
-    if (a->fd >= 0)
-        close(a->fd);
-    audit_mac_free(&a->mac);
-    free(a->ring);
-    free(a->out);
-    free(a->path);
-    free(a->key_file);
-    free(a);
+    audit_free(a);
     return NULL;
 }
 
@@ -1407,25 +1837,29 @@ audit_request_reopen(struct audit *a)
 int
 audit_reconfigure(struct audit *a, const struct audit_cfg *cfg, char *err, size_t errlen)
 {
-    int fd = -1;
-    char *np = NULL;
-    uint64_t size;
+    struct audit_file f = {.fd = -1};
+    char *np = NULL, *ck = NULL;
 
     if (strcmp(cfg->chain_key_file, a->key_file) != 0)
         log_warnx("audit: chain_key_file change to %s takes effect on restart",
                   cfg->chain_key_file);
+    if (!cfg->node != !a->node || (cfg->node && strcmp(cfg->node, a->node) != 0))
+        log_warnx("audit: node change to %s takes effect on restart",
+                  cfg->node ? cfg->node : "(none)");
+    if (cfg->checkpoint_file && !(ck = strdup(cfg->checkpoint_file))) {
+        snprintf(err, errlen, "audit: out of memory");
+        return -1;
+    }
     pthread_mutex_lock(&a->mu);
     int moved = strcmp(cfg->path, a->pending_path ? a->pending_path : a->path) != 0;
     pthread_mutex_unlock(&a->mu);
     if (moved) {
         np = strdup(cfg->path);
-        if (!np) {
+        if (!np)
             snprintf(err, errlen, "audit: out of memory");
-            return -1;
-        }
-        fd = audit_open_log(cfg->path, &size, err, errlen);
-        if (fd < 0) {
+        if (!np || audit_open_log(cfg->path, &f, err, errlen) < 0) {
             free(np);
+            free(ck);
             return -1;
         }
     }
@@ -1434,11 +1868,14 @@ audit_reconfigure(struct audit *a, const struct audit_cfg *cfg, char *err, size_
     pthread_mutex_lock(&a->mu);
     a->cfg_rotate_bytes = cfg->rotate_bytes;
     a->cfg_keep = cfg->keep;
+    a->cfg_ck_s = cfg->checkpoint_s;
+    free(a->cfg_ck_file);
+    a->cfg_ck_file = ck;
     if (moved) {
-        if (a->pending_fd >= 0)
-            close(a->pending_fd);
+        if (a->pending.fd >= 0)
+            close(a->pending.fd);
         free(a->pending_path);
-        a->pending_fd = fd;
+        a->pending = f;
         a->pending_path = np;
     }
     a->cfg_changed = 1;
@@ -1462,20 +1899,10 @@ audit_close(struct audit *a)
     if (atomic_load(&a->dropped))
         log_warnx("audit: closed %s; %" PRIu64 " lines were dropped", a->path,
                   (uint64_t)atomic_load(&a->dropped));
-    if (a->fd >= 0)
-        close(a->fd);
-    if (a->pending_fd >= 0)
-        close(a->pending_fd);
     pthread_cond_destroy(&a->nonempty);
     pthread_cond_destroy(&a->nonfull);
     pthread_mutex_destroy(&a->mu);
-    audit_mac_free(&a->mac);
-    free(a->pending_path);
-    free(a->ring);
-    free(a->out);
-    free(a->path);
-    free(a->key_file);
-    free(a);
+    audit_free(a);
 }
 
 int
@@ -1499,13 +1926,142 @@ audit_stats(struct audit *a, uint64_t *lines, uint64_t *waits, uint64_t *dropped
 
 /* ---- verify ----------------------------------------------------------------------- */
 
+struct audit_ckpt {
+    char ts[32];
+    uint64_t lines;
+    char chain[AUDIT_CHAIN_HEX];
+    char file[4096];
+};
+
+static int
+audit_is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/*
+ * The checkpoint in line[0..len) (after any prefix, e.g. syslog's): 1 with ck
+ * filled when its MAC holds under m's key, 0 when the line holds none, -1
+ * when it looks like one but is malformed or its MAC does not hold.
+ */
+static int
+audit_ckpt_parse(struct audit_mac *m, char *line, size_t len, struct audit_ckpt *ck)
+{
+    static const char mark[] = "aigate-checkpoint ", v1[] = "aigate-checkpoint v1 ts=";
+    char calc[AUDIT_CHAIN_HEX], *p, *e;
+    char *s = memmem(line, len, mark, sizeof(mark) - 1);
+
+    if (!s)
+        return 0;
+    len -= (size_t)(s - line);
+    while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+        len--;
+    if (len < sizeof(v1) - 1 + 5 + AUDIT_CHAIN_HEX || memcmp(s, v1, sizeof(v1) - 1) != 0)
+        return -1;
+    size_t body = len - 5 - AUDIT_CHAIN_HEX;
+    if (memcmp(s + body, " mac=", 5) != 0 || audit_mac_hex(m, s, body, NULL, 0, calc) < 0 ||
+        CRYPTO_memcmp(calc, s + body + 5, AUDIT_CHAIN_HEX) != 0)
+        return -1;
+    s[body] = '\0';
+    p = s + sizeof(v1) - 1;
+    if (!(e = strchr(p, ' ')) || (size_t)(e - p) >= sizeof(ck->ts))
+        return -1;
+    memcpy(ck->ts, p, (size_t)(e - p));
+    ck->ts[e - p] = '\0';
+    p = e + 1;
+    if (strncmp(p, "lines=", 6) != 0 || p[6] < '0' || p[6] > '9')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(p + 6, &e, 10);
+    if (errno || *e != ' ')
+        return -1;
+    ck->lines = v;
+    p = e + 1;
+    if (strncmp(p, "chain=", 6) != 0 || strnlen(p + 6, AUDIT_CHAIN_HEX + 1) <= AUDIT_CHAIN_HEX ||
+        !audit_is_hex(p + 6, AUDIT_CHAIN_HEX) || p[6 + AUDIT_CHAIN_HEX] != ' ')
+        return -1;
+    memcpy(ck->chain, p + 6, AUDIT_CHAIN_HEX);
+    p += 6 + AUDIT_CHAIN_HEX + 1;
+    if (strncmp(p, "node=", 5) == 0) {
+        if (!(e = strchr(p, ' ')))
+            return -1;
+        p = e + 1;
+    }
+    if (strncmp(p, "file=", 5) != 0 || !p[5] || strlen(p + 5) >= sizeof(ck->file))
+        return -1;
+    snprintf(ck->file, sizeof(ck->file), "%s", p + 5);
+    return 1;
+}
+
+/*
+ * The last valid checkpoint of in into last; *bad counts lines that look like
+ * checkpoints but are not valid ones.  Returns 1 found, 0 none, -1 read error.
+ */
+static int
+audit_ckpt_last(struct audit_mac *m, FILE *in, struct audit_ckpt *last, unsigned long *bad)
+{
+    static const char mark[] = "aigate-checkpoint ";
+    char buf[AUDIT_CKPT_MAX];
+    struct audit_ckpt ck;
+    int found = 0, rest = 0;
+
+    *bad = 0;
+    while (fgets(buf, sizeof(buf), in)) {
+        size_t len = strlen(buf);
+        int whole = len > 0 && buf[len - 1] == '\n';
+        if (rest) { /* the tail of a line longer than buf */
+            rest = !whole;
+            continue;
+        }
+        if (!whole && !feof(in)) {
+            rest = 1;
+            if (memmem(buf, len, mark, sizeof(mark) - 1))
+                (*bad)++;
+            continue;
+        }
+        int rc = audit_ckpt_parse(m, buf, len, &ck);
+        if (rc < 0)
+            (*bad)++;
+        else if (rc > 0) {
+            *last = ck;
+            found = 1;
+        }
+    }
+    return ferror(in) ? -1 : found;
+}
+
+/* Is file's base name, or that name without a trailing ".gz", the base name of ck_file? */
+static int
+audit_ckpt_names(const char *file, const char *ck_file)
+{
+    const char *s = strrchr(file, '/'), *c = strrchr(ck_file, '/');
+    const char *b = s ? s + 1 : file, *cb = c ? c + 1 : ck_file;
+    size_t n = strlen(b), cn = strlen(cb);
+
+    if (n == cn && memcmp(b, cb, n) == 0)
+        return 1;
+    return n == cn + 3 && memcmp(b, cb, cn) == 0 && strcmp(b + cn, ".gz") == 0;
+}
+
 int
 audit_verify(const char *const *files, size_t n, const char *key_file, int from_any, FILE *out)
+{
+    return audit_verify_checkpoint(files, n, key_file, from_any, NULL, NULL, out);
+}
+
+int
+audit_verify_checkpoint(const char *const *files, size_t n, const char *key_file, int from_any,
+                        FILE *checkpoints, const char *name, FILE *out)
 {
     unsigned char key[32];
     char err[512], prev[AUDIT_CHAIN_HEX], chain[AUDIT_CHAIN_HEX], calc[AUDIT_CHAIN_HEX];
     struct audit_mac mac;
-    uint64_t count = 0;
+    struct audit_ckpt *ck = NULL;
+    uint64_t count = 0, ck_have = 0;
+    size_t ck_at = n; /* the file the checkpoint names; n: none */
     int rc = 0, first = 1;
 
     if (audit_key_load(key_file, 0, key, err, sizeof(err)) < 0) {
@@ -1518,6 +2074,27 @@ audit_verify(const char *const *files, size_t n, const char *key_file, int from_
         audit_mac_free(&mac);
         fprintf(out, "HMAC-SHA256 unavailable\n");
         return 2;
+    }
+    if (checkpoints) {
+        unsigned long bad;
+        int got = (ck = malloc(sizeof(*ck))) ? audit_ckpt_last(&mac, checkpoints, ck, &bad) : -1;
+        if (got <= 0) {
+            if (got < 0)
+                fprintf(out, "%s: %s\n", name, ck ? strerror(errno) : "out of memory");
+            else
+                fprintf(out, "%s: no checkpoint made with this chain key\n", name);
+            free(ck);
+            audit_mac_free(&mac);
+            return 2;
+        }
+        if (bad)
+            fprintf(out,
+                    "%s: %lu checkpoint line%s ignored (malformed, altered or made with "
+                    "another key)\n",
+                    name, bad, bad == 1 ? "" : "s");
+        for (size_t f = 0; f < n; f++)
+            if (audit_ckpt_names(files[f], ck->file))
+                ck_at = f;
     }
     memset(prev, '0', sizeof(prev));
     for (size_t f = 0; f < n && rc == 0; f++) {
@@ -1553,6 +2130,15 @@ audit_verify(const char *const *files, size_t n, const char *key_file, int from_
                     break;
                 }
             }
+            if (f == ck_at && lineno == ck->lines &&
+                memcmp(chain, ck->chain, AUDIT_CHAIN_HEX) != 0) {
+                fprintf(out,
+                        "%s:%lu: does not match the checkpoint of %s (line replaced or file "
+                        "rewritten)\n",
+                        files[f], lineno, ck->ts);
+                rc = 1;
+                break;
+            }
             memcpy(prev, chain, sizeof(prev));
             first = 0;
             count++;
@@ -1561,11 +2147,32 @@ audit_verify(const char *const *files, size_t n, const char *key_file, int from_
             fprintf(out, "%s: %s\n", files[f], audit_reader_error(&r));
             rc = 2;
         }
+        if (f == ck_at)
+            ck_have = lineno;
         audit_reader_close(&r);
     }
     audit_mac_free(&mac);
-    if (rc == 0)
+    if (rc == 0 && ck && ck_have < ck->lines) {
+        uint64_t miss = ck->lines - ck_have;
+        if (ck_at == n)
+            fprintf(out,
+                    "%s: %" PRIu64 " line%s missing: the checkpoint of %s counted %" PRIu64
+                    " lines in it, and it is not among the files checked\n",
+                    ck->file, miss, miss == 1 ? "" : "s", ck->ts, ck->lines);
+        else
+            fprintf(out,
+                    "%s: %" PRIu64 " line%s missing: the checkpoint of %s counted %" PRIu64
+                    ", the file has %" PRIu64 "\n",
+                    files[ck_at], miss, miss == 1 ? "" : "s", ck->ts, ck->lines, ck_have);
+        rc = 1;
+    }
+    if (rc == 0) {
         fprintf(out, "%" PRIu64 " lines verified\n", count);
+        if (ck)
+            fprintf(out, "checkpoint of %s reached: %s line %" PRIu64 "\n", ck->ts,
+                    ck_at < n ? files[ck_at] : ck->file, ck->lines);
+    }
+    free(ck);
     return rc;
 }
 

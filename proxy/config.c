@@ -347,20 +347,35 @@ load_ack(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
     return 0;
 }
 
+/* audit.node: a name for machines and people alike, 1-64 of [A-Za-z0-9._-]. */
+static int
+cfg_node_ok(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n < 1 || n > 64)
+        return 0;
+    return strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
 static int
 load_audit(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
 {
-    static const char *const keys[] = {"path",         "scope", "log_query", "chain_key_file",
-                                       "rotate_bytes", "keep",  NULL};
-    const char *scope = "all";
-    long long rb = (long long)c->audit.rotate_bytes, keep = c->audit.keep;
+    static const char *const keys[] = {"path",         "scope", "log_query",    "chain_key_file",
+                                       "rotate_bytes", "keep",  "checkpoint_s", "checkpoint_file",
+                                       "node",         NULL};
+    const char *scope = "all", *node = NULL;
+    long long rb = (long long)c->audit.rotate_bytes, keep = c->audit.keep,
+              cks = c->audit.checkpoint_s;
     if (cfg_known_keys(x, g, "audit", keys) < 0 ||
         cfg_path_key(x, g, "path", "audit.jsonl", &c->audit.path) < 0 ||
         cfg_path_key(x, g, "chain_key_file", "audit.key", &c->audit.chain_key_file) < 0 ||
+        cfg_path_key(x, g, "checkpoint_file", NULL, &c->audit.checkpoint_file) < 0 ||
         cfg_str(x, g, "scope", &scope) < 0 ||
         cfg_bool(x, g, "log_query", &c->audit.log_query) < 0 ||
         cfg_int(x, g, "rotate_bytes", 0, LLONG_MAX, &rb) < 0 ||
-        cfg_int(x, g, "keep", 0, 100000, &keep) < 0)
+        cfg_int(x, g, "keep", 0, 100000, &keep) < 0 ||
+        cfg_int(x, g, "checkpoint_s", 0, 86400, &cks) < 0 || cfg_str(x, g, "node", &node) < 0)
         return -1;
     if (strcmp(scope, "all") == 0)
         c->audit.scope_ai = 0;
@@ -368,8 +383,24 @@ load_audit(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
         c->audit.scope_ai = 1;
     else
         return cfg_fail(x, cfg_member(g, "scope"), "audit scope must be \"all\" or \"ai\"");
+    if (c->audit.checkpoint_file &&
+        (strcmp(c->audit.checkpoint_file, c->audit.path) == 0 ||
+         strcmp(c->audit.checkpoint_file, c->audit.chain_key_file) == 0))
+        return cfg_fail(x, cfg_member(g, "checkpoint_file"),
+                        "checkpoint_file must be a file of its own (it anchors the audit log "
+                        "from outside)");
+    free(c->audit.node);
+    c->audit.node = NULL;
+    if (node) {
+        if (!cfg_node_ok(node))
+            return cfg_fail(x, cfg_member(g, "node"),
+                            "audit node must be 1-64 letters, digits, '.', '_' or '-'");
+        if (!(c->audit.node = strdup(node)))
+            return cfg_fail(x, g, "out of memory");
+    }
     c->audit.rotate_bytes = (uint64_t)rb;
     c->audit.keep = (int)keep;
+    c->audit.checkpoint_s = (int)cks;
     return 0;
 }
 
@@ -418,6 +449,7 @@ config_defaults(struct config *c)
     c->ack.ttl_s = 28800;
     c->audit.rotate_bytes = 104857600;
     c->audit.keep = 10;
+    c->audit.checkpoint_s = 60;
 }
 
 /* Apply defaults for keys whose sections were absent. */
@@ -684,6 +716,8 @@ config_unref(struct config *c)
     free(c->ack.secret_file);
     free(c->audit.path);
     free(c->audit.chain_key_file);
+    free(c->audit.checkpoint_file);
+    free(c->audit.node);
     free(c->pages_dir);
     free(c->dns.hosts_file);
     for (size_t i = 0; i < c->dns.nnameservers; i++)

@@ -47,7 +47,7 @@ usage(FILE *out)
         out,
         "usage: aigate [-c FILE] [-f] [-t] [-V] [-h]\n"
         "       aigate [-c FILE] --explain USER METHOD URL\n"
-        "       aigate [-c FILE] --verify-log [--from-any] FILE [FILE...]\n"
+        "       aigate [-c FILE] --verify-log [--from-any] [--checkpoint FILE|-] FILE [FILE...]\n"
         "       aigate --report FILE [FILE...]\n"
         "       aigate --gen-ca DIR\n"
         "\n"
@@ -58,6 +58,8 @@ usage(FILE *out)
         "                show which service, rule and action apply; USER is a name,\n"
         "                '-' (anonymous) or '@ADDRESS'\n"
         "  --verify-log FILE...  check the audit log's hash chain\n"
+        "  --checkpoint FILE|-   with --verify-log: also check that the log reaches the last\n"
+        "                checkpoint in FILE (- = stdin, e.g. lines grepped from syslog)\n"
         "  --report FILE...      counts per service and user from audit logs\n"
         "  --gen-ca DIR  create DIR/ca.pem and DIR/ca.key (0600), an interception CA\n"
         "  -V            print the version\n"
@@ -74,8 +76,8 @@ default_config(void)
     return "/etc/aigate/aigate.conf";
 }
 
-static struct audit *
-open_audit(const struct config *c, char *err, size_t errlen)
+static struct audit_cfg
+audit_cfg_of(const struct config *c)
 {
     struct audit_cfg ac = {
         .path = c->audit.path,
@@ -84,8 +86,11 @@ open_audit(const struct config *c, char *err, size_t errlen)
         .log_query = c->audit.log_query,
         .rotate_bytes = c->audit.rotate_bytes,
         .keep = c->audit.keep,
+        .checkpoint_s = c->audit.checkpoint_s,
+        .checkpoint_file = c->audit.checkpoint_file,
+        .node = c->audit.node,
     };
-    return audit_open(&ac, err, errlen);
+    return ac;
 }
 
 static void
@@ -99,14 +104,7 @@ reload(void)
     }
     if (next->nlisten != current->nlisten)
         log_warnx("reload: listen addresses change only on restart");
-    struct audit_cfg ac = {
-        .path = next->audit.path,
-        .chain_key_file = next->audit.chain_key_file,
-        .scope_ai = next->audit.scope_ai,
-        .log_query = next->audit.log_query,
-        .rotate_bytes = next->audit.rotate_bytes,
-        .keep = next->audit.keep,
-    };
+    struct audit_cfg ac = audit_cfg_of(next);
     if (rt.audit && audit_reconfigure(rt.audit, &ac, err, sizeof(err)) < 0) {
         log_warnx("reload refused, old configuration stays in force: %s", err);
         config_unref(next);
@@ -245,7 +243,8 @@ run_proxy(struct config *c, int foreground)
             goto out;
         }
     }
-    if (!(rt.audit = open_audit(c, err, sizeof(err)))) {
+    struct audit_cfg ac = audit_cfg_of(c);
+    if (!(rt.audit = audit_open(&ac, err, sizeof(err)))) {
         log_warnx("audit log: %s", err);
         goto out;
     }
@@ -327,16 +326,18 @@ out:
 int
 main(int argc, char **argv)
 {
-    enum { OPT_EXPLAIN = 256, OPT_VERIFY, OPT_REPORT, OPT_FROM_ANY, OPT_GENCA };
-    static const struct option longopts[] = {{"explain", no_argument, NULL, OPT_EXPLAIN},
-                                             {"verify-log", no_argument, NULL, OPT_VERIFY},
-                                             {"report", no_argument, NULL, OPT_REPORT},
-                                             {"from-any", no_argument, NULL, OPT_FROM_ANY},
-                                             {"gen-ca", required_argument, NULL, OPT_GENCA},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {"version", no_argument, NULL, 'V'},
-                                             {NULL, 0, NULL, 0}};
-    const char *cfgpath = NULL;
+    enum { OPT_EXPLAIN = 256, OPT_VERIFY, OPT_REPORT, OPT_FROM_ANY, OPT_GENCA, OPT_CHECKPOINT };
+    static const struct option longopts[] = {
+        {"explain", no_argument, NULL, OPT_EXPLAIN},
+        {"verify-log", no_argument, NULL, OPT_VERIFY},
+        {"report", no_argument, NULL, OPT_REPORT},
+        {"from-any", no_argument, NULL, OPT_FROM_ANY},
+        {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
+        {"gen-ca", required_argument, NULL, OPT_GENCA},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+    const char *cfgpath = NULL, *checkpoint = NULL;
     int foreground = isatty(STDERR_FILENO), test = 0, mode = 0, from_any = 0, ch;
     char err[1024];
 
@@ -359,6 +360,9 @@ main(int argc, char **argv)
             return 0;
         case OPT_FROM_ANY:
             from_any = 1;
+            break;
+        case OPT_CHECKPOINT:
+            checkpoint = optarg;
             break;
         case OPT_GENCA:
             if (tls_gen_ca(optarg, err, sizeof(err)) < 0) {
@@ -387,7 +391,7 @@ main(int argc, char **argv)
         return audit_report((const char *const *)argv, (size_t)argc, stdout) == 0 ? 0 : 2;
     }
     if ((mode == OPT_EXPLAIN && argc != 3) || (mode == OPT_VERIFY && argc < 1) ||
-        (mode == 0 && argc != 0)) {
+        (mode == 0 && argc != 0) || (checkpoint && mode != OPT_VERIFY)) {
         usage(stderr);
         return 2;
     }
@@ -400,8 +404,17 @@ main(int argc, char **argv)
     }
     int rc;
     if (mode == OPT_VERIFY) {
-        rc = audit_verify((const char *const *)argv, (size_t)argc, c->audit.chain_key_file,
-                          from_any, stdout);
+        FILE *cp = NULL;
+        if (checkpoint && !(cp = strcmp(checkpoint, "-") == 0 ? stdin : fopen(checkpoint, "r"))) {
+            fprintf(stderr, "aigate: %s: %s\n", checkpoint, strerror(errno));
+            config_unref(c);
+            return 2;
+        }
+        rc = audit_verify_checkpoint((const char *const *)argv, (size_t)argc,
+                                     c->audit.chain_key_file, from_any, cp,
+                                     cp == stdin ? "(stdin)" : checkpoint, stdout);
+        if (cp && cp != stdin)
+            fclose(cp);
         config_unref(c);
         return rc;
     }

@@ -4,7 +4,8 @@
  *
  * Line format.  audit_format() writes the fields in SPEC order: ts, id, client,
  * user, method, scheme, host, port, path, service, category, rule, action,
- * status, bytes_in, bytes_out, ms, tls, then "dlp" (an array of the kinds of
+ * status, bytes_in, bytes_out, ms, tls, then "node" (the writer's
+ * audit_cfg.node, present only when set), "dlp" (an array of the kinds of
  * personal data found, present only when there are any), and finally "chain".
  * Missing values are null.  Strings are JSON-escaped: '"' and '\\', control
  * bytes as \b \f \n \r \t or \u00XX (DEL too); invalid UTF-8 (overlongs,
@@ -21,17 +22,39 @@
  * The first line of a fresh log chains from 64 '0'; the first line of a new
  * file (rotation, SIGUSR1 reopen, restart, new path) chains from the last line
  * written before it.  Like any hash chain it cannot show lines cut from the
- * very end of the newest file; the "lines" counter and diagnostics can.
+ * very end of the newest file: checkpoints (below) can.
  *
  * Key file (include/aigate/keyfile.h): 64 hex characters and a newline (a raw
  * 32-byte file is accepted too).  Created when missing with mode 0600 via a
  * temporary file and link(2), so it appears whole or not at all; a key
  * readable by group or others is used with a warning.
  *
- * Crash recovery.  Existing lines are never modified.  If the file does not end
- * with '\n' (a line cut by a crash), the writer first writes '\n' and continues
- * the chain from the last complete chained line; audit_verify() then reports
- * the cut line as "truncated/incomplete line" - the evidence shows the crash.
+ * Whole lines only.  The file never keeps a partial line.  A short write (disk
+ * full) is cut back to the end of the last whole line with ftruncate(2) and the
+ * rest retried every second; lines still unwritten when the writer closes are
+ * dropped and counted.  A file found ending in a partial line when it is opened
+ * (a crash, a power cut) has that piece moved to a side file
+ * PATH.partial-YYYYMMDDTHHMMSSZ[.N] and cut off before anything else is
+ * written, and the next line records it: action "error", rule
+ * "audit:partial-line", path = the side file, bytes_in = the bytes moved; it
+ * chains from the last whole line, so the file verifies.  Until the side file
+ * can be written (disk still full) nothing is written to the log.  A log that
+ * cannot even be created for lack of space (ENOSPC, EDQUOT) does not stop
+ * audit_open(): the writer keeps trying every second, as for a full disk.
+ *
+ * Checkpoints anchor the chain outside the file.  At most every
+ * checkpoint_s seconds when lines were written since the last one, after a
+ * rotation (naming the rotated file), after a reopen, before a new path is
+ * used (naming the old file) and when the writer closes, it emits one line
+ *   aigate-checkpoint v1 ts=YYYY-MM-DDTHH:MM:SSZ lines=N chain=C[ node=NODE] file=F mac=M
+ * where N is the number of lines in file F, C the chain of its line N (for
+ * N = 0, the chain F continues from), and M = hex(HMAC-SHA256(chain key, the
+ * text before " mac=")); control bytes in F become '?'.  A checkpoint input
+ * starts with "aigate-checkpoint", a chain input with 64 hex digits, so one
+ * MAC can never stand for the other.  The log is fdatasync'd first, so a
+ * checkpoint never counts a line a crash could still take away.  The line
+ * goes to syslog (LOG_AUTHPRIV | LOG_NOTICE, ident "aigate") and, when
+ * checkpoint_file is set, is appended to that file (whole or not at all).
  *
  * Full queue.  audit_emit() formats on the calling thread, outside any lock,
  * and copies the line into a bounded byte ring (AUDIT_QUEUE_BYTES).  When the
@@ -49,10 +72,12 @@
  * fdatasync()s at least once a second and on close, so a machine crash loses
  * at most the last second.  Rotation: when the file reaches rotate_bytes it
  * is renamed PATH.YYYYMMDDTHHMMSSZ.NNNN (a sequence, so names sort oldest first), a new
- * file is opened, and a short-lived thread gzips the renamed file to ….gz,
- * removes the original and deletes the oldest rotated files beyond keep
- * (keep <= 0 keeps all).  rotate_bytes 0 disables rotation (e.g. when
- * logrotate does it; then SIGUSR1 -> audit_request_reopen()).
+ * file is opened (if it cannot be, the rename is undone and the old file kept),
+ * and a short-lived thread gzips the renamed file to ….gz, removes the
+ * original and deletes the oldest rotated files beyond keep (keep <= 0 keeps
+ * all); a file that cannot be compressed (disk full) stays as it is and is
+ * compressed after a later rotation.  rotate_bytes 0 disables rotation (e.g.
+ * when logrotate does it; then SIGUSR1 -> audit_request_reopen()).
  */
 #ifndef AIGATE_AUDIT_H
 #define AIGATE_AUDIT_H
@@ -92,8 +117,11 @@ struct audit_cfg {
     const char *chain_key_file; /* resolved */
     int scope_ai;               /* 1: only records with is_ai */
     int log_query;
-    uint64_t rotate_bytes; /* 0: never rotate */
-    int keep;              /* rotated files kept; <= 0: all */
+    uint64_t rotate_bytes;       /* 0: never rotate */
+    int keep;                    /* rotated files kept; <= 0: all */
+    int checkpoint_s;            /* periodic checkpoints at most this often; 0: none */
+    const char *checkpoint_file; /* resolved; NULL: checkpoints to syslog only */
+    const char *node;            /* "node" of every line; NULL: none.  Fixed by audit_open() */
 };
 
 struct audit;
@@ -130,7 +158,11 @@ struct audit *audit_open(const struct audit_cfg *cfg, char *err, size_t errlen);
 void audit_emit(struct audit *a, const struct audit_rec *r);
 /* Async-signal-safe: asks the writer to reopen the file at the same path. */
 void audit_request_reopen(struct audit *a);
-/* Apply a new config; a new path is opened here (errors reported) and used next. */
+/*
+ * Apply a new config; a new path is opened here (errors reported) and used
+ * next.  node and chain_key_file keep their audit_open() values (a warning
+ * says so when they differ).
+ */
 int audit_reconfigure(struct audit *a, const struct audit_cfg *cfg, char *err, size_t errlen);
 /* Drain, fsync, join the threads, free. */
 void audit_close(struct audit *a);
@@ -147,6 +179,23 @@ int audit_dropping(struct audit *a);
  * "N lines verified" and returns 0; I/O errors print a message and return 2.
  */
 int audit_verify(const char *const *files, size_t n, const char *key_file, int from_any, FILE *out);
+
+/*
+ * audit_verify(), and with checkpoints (a stream of lines, e.g. the
+ * checkpoint file or lines grepped from syslog; name for messages) also
+ * check the files against the last checkpoint in it that carries a valid MAC
+ * under this key (other lines are ignored; lines that look like checkpoints
+ * but fail the MAC are counted in a note).  The checkpoint's file is matched
+ * by base name (a trailing ".gz" on a given file ignored; the last match
+ * wins).  Prints and returns 1 when that file is not among files or has fewer
+ * lines than the checkpoint counted ("FILE: N lines missing ...") or when its
+ * line N does not carry the checkpoint's chain ("FILE:N: does not match the
+ * checkpoint ..."); returns 2 when no valid checkpoint is found.  On success
+ * prints "N lines verified" and "checkpoint of TS reached: FILE line N".
+ * checkpoints NULL: exactly audit_verify().
+ */
+int audit_verify_checkpoint(const char *const *files, size_t n, const char *key_file, int from_any,
+                            FILE *checkpoints, const char *name, FILE *out);
 
 /*
  * Summary of files (plain or gzip): the period covered and, per service and per

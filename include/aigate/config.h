@@ -81,6 +81,9 @@ struct config {
         int scope_ai, log_query;
         uint64_t rotate_bytes;
         int keep;
+        int checkpoint_s;      /* 0: no periodic checkpoints */
+        char *checkpoint_file; /* resolved; NULL: syslog only */
+        char *node;            /* NULL: no "node" field */
     } audit;
 
     char *pages_dir;

@@ -1,7 +1,10 @@
 /*
  * Audit log: escaping, field order, nulls, the chain through the real writer
  * (tampering, deletion, reordering, truncation), rotation with gzip and keep,
- * reopen, reconfigure, scope, the key file, and the report.
+ * reopen, reconfigure, scope, the key file, and the report.  A full disk is
+ * played by RLIMIT_FSIZE (writes past it are cut short, then fail with EFBIG,
+ * SIGXFSZ ignored): whole lines or nothing, start-up on it, the partial line
+ * left by a crash moved aside; checkpoints and the "node" field.
  */
 #include "aigate/audit.h"
 
@@ -9,8 +12,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,7 +52,7 @@ tdir_remove(struct tdir *t)
 static struct audit_cfg
 tcfg(const struct tdir *t)
 {
-    struct audit_cfg c = {t->log, t->key, 0, 0, 0, 0};
+    struct audit_cfg c = {.path = t->log, .chain_key_file = t->key};
     return c;
 }
 
@@ -486,41 +491,6 @@ START_TEST(test_key_file)
 }
 END_TEST
 
-START_TEST(test_restart_and_partial_line)
-{
-    struct tdir t;
-    char out[512], want[512], copy[160], **lines;
-
-    tdir_make(&t);
-    struct audit_cfg c = tcfg(&t);
-    write_log(&t, c, 5);
-    write_log(&t, c, 5);
-    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
-    ck_assert_str_eq(out, "10 lines verified\n");
-
-    FILE *f = fopen(t.log, "a");
-    fputs("{\"ts\":\"2026-11-23T04:1", f);
-    fclose(f);
-    write_log(&t, c, 3);
-    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 1);
-    snprintf(want, sizeof(want), "%s:11: truncated/incomplete line\n", t.log);
-    ck_assert_str_eq(out, want);
-
-    /* the partial line never entered the chain: without it all 13 lines verify */
-    size_t nl = read_lines(t.log, &lines);
-    ck_assert_uint_eq(nl, 14);
-    ck_assert_str_eq(lines[10], "{\"ts\":\"2026-11-23T04:1\n");
-    free(lines[10]);
-    memmove(lines + 10, lines + 11, 3 * sizeof(*lines));
-    snprintf(copy, sizeof(copy), "%s/copy.jsonl", t.dir);
-    write_lines(copy, lines, 13);
-    ck_assert_int_eq(verify1(copy, t.key, out, sizeof(out)), 0);
-    ck_assert_str_eq(out, "13 lines verified\n");
-    free_lines(lines, 13);
-    tdir_remove(&t);
-}
-END_TEST
-
 static void
 wait_lines(struct audit *a, uint64_t want)
 {
@@ -533,6 +503,229 @@ wait_lines(struct audit *a, uint64_t want)
     }
     ck_abort_msg("writer did not write %llu lines", (unsigned long long)want);
 }
+
+/* The side file PATH.partial-* of t's log, or "" when there is none. */
+static void
+side_file(const struct tdir *t, char *out, size_t cap)
+{
+    DIR *d = opendir(t->dir);
+    struct dirent *de;
+
+    out[0] = '\0';
+    while ((de = readdir(d)))
+        if (strncmp(de->d_name, "audit.jsonl.partial-", 20) == 0)
+            ck_assert_int_lt(snprintf(out, cap, "%s/%.100s", t->dir, de->d_name), (int)cap);
+    closedir(d);
+}
+
+static off_t
+file_size(const char *file)
+{
+    struct stat st;
+    ck_assert_int_eq(stat(file, &st), 0);
+    return st.st_size;
+}
+
+static char *
+file_text(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    char *buf = calloc(1, 65536);
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, 65535, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static const char fragment[] = "{\"ts\":\"2026-11-23T04:1";
+
+/* A partial line (a crash) at start: moved to a side file, recorded, the chain verifies. */
+START_TEST(test_restart_and_partial_line)
+{
+    struct tdir t;
+    char out[512], side[256], want[512], **lines;
+
+    tdir_make(&t);
+    struct audit_cfg c = tcfg(&t);
+    write_log(&t, c, 5);
+    write_log(&t, c, 5);
+    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "10 lines verified\n");
+
+    FILE *f = fopen(t.log, "a");
+    fputs(fragment, f);
+    fclose(f);
+    write_log(&t, c, 3);
+    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "14 lines verified\n");
+
+    side_file(&t, side, sizeof(side));
+    ck_assert_str_ne(side, "");
+    char *kept = file_text(side);
+    ck_assert_str_eq(kept, fragment);
+    free(kept);
+    size_t nl = read_lines(t.log, &lines);
+    ck_assert_uint_eq(nl, 14);
+    snprintf(want, sizeof(want),
+             ",\"path\":\"%s\",\"service\":null,\"category\":null,\"rule\":\"audit:partial-line\","
+             "\"action\":\"error\",\"status\":null,\"bytes_in\":%zu,\"bytes_out\":null,\"ms\":null,"
+             "\"tls\":null,\"chain\":\"",
+             side, strlen(fragment));
+    ck_assert_ptr_nonnull(strstr(lines[10], want));
+    ck_assert_ptr_nonnull(strstr(lines[10], "\"client\":null,\"user\":null,\"method\":null"));
+    free_lines(lines, nl);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* Lower the file size limit (soft) to n bytes; SIGXFSZ is ignored so writes fail with EFBIG. */
+static void
+disk_full_at(rlim_t n)
+{
+    struct rlimit rl;
+    signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = n;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+static void
+disk_free(void)
+{
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+START_TEST(test_full_whole_lines)
+{
+    struct tdir t;
+    char out[512], err[256];
+    uint64_t lines, waits, dropped;
+
+    tdir_make(&t);
+    struct audit_cfg c = tcfg(&t);
+    write_log(&t, c, 5);
+    off_t size0 = file_size(t.log);
+
+    /* room for a third of a line: the piece written is cut off again */
+    disk_full_at((rlim_t)size0 + 100);
+    struct audit *a = audit_open(&c, err, sizeof(err));
+    ck_assert_msg(a != NULL, "%s", err);
+    emit_n(a, 5, 3);
+    usleep(400000);
+    ck_assert_int_eq(file_size(t.log), size0);
+    audit_stats(a, &lines, &waits, &dropped);
+    ck_assert_uint_eq(lines, 0);
+
+    /* room again: the lines waiting are written */
+    disk_free();
+    wait_lines(a, 3);
+    audit_stats(a, &lines, &waits, &dropped);
+    ck_assert_uint_eq(dropped, 0);
+
+    /* full again and stopped while full: no partial line is left behind */
+    off_t size1 = file_size(t.log);
+    disk_full_at((rlim_t)size1 + 50);
+    emit_n(a, 8, 4);
+    usleep(400000);
+    ck_assert_int_eq(file_size(t.log), size1);
+    audit_close(a);
+    ck_assert_int_eq(file_size(t.log), size1);
+    disk_free();
+    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "8 lines verified\n");
+
+    /* and the next start continues the chain */
+    write_log(&t, c, 2);
+    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "10 lines verified\n");
+    tdir_remove(&t);
+}
+END_TEST
+
+/* SIGUSR1 (logrotate moved the file) while the disk is full: the lines land whole in the new file.
+ */
+START_TEST(test_full_reopen)
+{
+    struct tdir t;
+    char out[512], err[256], old[160], **lines;
+
+    tdir_make(&t);
+    struct audit_cfg c = tcfg(&t);
+    write_log(&t, c, 5);
+    off_t size0 = file_size(t.log);
+    disk_full_at((rlim_t)size0 + 100);
+    struct audit *a = audit_open(&c, err, sizeof(err));
+    ck_assert_msg(a != NULL, "%s", err);
+    emit_n(a, 5, 3);
+    usleep(400000);
+    snprintf(old, sizeof(old), "%s/audit.jsonl.1", t.dir);
+    ck_assert_int_eq(rename(t.log, old), 0);
+    audit_request_reopen(a);
+    wait_lines(a, 3);
+    audit_close(a);
+    disk_free();
+    ck_assert_int_eq(file_size(old), size0);
+    size_t nl = read_lines(t.log, &lines);
+    ck_assert_uint_eq(nl, 3);
+    free_lines(lines, nl);
+    const char *files[] = {old, t.log};
+    ck_assert_int_eq(verify(files, 2, t.key, 0, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "8 lines verified\n");
+    tdir_remove(&t);
+}
+END_TEST
+
+/*
+ * Start on a full disk with a partial line left by a crash: aigate starts,
+ * writes nothing (the piece cannot be moved aside yet), and once there is
+ * room the piece goes to the side file and the chain continues.
+ */
+START_TEST(test_full_start)
+{
+    struct tdir t;
+    char out[512], err[256], side[256], **lines;
+    uint64_t lines_n, waits, dropped;
+
+    tdir_make(&t);
+    struct audit_cfg c = tcfg(&t);
+    write_log(&t, c, 5);
+    FILE *f = fopen(t.log, "a");
+    fputs(fragment, f);
+    fclose(f);
+    off_t size0 = file_size(t.log);
+
+    disk_full_at(10);
+    struct audit *a = audit_open(&c, err, sizeof(err));
+    ck_assert_msg(a != NULL, "%s", err);
+    emit_n(a, 5, 3);
+    usleep(400000);
+    audit_stats(a, &lines_n, &waits, &dropped);
+    ck_assert_uint_eq(lines_n, 0);
+    audit_close(a);
+    ck_assert_int_eq(file_size(t.log), size0);
+    side_file(&t, side, sizeof(side));
+    ck_assert_str_eq(side, "");
+
+    disk_free();
+    write_log(&t, c, 2);
+    side_file(&t, side, sizeof(side));
+    ck_assert_str_ne(side, "");
+    char *kept = file_text(side);
+    ck_assert_str_eq(kept, fragment);
+    free(kept);
+    size_t nl = read_lines(t.log, &lines);
+    ck_assert_uint_eq(nl, 8);
+    ck_assert_ptr_nonnull(strstr(lines[5], "\"rule\":\"audit:partial-line\",\"action\":\"error\""));
+    free_lines(lines, nl);
+    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "8 lines verified\n");
+    tdir_remove(&t);
+}
+END_TEST
 
 START_TEST(test_reopen)
 {
@@ -608,6 +801,248 @@ START_TEST(test_reconfigure)
     ck_assert_int_eq(audit_reconfigure(a, &c, err, sizeof(err)), -1);
     ck_assert_ptr_nonnull(strstr(err, "no/such/dir.jsonl"));
     audit_close(a);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* audit_verify_checkpoint() over files with the checkpoints in ckfile. */
+static int
+verify_ck(const char *const *files, size_t n, int from_any, const char *key, const char *ckfile,
+          char *out, size_t cap)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len), *ck = fopen(ckfile, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(ck);
+    int rc = audit_verify_checkpoint(files, n, key, from_any, ck, ckfile, f);
+    fclose(ck);
+    fclose(f);
+    snprintf(out, cap, "%s", buf);
+    free(buf);
+    return rc;
+}
+
+static int
+verify_ck1(const char *file, const char *key, const char *ckfile, char *out, size_t cap)
+{
+    const char *files[] = {file};
+    return verify_ck(files, 1, 0, key, ckfile, out, cap);
+}
+
+/* The chain of a log line (64 hex characters), NUL-terminated in out. */
+static void
+line_chain(const char *line, char out[65])
+{
+    const char *c = strstr(line, "\"chain\":\"");
+    ck_assert_ptr_nonnull(c);
+    memcpy(out, c + 9, 64);
+    out[64] = '\0';
+}
+
+/* A checkpoint at stop; cutting lines off the end is found and counted. */
+START_TEST(test_checkpoint_stop)
+{
+    struct tdir t;
+    char out[1024], want[1024], ckf[160], cp[160], chain[65], **lines, **cks;
+
+    tdir_make(&t);
+    snprintf(ckf, sizeof(ckf), "%s/checkpoints", t.dir);
+    snprintf(cp, sizeof(cp), "%s/cut.jsonl", t.dir);
+    struct audit_cfg c = tcfg(&t);
+    c.checkpoint_file = ckf;
+    write_log(&t, c, 7);
+
+    size_t nl = read_lines(t.log, &lines);
+    ck_assert_uint_eq(nl, 7);
+    size_t nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, 1);
+    line_chain(lines[6], chain);
+    ck_assert_int_eq(strncmp(cks[0], "aigate-checkpoint v1 ts=", 24), 0);
+    snprintf(want, sizeof(want), " lines=7 chain=%s file=%s mac=", chain, t.log);
+    ck_assert_ptr_nonnull(strstr(cks[0], want));
+    ck_assert_uint_eq(strlen(strstr(cks[0], " mac=")), 5 + 64 + 1);
+
+    ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "7 lines verified\ncheckpoint of "));
+    snprintf(want, sizeof(want), " reached: %s line 7\n", t.log);
+    ck_assert_ptr_nonnull(strstr(out, want));
+
+    /* the last line deleted: a valid chain, but one line short of the checkpoint */
+    write_lines(t.log, lines, 6);
+    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
+    ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 1);
+    snprintf(want, sizeof(want), "%s: 1 line missing: the checkpoint of ", t.log);
+    ck_assert_ptr_nonnull(strstr(out, want));
+    ck_assert_ptr_nonnull(strstr(out, " counted 7, the file has 6\n"));
+    ck_assert_ptr_null(strstr(out, "verified"));
+
+    /* truncated to 3 lines */
+    write_lines(t.log, lines, 3);
+    ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 1);
+    ck_assert_ptr_nonnull(strstr(out, ": 4 lines missing: "));
+    ck_assert_ptr_nonnull(strstr(out, " counted 7, the file has 3\n"));
+
+    /* only another file given: the checkpoint's file is not among those checked */
+    write_lines(t.log, lines, 7);
+    write_lines(cp, lines, 7);
+    ck_assert_int_eq(verify_ck1(cp, t.key, ckf, out, sizeof(out)), 1);
+    snprintf(want, sizeof(want), "%s: 7 lines missing: ", t.log);
+    ck_assert_ptr_nonnull(strstr(out, want));
+    ck_assert_ptr_nonnull(strstr(out, "not among the files checked\n"));
+    ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 0);
+
+    /* rewritten by someone holding the key (same count, other lines): the chain at line 7 differs
+     */
+    struct tdir t2;
+    tdir_make(&t2);
+    ck_assert_int_eq(link(t.key, t2.key), 0);
+    write_log(&t2, tcfg(&t2), 9);
+    ck_assert_int_eq(verify_ck1(t2.log, t.key, ckf, out, sizeof(out)), 1);
+    snprintf(want, sizeof(want), "%s:7: does not match the checkpoint of ", t2.log);
+    ck_assert_ptr_nonnull(strstr(out, want));
+    tdir_remove(&t2);
+    free_lines(lines, nl);
+
+    /* checkpoints grepped from syslog, with junk and a forged one around a valid one */
+    char sys[160];
+    snprintf(sys, sizeof(sys), "%s/syslog", t.dir);
+    FILE *f = fopen(sys, "w");
+    fprintf(f, "Dec  6 06:00:00 host sshd[1]: something else\n");
+    fprintf(f, "Dec  6 06:00:01 host aigate[42]: %s", cks[0]);
+    char *forged = strdup(cks[0]);
+    *strstr(forged, " lines=7 ") = '\0';
+    fprintf(f, "Dec  6 06:00:02 host aigate[42]: %s lines=3 %s", forged,
+            strstr(cks[0], " lines=7 ") + 9);
+    fclose(f);
+    free(forged);
+    ck_assert_int_eq(verify_ck1(t.log, t.key, sys, out, sizeof(out)), 0);
+    snprintf(want, sizeof(want), "%s: 1 checkpoint line ignored (malformed, altered", sys);
+    ck_assert_ptr_nonnull(strstr(out, want));
+
+    /* no valid checkpoint at all */
+    f = fopen(sys, "w");
+    fprintf(f, "%.*s0\n", (int)strlen(cks[0]) - 2, cks[0]);
+    fclose(f);
+    ck_assert_int_eq(verify_ck1(t.log, t.key, sys, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, ": no checkpoint made with this chain key\n"));
+    free_lines(cks, nc);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* Rotation writes a checkpoint naming the rotated file; matched against its .gz. */
+START_TEST(test_checkpoint_rotation)
+{
+    struct tdir t;
+    char out[1024], ckf[160], one[160], **cks, **rot;
+    size_t nrot;
+
+    tdir_make(&t);
+    snprintf(ckf, sizeof(ckf), "%s/checkpoints", t.dir);
+    snprintf(one, sizeof(one), "%s/one", t.dir);
+    struct audit_cfg c = tcfg(&t);
+    c.checkpoint_file = ckf;
+    c.rotate_bytes = 4000;
+    write_log(&t, c, 40);
+    ck_assert_int_eq(audit_rotated_files(t.log, &rot, &nrot), 0);
+    ck_assert_uint_ge(nrot, 3);
+    size_t nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, nrot + 1);
+    const char **files = calloc(nrot + 1, sizeof(*files));
+    for (size_t i = 0; i < nrot; i++)
+        files[i] = rot[i];
+    files[nrot] = t.log;
+    ck_assert_int_eq(verify_ck(files, nrot + 1, 0, t.key, ckf, out, sizeof(out)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "40 lines verified\n"));
+
+    /* the first rotation's checkpoint: its count fits the first .gz */
+    char *slash = strrchr(rot[0], '/');
+    size_t blen = strlen(slash) - 3; /* "/NAME" without ".gz" */
+    ck_assert_ptr_nonnull(strstr(cks[0], " file="));
+    ck_assert_int_eq(strncmp(strstr(cks[0], " file=") + 6 + strlen(t.dir), slash, blen), 0);
+    FILE *f = fopen(one, "w");
+    fputs(cks[0], f);
+    fclose(f);
+    ck_assert_int_eq(verify_ck(files, nrot + 1, 0, t.key, one, out, sizeof(out)), 0);
+    ck_assert_int_eq(verify_ck(files + 1, nrot, 1, t.key, one, out, sizeof(out)), 1);
+    ck_assert_ptr_nonnull(strstr(out, "not among the files checked"));
+    free(files);
+    audit_files_free(rot, nrot);
+    free_lines(cks, nc);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* checkpoint_s: a periodic checkpoint once lines were written, none while idle. */
+START_TEST(test_checkpoint_periodic)
+{
+    struct tdir t;
+    char err[256], ckf[160], **cks;
+    size_t nc = 0;
+
+    tdir_make(&t);
+    snprintf(ckf, sizeof(ckf), "%s/checkpoints", t.dir);
+    struct audit_cfg c = tcfg(&t);
+    c.checkpoint_file = ckf;
+    c.checkpoint_s = 1;
+    struct audit *a = audit_open(&c, err, sizeof(err));
+    ck_assert_msg(a != NULL, "%s", err);
+    emit_n(a, 0, 2);
+    wait_lines(a, 2);
+    for (int i = 0; i < 40 && access(ckf, F_OK) < 0; i++)
+        usleep(100000);
+    nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, 1);
+    ck_assert_ptr_nonnull(strstr(cks[0], " lines=2 "));
+    free_lines(cks, nc);
+    usleep(2200000);
+    nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, 1);
+    free_lines(cks, nc);
+    audit_close(a);
+    nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, 2);
+    free_lines(cks, nc);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* audit.node: "node" after "tls" and before "dlp"; verified like any field; in checkpoints too. */
+START_TEST(test_node)
+{
+    struct tdir t;
+    char out[512], err[256], ckf[160], **lines, **cks;
+    static const char *const kinds[] = {"kr-rrn"};
+
+    tdir_make(&t);
+    snprintf(ckf, sizeof(ckf), "%s/checkpoints", t.dir);
+    struct audit_cfg c = tcfg(&t);
+    c.node = "gw-1.corp";
+    c.checkpoint_file = ckf;
+    struct audit *a = audit_open(&c, err, sizeof(err));
+    ck_assert_msg(a != NULL, "%s", err);
+    struct audit_rec r;
+    rec_fill(&r, 0);
+    audit_emit(a, &r);
+    r.dlp = kinds;
+    r.ndlp = 1;
+    audit_emit(a, &r);
+    audit_close(a);
+    size_t nl = read_lines(t.log, &lines);
+    ck_assert_uint_eq(nl, 2);
+    ck_assert_ptr_nonnull(
+        strstr(lines[0], "\"tls\":\"intercept\",\"node\":\"gw-1.corp\",\"chain\":"));
+    ck_assert_ptr_nonnull(strstr(
+        lines[1], "\"tls\":\"intercept\",\"node\":\"gw-1.corp\",\"dlp\":[\"kr-rrn\"],\"chain\":"));
+    free_lines(lines, nl);
+    size_t nc = read_lines(ckf, &cks);
+    ck_assert_uint_eq(nc, 1);
+    ck_assert_ptr_nonnull(strstr(cks[0], " node=gw-1.corp file="));
+    free_lines(cks, nc);
+    ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "2 lines verified\n");
+    ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 0);
     tdir_remove(&t);
 }
 END_TEST
@@ -829,6 +1264,13 @@ audit_suite(void)
     tcase_add_test(tc, test_chain_tamper);
     tcase_add_test(tc, test_key_file);
     tcase_add_test(tc, test_restart_and_partial_line);
+    tcase_add_test(tc, test_full_whole_lines);
+    tcase_add_test(tc, test_full_reopen);
+    tcase_add_test(tc, test_full_start);
+    tcase_add_test(tc, test_checkpoint_stop);
+    tcase_add_test(tc, test_checkpoint_rotation);
+    tcase_add_test(tc, test_checkpoint_periodic);
+    tcase_add_test(tc, test_node);
     tcase_add_test(tc, test_reopen);
     tcase_add_test(tc, test_reconfigure);
     tcase_add_test(tc, test_rotation_keep);
