@@ -1004,8 +1004,7 @@ ack_store_commit(struct ack_store *s, struct worker *w, const char *token, size_
     char key[ACK_USER_MAX + 1 + ACK_SERVICE_MAX];
     struct ack_tok p;
     size_t klen = 0;
-    int ok = ack_token_parse(token, len, &p) == 0 && ack_name_ok(user, ACK_USER_MAX) &&
-             ack_name_ok(service, ACK_SERVICE_MAX) && (klen = ack_pair_key(user, service, key));
+    int ok = ack_token_parse(token, len, &p) == 0 && (klen = ack_pair_key(user, service, key));
     /* The key, then its journal text: a nonce line and an acknowledgement line. */
     size_t room = ok ? klen + 1 + ACK_NONCE_HEX + 3 * klen + 2 * ACK_LINE_FIXED : 0;
     struct ack_commit *c = malloc(sizeof(*c) + room);

@@ -164,7 +164,7 @@ typedef void (*ack_commit_cb)(enum ack_verdict v, void *arg);
  * when both are durable (the grant is visible to ack_store_check() from then
  * on), ACK_REPLAYED when the nonce was used before (also while that earlier
  * commit is still in flight), ACK_MALFORMED when token does not parse or a
- * name is too long or holds a newline, ACK_STORE_FAILED when writing or
+ * name is too long, ACK_STORE_FAILED when writing or
  * syncing the journal failed (the nonce stays used).  The nonce is taken at
  * once, so of two concurrent commits of one token exactly one can succeed.
  *
