@@ -2,9 +2,9 @@
  * Caution-page acknowledgements (SPEC sections 3 "ack" and 6 "warn"): the
  * secret, the tokens the caution page carries, the store of who acknowledged
  * which service until when, and the parsing of the POST /__aigate/ack form.
- * Nothing here touches a socket or an event loop; the store has threads of
- * its own and hands finished commits back to the submitting worker through
- * the offload pool's completion path (include/aigate/offload.h).
+ * Nothing here touches a socket or runs an event loop; the store has threads
+ * of its own and hands finished commits back to the submitting worker
+ * through the offload pool's completion path (include/aigate/offload.h).
  *
  * Secret file.  A key file (include/aigate/keyfile.h): 64 hex characters and
  * a newline (32 random bytes), a raw 32-byte file is accepted too.  Created
@@ -51,19 +51,25 @@
  * renamed over the journal, and the folder synced before the next commit on
  * the new file completes.  A crash at any point leaves one of: the old state
  * file with the whole journal; the new state file with the whole journal
- * (the covered part replays over it harmlessly: nonces are a set, and the
- * grants replay in commit order, so the newest expiry wins); or the new state
- * file with the journal's tail.  Each loads to everything committed.
+ * (the covered part replays over it harmlessly: nonces are a set, and every
+ * grant the state file has from after J is in the journal after J too, so
+ * the grants replayed in commit order leave each pair at its latest
+ * commit); or the new state file with the journal's tail.  Each loads to
+ * everything committed.  The state file never has to be in step with the
+ * journal for this: it may also hold nonces whose commit failed.
  *
  * Loading.  The state file, then the journal replayed line by line.  A last
  * journal line without its newline is a write torn by the crash: ignored and
- * cut off (its commit was never answered).  Any other malformed line, in
- * either file, is an error "FILE:LINE: message".
+ * cut off (its commit was never answered; when the tear is in the
+ * acknowledgement line, the whole nonce line before it keeps the token
+ * used).  Any other malformed line, in either file, is an error
+ * "FILE:LINE: message".
  *
  * Other stores.  The store is reached only through ack_store_commit() (with
  * its callback), ack_store_cancel() and ack_store_check(), so a store shared
  * by a fleet (Redis or Valkey: SET nonce NX EX plus SET ack EX in one
- * MULTI, reply on the worker's loop) implements the same calls.  It would
+ * MULTI, the reply arriving on the worker's loop, which is also where such a
+ * store keeps its per-worker connection) implements the same calls.  It would
  * also make ack_store_check() asynchronous, or serve it from a local cache
  * it keeps in step; today the check is a memory lookup.
  *
