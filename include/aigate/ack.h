@@ -174,9 +174,10 @@ typedef void (*ack_commit_cb)(enum ack_verdict v, void *arg);
  * syncing the journal failed (the nonce stays used).  The nonce is taken at
  * once, so of two concurrent commits of one token exactly one can succeed.
  *
- * Returns the handle for ack_store_cancel(), valid until cb runs or the
- * commit is cancelled; NULL on immediate failure (out of memory: then cb
- * never runs and nothing was recorded).  The store owns the handle.
+ * Call it on w's thread.  Returns the handle for ack_store_cancel(), valid
+ * until cb runs or the commit is cancelled; NULL on immediate failure (out
+ * of memory: then cb never runs and nothing was recorded).  The store owns
+ * the handle.
  */
 struct ack_commit *ack_store_commit(struct ack_store *s, struct worker *w, const char *token,
                                     size_t len, time_t nonce_expires, const char *user,

@@ -363,23 +363,35 @@ tw_done_jobs(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+tw_init_worker(struct worker *w)
+{
+    memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->done_mu, NULL);
+    ck_assert_ptr_nonnull(w->base = event_base_new());
+    ck_assert_ptr_nonnull(w->done_ev = event_new(w->base, -1, 0, tw_done_jobs, w));
+}
+
+static void
+tw_free_worker(struct worker *w)
+{
+    offload_complete(w);
+    event_free(w->done_ev);
+    event_base_free(w->base);
+    pthread_mutex_destroy(&w->done_mu);
+}
+
+static void
 tw_init(void)
 {
     evthread_use_pthreads();
-    memset(&tw, 0, sizeof(tw));
-    pthread_mutex_init(&tw.done_mu, NULL);
-    ck_assert_ptr_nonnull(tw.base = event_base_new());
-    ck_assert_ptr_nonnull(tw.done_ev = event_new(tw.base, -1, 0, tw_done_jobs, &tw));
+    tw_init_worker(&tw);
     ndone = 0;
 }
 
 static void
 tw_free(void)
 {
-    offload_complete(&tw);
-    event_free(tw.done_ev);
-    event_base_free(tw.base);
-    pthread_mutex_destroy(&tw.done_mu);
+    tw_free_worker(&tw);
 }
 
 static void
@@ -826,8 +838,21 @@ END_TEST
 struct submitter {
     struct ack_store *s;
     int id;
-    enum ack_verdict v[PER_THREAD];
+    struct worker w; /* its own loop, as each proxy worker has */
+    int done;
+    struct slot {
+        struct submitter *a;
+        enum ack_verdict v;
+    } slot[PER_THREAD];
 };
+
+static void
+on_thread_commit(enum ack_verdict v, void *arg)
+{
+    struct slot *sl = arg;
+    sl->v = v;
+    sl->a->done++;
+}
 
 static void *
 submitter(void *p)
@@ -837,17 +862,21 @@ submitter(void *p)
     char user[32], t[ACK_TOKEN_BUF];
     for (int i = 0; i < PER_THREAD; i++) {
         snprintf(user, sizeof(user), "w%d-%d", a->id, i % 50);
+        a->slot[i].a = a;
         if (ack_token_make(key1, user, "deepseek", now, t, sizeof(t)) < 0 ||
-            !ack_store_commit(a->s, &tw, t, strlen(t), now + 600, user, "deepseek", now + 3600,
-                              on_commit, &a->v[i]))
+            !ack_store_commit(a->s, &a->w, t, strlen(t), now + 600, user, "deepseek", now + 3600,
+                              on_thread_commit, &a->slot[i]))
             return (void *)1;
         ack_store_check(a->s, user, "deepseek", now);
+        event_base_loop(a->w.base, EVLOOP_NONBLOCK);
     }
+    while (a->done < PER_THREAD)
+        event_base_loop(a->w.base, EVLOOP_ONCE);
     return NULL;
 }
 
-/* Commits from several threads at once, the loop collecting their answers:
- * every one lands, and they share syncs (group commit). */
+/* Workers on their own threads commit at once, each loop collecting its
+ * answers: every one lands, and they share syncs (group commit). */
 START_TEST(store_threads)
 {
     struct ack_store *s = open_store();
@@ -856,6 +885,7 @@ START_TEST(store_threads)
     for (int i = 0; i < THREADS; i++) {
         args[i].s = s;
         args[i].id = i;
+        tw_init_worker(&args[i].w);
         ck_assert_int_eq(pthread_create(&th[i], NULL, submitter, &args[i]), 0);
     }
     for (int i = 0; i < THREADS; i++) {
@@ -863,15 +893,16 @@ START_TEST(store_threads)
         pthread_join(th[i], &rv);
         ck_assert_ptr_null(rv);
     }
-    run_until(THREADS * PER_THREAD);
     for (int i = 0; i < THREADS; i++)
         for (int k = 0; k < PER_THREAD; k++)
-            ck_assert_int_eq(args[i].v[k], ACK_OK);
+            ck_assert_int_eq(args[i].slot[k].v, ACK_OK);
     struct ack_store_stats st;
     ack_store_stats(s, &st);
     ck_assert_uint_eq(st.commits, THREADS * PER_THREAD);
     ck_assert_msg(st.syncs < st.commits / 2, "%lu commits took %lu syncs", st.commits, st.syncs);
     ack_store_close(s);
+    for (int i = 0; i < THREADS; i++)
+        tw_free_worker(&args[i].w);
     ck_assert_uint_eq(count_lines(statefile), 1 + THREADS * 50 + THREADS * PER_THREAD);
 }
 END_TEST
@@ -1065,6 +1096,7 @@ START_TEST(journal_survives_kill)
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        event_reinit(tw.base);
         struct ack_store *s = open_store();
         if (grant(s, "warm", "up", now + 3600) != ACK_OK)
             _exit(2);
