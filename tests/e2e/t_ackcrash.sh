@@ -8,9 +8,10 @@
 # received must still let its user through, and its token must be refused as
 # used.  Tries: single acknowledgements right after another one (so the state
 # file writer has just written and is pausing), and a burst of parallel
-# acknowledgements killed halfway.  Finally a burst of 200 parallel ack POSTs
-# without a kill is timed, and the fsyncs it took are read from the proxy's
-# stop line.
+# acknowledgements killed halfway.  Clients that hang up while their
+# acknowledgement is being recorded leave their token used and nothing
+# dangling.  Finally a burst of 200 parallel ack POSTs without a kill is
+# timed, and the fsyncs it took are read from the proxy's stop line.
 source "$(dirname "$0")/lib.sh"
 
 start_origin
@@ -142,6 +143,24 @@ def acks(path, out, pid, kill_at, threads):
             f.write(json.dumps(it) + "\n")
     print("%.0f" % ms)
 
+def hangup(path):
+    """POST every acknowledgement and end the connection at once (FIN right
+    behind the form, so the proxy reads the whole form and then the end),
+    never reading the answer."""
+    socks = []
+    for it in load(path):
+        body = urllib.parse.urlencode({"url": it["url"], "token": it["token"]}).encode()
+        s = socket.create_connection(("127.0.0.1", PORT), timeout=20,
+                                     source_address=(it["src"], 0))
+        s.sendall(("POST %s/__aigate/ack HTTP/1.1\r\nHost: %s\r\nAccept: text/html\r\n"
+                   "Content-Type: application/x-www-form-urlencoded\r\n"
+                   "Content-Length: %d\r\n\r\n" % (GPT, HOST, len(body))).encode() + body)
+        s.shutdown(socket.SHUT_WR)
+        socks.append(s)
+    time.sleep(0.5)
+    for s in socks:
+        s.close()
+
 def check(path):
     """After the restart: each acknowledgement answered 303 still holds and its
     token is refused as used.  Prints "answered held replay_refused"."""
@@ -169,6 +188,8 @@ elif cmd == "acks":
     acks(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
 elif cmd == "check":
     check(sys.argv[2])
+elif cmd == "hangup":
+    hangup(sys.argv[2])
 EOF
 ackc() {
     PROXY_PORT=$PROXY_PORT GPT=$GPT "$PY" "$T/ackc.py" "$@"
@@ -206,6 +227,21 @@ done
 
 # ---- a burst of parallel acknowledgements, killed halfway ---------------------
 crash_try burst 100 120 60 20
+
+# ---- clients that hang up while their acknowledgement is being recorded -------
+# The connection ends while its commit is in flight (conn_close cancels the
+# answer): the commit still completes, nothing dangles (ASan watches), and the
+# token stays used.
+ackc tokens 300 30 "$T/hangup.tok" || die "hangup: no caution pages"
+ackc hangup "$T/hangup.tok" || die "hangup: client failed"
+sed 's/}$/, "status": 303}/' "$T/hangup.tok" >"$T/hangup.res"
+out=$(ackc check "$T/hangup.res" 2>/dev/null)
+read -r answered _ refused <<<"$out"
+assert_eq "hangup: every token POSTed by a client that hung up is used" "$answered" "$refused"
+alive "$PROXY_PID" || fail "hangup: the proxy died"
+cancelled=$(audit_count "$D/audit.jsonl" \
+    'd["action"] == "ack" and "\"%s\"" % d["client"] in open("'"$T"'/hangup.tok").read()')
+echo "# hangup: $((30 - cancelled)) of 30 answers were dropped with their connection (the rest went out first)"
 
 # ---- throughput: 200 parallel ack POSTs, no kill -------------------------------
 ackc tokens 400 200 "$T/rate.tok" || die "rate: no caution pages"
