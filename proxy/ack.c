@@ -1057,7 +1057,7 @@ void
 ack_store_cancel(struct ack_commit *c)
 {
     if (c)
-        c->job.owner = NULL;
+        offload_cancel(&c->job); /* the journal thread never reads it: the commit completes */
 }
 
 void

@@ -240,8 +240,10 @@ read -r answered _ refused <<<"$out"
 assert_eq "hangup: every token POSTed by a client that hung up is used" "$answered" "$refused"
 alive "$PROXY_PID" || fail "hangup: the proxy died"
 cancelled=$(audit_count "$D/audit.jsonl" \
-    'd["action"] == "ack" and "\"%s\"" % d["client"] in open("'"$T"'/hangup.tok").read()')
+    'd["action"] == "ack" and d["status"] == 303 and "\"%s\"" % d["client"] in open("'"$T"'/hangup.tok").read()')
 echo "# hangup: $((30 - cancelled)) of 30 answers were dropped with their connection (the rest went out first)"
+assert_eq "hangup: one ack audit line per acknowledgement, answered or not" 30 "$(audit_count \
+    "$D/audit.jsonl" 'd["action"] == "ack" and "\"%s\"" % d["client"] in open("'"$T"'/hangup.tok").read()')"
 
 # ---- throughput: 200 parallel ack POSTs, no kill -------------------------------
 ackc tokens 400 200 "$T/rate.tok" || die "rate: no caution pages"
