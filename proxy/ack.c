@@ -1,13 +1,17 @@
 /*
- * Acknowledgements of the caution page: secret, tokens, the shared store and
- * its state file, the ack form and the return-target URL check.  See
- * include/aigate/ack.h for the formats.
+ * Acknowledgements of the caution page: secret, tokens, the store with its
+ * journal and state file, the ack form and the return-target URL check.  See
+ * include/aigate/ack.h for the formats and the crash argument.
  *
- * Invariants: the store's tables are only touched under s->mu, and nothing
- * under s->mu does I/O or waits; the state file on disk is always a complete
- * file written by the writer thread (temporary file + rename); hash keys are
- * hashed with SipHash-2-4 under a per-store random key, so clients cannot aim
- * entries at one bucket.
+ * Invariants: the store's tables and the journal queue are only touched under
+ * s->mu, and nothing under s->mu does I/O or waits; the state file on disk is
+ * always a complete file written by the writer thread (temporary file +
+ * rename); the journal file is written by the journal thread alone and ends
+ * in whole commits, except after a failed write, which is cut off before the
+ * next; a commit's nonce is in memory before its journal line is written and
+ * its grant right after the line is synced, so every line before s->jend is
+ * in memory; hash keys are hashed with SipHash-2-4 under a per-store random
+ * key, so clients cannot aim entries at one bucket.
  */
 #include "aigate/ack.h"
 
@@ -30,6 +34,7 @@
 
 #include "aigate/keyfile.h"
 #include "aigate/log.h"
+#include "aigate/offload.h"
 
 #define ACK_NONCE_BYTES (ACK_NONCE_HEX / 2)
 #define ACK_BUCKETS_MIN 1024
@@ -38,6 +43,7 @@
 #define ACK_SWEEP_BUCKETS 64
 #define ACK_LINE_FIXED 24          /* two tabs, a time, a newline */
 #define ACK_CHUNK_BYTES (32 << 10) /* state text formatted per hold of the mutex */
+#define ACK_JOURNAL_SUFFIX ".journal"
 #define ACK_STATE_HEADER "# aigate acknowledgements v1: USER\tSERVICE\tEXPIRES | NONCE\tEXPIRES\n"
 
 static const char ack_hexdig[] = "0123456789abcdef";
@@ -273,6 +279,8 @@ ack_verdict_text(enum ack_verdict v)
         return "already used";
     case ACK_MALFORMED:
         return "malformed";
+    case ACK_STORE_FAILED:
+        return "not recorded";
     }
     return "unknown";
 }
@@ -474,16 +482,49 @@ ack_table_put(struct ack_table *t, uint64_t h, const char *key, size_t klen, tim
 
 /* ---- store ------------------------------------------------------------------ */
 
+/*
+ * Journal positions are logical: bytes ever written to the journal, so they
+ * keep their meaning when compaction replaces the file by its tail.  The
+ * journal's first byte is at jbase, its end at jbase + jlen.
+ */
 struct ack_store {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;  /* wakes the state writer */
+    pthread_cond_t jcv; /* wakes the journal thread */
     struct ack_table acks, nonces;
     uint64_t sipkey[2];
-    char *path;
+    char *path, *jpath;
     unsigned long gen; /* bumped on every change */
-    int stop;
-    int have_thread;
-    pthread_t writer;
+    int stop, jstop;
+    struct ack_commit *qhead, **qtail; /* commits waiting for the journal */
+    uint64_t jend;                     /* every journal line before it is in memory */
+    uint64_t jcover; /* every journal line before it is in the state file on disk */
+    struct ack_store_stats st;
+    /* The journal file: the journal thread's alone (open and close's while it is not running). */
+    int jfd;         /* -1: not open (open failed; tried again at the next commit) */
+    uint64_t jbase;  /* logical position of its first byte */
+    size_t jlen;     /* its length up to the end of the last whole commit */
+    int jcut;        /* bytes past jlen may be there: cut them before the next write */
+    int jdir;        /* its name is not yet synced in its folder */
+    uint64_t jtried; /* the cover of the last compaction that failed */
+    char *jbuf;      /* a batch's text, or the tail being copied */
+    size_t jbufcap;
+    pthread_t writer, journal;
+    int have_journal;
+};
+
+/* A commit: in the journal queue, then handed back to its worker. */
+struct ack_commit {
+    struct offload_job job; /* first: the hand-back returns this pointer; owner is the commit */
+    struct ack_commit *qnext;
+    ack_commit_cb cb;
+    void *arg;
+    enum ack_verdict verdict;
+    uint64_t hash; /* of the pair key */
+    time_t grant_expires;
+    size_t klen, tlen;
+    char *text; /* the journal lines, tlen bytes, after the key */
+    char key[]; /* USER NUL SERVICE NUL, then the text */
 };
 
 /* Build USER NUL SERVICE into key; its length, or 0 if a name is too long. */
@@ -507,23 +548,6 @@ ack_store_changed(struct ack_store *s)
 }
 
 int
-ack_store_grant(struct ack_store *s, const char *user, const char *service, time_t expires)
-{
-    char key[ACK_USER_MAX + 1 + ACK_SERVICE_MAX];
-    size_t klen = ack_pair_key(user, service, key);
-    if (!klen)
-        return -1;
-    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
-    time_t now = time(NULL);
-    pthread_mutex_lock(&s->mu);
-    int rc = ack_table_put(&s->acks, h, key, klen, expires, now, 1);
-    if (rc >= 0)
-        ack_store_changed(s);
-    pthread_mutex_unlock(&s->mu);
-    return rc < 0 ? -1 : 0;
-}
-
-int
 ack_store_check(struct ack_store *s, const char *user, const char *service, time_t now)
 {
     char key[ACK_USER_MAX + 1 + ACK_SERVICE_MAX];
@@ -535,22 +559,6 @@ ack_store_check(struct ack_store *s, const char *user, const char *service, time
     int ok = ack_table_find(&s->acks, h, key, klen, now) != NULL;
     pthread_mutex_unlock(&s->mu);
     return ok;
-}
-
-enum ack_verdict
-ack_store_consume_nonce(struct ack_store *s, const char *token, size_t len, time_t expires)
-{
-    struct ack_tok p;
-    if (ack_token_parse(token, len, &p) < 0)
-        return ACK_MALFORMED;
-    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)p.nonce, ACK_NONCE_HEX);
-    time_t now = time(NULL);
-    pthread_mutex_lock(&s->mu);
-    int rc = ack_table_put(&s->nonces, h, p.nonce, ACK_NONCE_HEX, expires, now, 0);
-    if (rc > 0)
-        ack_store_changed(s);
-    pthread_mutex_unlock(&s->mu);
-    return rc > 0 ? ACK_OK : ACK_REPLAYED;
 }
 
 static char *
@@ -567,6 +575,16 @@ ack_put_encoded(char *o, const char *s, size_t n)
         }
     }
     return o;
+}
+
+/* USER TAB SERVICE, encoded, from a pair key (klen bytes). */
+static char *
+ack_put_pair(char *o, const char *key, size_t klen)
+{
+    size_t ul = strlen(key);
+    o = ack_put_encoded(o, key, ul);
+    *o++ = '\t';
+    return ack_put_encoded(o, key + ul + 1, klen - ul - 1);
 }
 
 static char *
@@ -603,10 +621,7 @@ ack_format_bucket(const struct ack_table *t, size_t i, int pairs, time_t now, st
         if (e->expires <= now)
             continue;
         if (pairs) {
-            size_t ul = strlen(e->key);
-            o = ack_put_encoded(o, e->key, ul);
-            *o++ = '\t';
-            o = ack_put_encoded(o, e->key + ul + 1, e->klen - ul - 1);
+            o = ack_put_pair(o, e->key, e->klen);
         } else {
             memcpy(o, e->key, e->klen);
             o += e->klen;
@@ -712,7 +727,9 @@ ack_wait_until(struct ack_store *s, const struct timespec *deadline)
 
 /* The writer: sleeps until a change, writes the state file, then waits out
  * the batching interval (or ACK_RETRY_S after a failure) before the next
- * write.  On stop it writes what is pending once more and leaves. */
+ * write.  The journal position read before a write is what the written file
+ * covers: published once the file is in place, for compaction.  On stop it
+ * writes what is pending once more and leaves. */
 static void *
 ack_writer_main(void *arg)
 {
@@ -726,6 +743,7 @@ ack_writer_main(void *arg)
         if (s->gen == written)
             break;
         unsigned long gen = s->gen;
+        uint64_t cover = s->jend;
         int stopping = s->stop;
         pthread_mutex_unlock(&s->mu);
 
@@ -742,6 +760,10 @@ ack_writer_main(void *arg)
             deadline.tv_sec += ACK_RETRY_S;
         }
         pthread_mutex_lock(&s->mu);
+        if (ok && cover > s->jcover) {
+            s->jcover = cover;
+            pthread_cond_signal(&s->jcv);
+        }
         if (!ok && stopping)
             break;
         ack_wait_until(s, &deadline);
@@ -749,6 +771,304 @@ ack_writer_main(void *arg)
     pthread_mutex_unlock(&s->mu);
     return NULL;
 }
+
+/* ---- journal ------------------------------------------------------------------ */
+
+static int
+ack_pwrite_all(int fd, const char *p, size_t n, off_t off)
+{
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = ENOSPC;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
+static int
+ack_pread_all(int fd, char *p, size_t n, off_t off)
+{
+    while (n) {
+        ssize_t r = pread(fd, p, n, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO; /* shorter than we wrote it */
+            return -1;
+        }
+        p += r;
+        n -= (size_t)r;
+        off += r;
+    }
+    return 0;
+}
+
+static int
+ack_jbuf_reserve(struct ack_store *s, size_t n)
+{
+    if (n <= s->jbufcap)
+        return 0;
+    char *p = realloc(s->jbuf, n);
+    if (!p) {
+        errno = ENOMEM;
+        return -1;
+    }
+    s->jbuf = p;
+    s->jbufcap = n;
+    return 0;
+}
+
+/* Open (creating) the journal when the store could not at start. */
+static int
+ack_journal_open(struct ack_store *s)
+{
+    s->jfd = open(s->jpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->jfd < 0)
+        return -1;
+    s->jcut = 1; /* whatever is there was never replayed: start from jlen (0) */
+    s->jdir = 1;
+    return 0;
+}
+
+/* Write the batch's text (n bytes) at the journal's end with one write and
+ * sync it (and the journal's name, when new).  0, or -1 with the journal
+ * still ending at its last whole commit or marked to be cut back to it. */
+static int
+ack_journal_append(struct ack_store *s, const struct ack_commit *batch, size_t n)
+{
+    if (s->jfd < 0 && ack_journal_open(s) < 0)
+        goto fail;
+    if (s->jcut) {
+        if (ftruncate(s->jfd, (off_t)s->jlen) < 0)
+            goto fail;
+        s->jcut = 0;
+    }
+    if (ack_jbuf_reserve(s, n) < 0)
+        goto fail;
+    size_t o = 0;
+    for (const struct ack_commit *c = batch; c; c = c->qnext) {
+        memcpy(s->jbuf + o, c->text, c->tlen);
+        o += c->tlen;
+    }
+    if (ack_pwrite_all(s->jfd, s->jbuf, n, (off_t)s->jlen) < 0 || fdatasync(s->jfd) < 0 ||
+        (s->jdir && keyfile_fsync_dir(s->jpath) < 0)) {
+        s->jcut = 1;
+        goto fail;
+    }
+    s->jdir = 0;
+    s->jlen += n;
+    return 0;
+fail:
+    log_warnx("ack: cannot write journal %s: %s", s->jpath, strerror(errno));
+    return -1;
+}
+
+/* Make a queued batch durable, apply its grants and hand every commit back
+ * to its worker.  Called by the journal thread without s->mu. */
+static void
+ack_journal_batch(struct ack_store *s, struct ack_commit *batch)
+{
+    size_t n = 0, count = 0;
+    for (const struct ack_commit *c = batch; c; c = c->qnext) {
+        n += c->tlen;
+        count++;
+    }
+    int ok = ack_journal_append(s, batch, n) == 0;
+    time_t now = time(NULL);
+
+    pthread_mutex_lock(&s->mu);
+    for (struct ack_commit *c = batch; c; c = c->qnext) {
+        c->verdict = ACK_STORE_FAILED;
+        if (ok && ack_table_put(&s->acks, c->hash, c->key, c->klen, c->grant_expires, now, 1) >= 0)
+            c->verdict = ACK_OK;
+    }
+    if (ok) {
+        s->jend = s->jbase + s->jlen;
+        s->st.commits += count;
+        s->st.syncs++;
+        ack_store_changed(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    while (batch) {
+        struct ack_commit *next = batch->qnext;
+        offload_finish(&batch->job); /* the worker's from here on */
+        batch = next;
+    }
+}
+
+/*
+ * The state file on disk covers the journal up to cover: replace the journal
+ * by the rest (written since the state file was streamed; usually nothing).
+ * The rest goes to a temporary file that is synced before it is renamed over
+ * the journal, so the name always holds either the whole journal or its
+ * uncovered tail; the folder is synced before a commit on the new file
+ * completes (jdir).  Called by the journal thread, or by close after it.
+ */
+static int
+ack_journal_compact(struct ack_store *s, uint64_t cover)
+{
+    size_t keep = s->jlen - (size_t)(cover - s->jbase);
+    char tmp[4096];
+    int fd = -1;
+
+    if (s->jfd < 0 || ack_jbuf_reserve(s, keep) < 0 ||
+        ack_pread_all(s->jfd, s->jbuf, keep, (off_t)(s->jlen - keep)) < 0 ||
+        (fd = keyfile_mktemp(s->jpath, tmp, sizeof(tmp))) < 0)
+        goto fail;
+    if (ack_write_all(fd, s->jbuf, keep) < 0 || fdatasync(fd) < 0 || rename(tmp, s->jpath) < 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        goto fail;
+    }
+    if (keyfile_fsync_dir(s->jpath) < 0)
+        s->jdir = 1;
+    close(s->jfd);
+    s->jfd = fd;
+    s->jcut = 0;
+    s->jbase = cover;
+    s->jlen = keep;
+    pthread_mutex_lock(&s->mu);
+    s->st.compactions++;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+fail:
+    log_warnx("ack: cannot compact journal %s: %s", s->jpath, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* The journal thread: compacts when the state writer has covered more of the
+ * journal, otherwise takes every queued commit as one batch.  On stop it
+ * finishes what is queued and leaves. */
+static void *
+ack_journal_main(void *arg)
+{
+    struct ack_store *s = arg;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->qhead && !s->jstop && (s->jcover <= s->jbase || s->jcover == s->jtried))
+            pthread_cond_wait(&s->jcv, &s->mu);
+        uint64_t cover = s->jcover;
+        if (cover > s->jbase && cover != s->jtried) {
+            pthread_mutex_unlock(&s->mu);
+            if (ack_journal_compact(s, cover) < 0)
+                s->jtried = cover; /* again after the next state write */
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        struct ack_commit *batch = s->qhead;
+        if (!batch)
+            break; /* stopping, nothing queued */
+        s->qhead = NULL;
+        s->qtail = &s->qhead;
+        pthread_mutex_unlock(&s->mu);
+        ack_journal_batch(s, batch);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- commits -------------------------------------------------------------------- */
+
+static void
+ack_commit_done(struct offload_job *job)
+{
+    struct ack_commit *c = (struct ack_commit *)job;
+    c->cb(c->verdict, c->arg);
+}
+
+static void
+ack_commit_release(struct offload_job *job)
+{
+    free(job);
+}
+
+struct ack_commit *
+ack_store_commit(struct ack_store *s, struct worker *w, const char *token, size_t len,
+                 time_t nonce_expires, const char *user, const char *service, time_t grant_expires,
+                 ack_commit_cb cb, void *arg)
+{
+    char key[ACK_USER_MAX + 1 + ACK_SERVICE_MAX];
+    struct ack_tok p;
+    size_t klen = 0;
+    int ok = ack_token_parse(token, len, &p) == 0 && (klen = ack_pair_key(user, service, key));
+    /* The key, then its journal text: a nonce line and an acknowledgement line. */
+    size_t room = ok ? klen + 1 + ACK_NONCE_HEX + 3 * klen + 2 * ACK_LINE_FIXED : 0;
+    struct ack_commit *c = malloc(sizeof(*c) + room);
+
+    if (!c)
+        return NULL;
+    memset(c, 0, sizeof(*c));
+    c->job.w = w;
+    c->job.owner = c;
+    c->job.done = ack_commit_done;
+    c->job.release = ack_commit_release;
+    c->cb = cb;
+    c->arg = arg;
+    if (!ok) {
+        c->verdict = ACK_MALFORMED;
+        offload_finish(&c->job);
+        return c;
+    }
+    memcpy(c->key, key, klen);
+    c->key[klen] = '\0';
+    c->klen = klen;
+    c->hash = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
+    c->grant_expires = grant_expires;
+    char *o = c->text = c->key + klen + 1;
+    memcpy(o, p.nonce, ACK_NONCE_HEX);
+    o = ack_put_line_end(o + ACK_NONCE_HEX, nonce_expires);
+    o = ack_put_line_end(ack_put_pair(o, key, klen), grant_expires);
+    c->tlen = (size_t)(o - c->text);
+
+    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)p.nonce, ACK_NONCE_HEX);
+    time_t now = time(NULL);
+    pthread_mutex_lock(&s->mu);
+    int rc = ack_table_put(&s->nonces, h, p.nonce, ACK_NONCE_HEX, nonce_expires, now, 0);
+    if (rc > 0) {
+        ack_store_changed(s);
+        *s->qtail = c;
+        s->qtail = &c->qnext;
+        pthread_cond_signal(&s->jcv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc <= 0) {
+        /* Used before, or no memory to remember it: refusing is the safe side. */
+        c->verdict = ACK_REPLAYED;
+        offload_finish(&c->job);
+    }
+    return c;
+}
+
+void
+ack_store_cancel(struct ack_commit *c)
+{
+    if (c)
+        offload_cancel(&c->job); /* the journal thread never reads it: the commit completes */
+}
+
+void
+ack_store_stats(struct ack_store *s, struct ack_store_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- loading -------------------------------------------------------------------- */
 
 static int
 ack_load_fail(char *err, size_t errlen, const char *path, size_t line, const char *msg)
@@ -814,20 +1134,29 @@ oom:
     return -1;
 }
 
+/*
+ * Load path into the tables.  For the journal (whole != NULL) a last line
+ * without its newline is a torn write and is left out, and *whole gets the
+ * length up to the last whole line (-1 when the file is missing).  0, or -1
+ * with err.
+ */
 static int
-ack_store_load(struct ack_store *s, char *err, size_t errlen)
+ack_load_file(struct ack_store *s, const char *path, off_t *whole, char *err, size_t errlen)
 {
-    FILE *f = fopen(s->path, "re");
+    FILE *f = fopen(path, "re");
     char *line = NULL;
     size_t cap = 0, lineno = 0;
     ssize_t n;
+    off_t off = 0;
     time_t now = time(NULL);
     int rc = -1;
 
+    if (whole)
+        *whole = -1;
     if (!f) {
         if (errno == ENOENT)
             return 0;
-        snprintf(err, errlen, "%s: cannot open: %s", s->path, strerror(errno));
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     while ((n = getline(&line, &cap, f)) >= 0) {
@@ -836,25 +1165,30 @@ ack_store_load(struct ack_store *s, char *err, size_t errlen)
         size_t len = (size_t)n;
         if (len && line[len - 1] == '\n')
             len--;
+        else if (whole)
+            break; /* torn: its commit was never answered */
+        off += n;
         if (len > ACK_LINE_MAX)
             msg = "line too long";
         else if (memchr(line, '\0', len))
             msg = "NUL byte";
         if (msg) {
-            ack_load_fail(err, errlen, s->path, lineno, msg);
+            ack_load_fail(err, errlen, path, lineno, msg);
             goto out;
         }
         if (len == 0 || line[0] == '#')
             continue;
         if (ack_load_line(s, line, len, now, &msg) < 0) {
-            ack_load_fail(err, errlen, s->path, lineno, msg);
+            ack_load_fail(err, errlen, path, lineno, msg);
             goto out;
         }
     }
     if (ferror(f)) {
-        snprintf(err, errlen, "%s: read error: %s", s->path, strerror(errno));
+        snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
         goto out;
     }
+    if (whole)
+        *whole = off;
     rc = 0;
 out:
     free(line);
@@ -862,52 +1196,118 @@ out:
     return rc;
 }
 
+/* Load the state file and replay the journal, then open the journal for
+ * appending with any torn tail cut off. */
+static int
+ack_store_load(struct ack_store *s, char *err, size_t errlen)
+{
+    off_t whole;
+
+    if (ack_load_file(s, s->path, NULL, err, errlen) < 0 ||
+        ack_load_file(s, s->jpath, &whole, err, errlen) < 0)
+        return -1;
+    s->jfd = open(s->jpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->jfd < 0) {
+        log_warnx("ack: cannot open journal %s: %s (acknowledgements fail until it can be)",
+                  s->jpath, strerror(errno));
+        return 0;
+    }
+    s->jdir = whole < 0;
+    if (whole > 0) {
+        s->jlen = (size_t)whole;
+        s->jend = s->jlen;
+        s->gen = 1; /* write the state file soon, so the journal is compacted */
+    }
+    if (ftruncate(s->jfd, whole > 0 ? whole : 0) < 0)
+        s->jcut = 1;
+    return 0;
+}
+
+/* Stop the journal thread after it has finished what is queued. */
+static void
+ack_journal_stop(struct ack_store *s)
+{
+    if (!s->have_journal)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->jstop = 1;
+    pthread_cond_signal(&s->jcv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->journal, NULL);
+    s->have_journal = 0;
+}
+
+static void
+ack_store_free(struct ack_store *s, int sync)
+{
+    if (s->jfd >= 0)
+        close(s->jfd);
+    if (sync) {
+        pthread_cond_destroy(&s->jcv);
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+    }
+    ack_table_free(&s->acks);
+    ack_table_free(&s->nonces);
+    free(s->jbuf);
+    free(s->jpath);
+    free(s->path);
+    free(s);
+}
+
 struct ack_store *
 ack_store_open(const char *state_file, char *err, size_t errlen)
 {
     struct ack_store *s = calloc(1, sizeof(*s));
     pthread_condattr_t ca;
-    int mu = 0, cv = 0;
+    int sync = 0;
 
     if (!s) {
         snprintf(err, errlen, "%s: out of memory", state_file);
         return NULL;
     }
+    s->jfd = -1;
+    s->qtail = &s->qhead;
     if (getrandom(s->sipkey, sizeof(s->sipkey), 0) != (ssize_t)sizeof(s->sipkey)) {
         snprintf(err, errlen, "%s: getrandom: %s", state_file, strerror(errno));
         goto fail;
     }
-    if (!(s->path = strdup(state_file)) || ack_table_init(&s->acks, ACK_STORE_MAX_ACKS) < 0 ||
+    size_t jl = strlen(state_file) + sizeof(ACK_JOURNAL_SUFFIX);
+    if (!(s->path = strdup(state_file)) || !(s->jpath = malloc(jl)) ||
+        ack_table_init(&s->acks, ACK_STORE_MAX_ACKS) < 0 ||
         ack_table_init(&s->nonces, ACK_STORE_MAX_NONCES) < 0) {
         snprintf(err, errlen, "%s: out of memory", state_file);
         goto fail;
     }
+    snprintf(s->jpath, jl, "%s" ACK_JOURNAL_SUFFIX, state_file);
     if (ack_store_load(s, err, errlen) < 0)
         goto fail;
-    if (pthread_mutex_init(&s->mu, NULL) != 0)
-        goto fail_thread;
-    mu = 1;
     if (pthread_condattr_init(&ca) != 0)
         goto fail_thread;
-    cv =
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&s->cv, &ca) == 0;
+    sync = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+           pthread_mutex_init(&s->mu, NULL) == 0;
+    if (sync && pthread_cond_init(&s->cv, &ca) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        sync = 0;
+    }
+    if (sync && pthread_cond_init(&s->jcv, NULL) != 0) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        sync = 0;
+    }
     pthread_condattr_destroy(&ca);
-    if (!cv || pthread_create(&s->writer, NULL, ack_writer_main, s) != 0)
+    if (!sync || pthread_create(&s->journal, NULL, ack_journal_main, s) != 0)
         goto fail_thread;
-    s->have_thread = 1;
+    s->have_journal = 1;
+    if (pthread_create(&s->writer, NULL, ack_writer_main, s) != 0)
+        goto fail_thread;
     return s;
 
 fail_thread:
     snprintf(err, errlen, "%s: cannot start the state writer", state_file);
+    ack_journal_stop(s);
 fail:
-    if (cv)
-        pthread_cond_destroy(&s->cv);
-    if (mu)
-        pthread_mutex_destroy(&s->mu);
-    ack_table_free(&s->acks);
-    ack_table_free(&s->nonces);
-    free(s->path);
-    free(s);
+    ack_store_free(s, sync);
     return NULL;
 }
 
@@ -916,17 +1316,17 @@ ack_store_close(struct ack_store *s)
 {
     if (!s)
         return;
+    ack_journal_stop(s);
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->writer, NULL);
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
-    ack_table_free(&s->acks);
-    ack_table_free(&s->nonces);
-    free(s->path);
-    free(s);
+    if (s->jcover > s->jbase)
+        ack_journal_compact(s, s->jcover);
+    if (s->st.commits)
+        log_info("ack: %lu acknowledgements journaled with %lu syncs", s->st.commits, s->st.syncs);
+    ack_store_free(s, 1);
 }
 
 /* ---- form and return target -------------------------------------------------- */

@@ -6,7 +6,10 @@
  * to /__aigate/ack on the same host.  That POST never reaches the origin:
  * the token is checked (MAC, age, single use), the return URL must be an
  * http(s) URL of the same service (no open redirect), the acknowledgement is
- * recorded for the rule's TTL, and the answer is a 303 to the URL.
+ * recorded for the rule's TTL, and the answer is a 303 to the URL.  Recording
+ * goes to disk off the event loop: the connection waits in CS_ACKWAIT, and
+ * the 303 goes out from the store's callback, only once the acknowledgement
+ * and the used token are durable.
  */
 #include "aigate/caution.h"
 
@@ -109,6 +112,70 @@ ack_refused(struct conn *c, const char *why)
     conn_error(c, 403, "http_request_denied", "Acknowledgement not accepted", why, NULL, NULL, 0);
 }
 
+static void
+ack_refused_verdict(struct conn *c, enum ack_verdict v)
+{
+    char why[200];
+    snprintf(why, sizeof(why),
+             "This acknowledgement is %s. Go back and load the page again to see a fresh notice.",
+             ack_verdict_text(v));
+    ack_refused(c, why);
+}
+
+/* SPEC 10: a store that cannot record answers 503 saying so. */
+static void
+ack_unrecorded(struct conn *c)
+{
+    conn_error(c, 503, "proxy_internal_error", "Acknowledgement not recorded",
+               "The acknowledgement could not be recorded. Go back and load the page again.", NULL,
+               NULL, 0);
+}
+
+/* An acknowledgement waiting for the store, owned by its connection
+ * (c->ack_wait): the address to send the browser back to. */
+struct caution_wait {
+    struct conn *c;
+    struct ack_commit *commit;
+    char url[];
+};
+
+/* The store's answer, on the connection's worker: 303 once it is on disk. */
+static void
+caution_ack_recorded(enum ack_verdict v, void *arg)
+{
+    struct caution_wait *cw = arg;
+    struct conn *c = cw->c;
+
+    c->ack_wait = NULL;
+    if (v == ACK_OK) {
+        struct evbuffer *b = evbuffer_new();
+        char extra[ACK_URL_MAX + 64];
+        snprintf(extra, sizeof(extra), "Location: %s\r\n", cw->url);
+        if (b)
+            evbuffer_add_printf(b, "Acknowledged. Continue to %s\n", cw->url);
+        conn_respond(c, 303, extra, "text/plain; charset=utf-8", b, 0);
+        if (b)
+            evbuffer_free(b);
+        conn_audit(c, c->req, "ack", 303);
+        conn_request_end(c);
+    } else if (v == ACK_STORE_FAILED) {
+        ack_unrecorded(c);
+    } else {
+        ack_refused_verdict(c, v);
+    }
+    free(cw);
+}
+
+void
+caution_ack_cancel(struct conn *c)
+{
+    if (!c->ack_wait)
+        return;
+    ack_store_cancel(c->ack_wait->commit);
+    free(c->ack_wait);
+    c->ack_wait = NULL;
+}
+
 /* The TTL of the warn rule that governs url for this user (the rule may set ack_ttl_s). */
 static int
 ack_ttl(struct conn *c, const char *url_path)
@@ -157,29 +224,28 @@ caution_ack(struct conn *c, const char *body, size_t len)
     time_t now = time(NULL);
     enum ack_verdict v =
         ack_token_check(rt.ack_key, token, strlen(token), user, svc, now, CAUTION_TOKEN_MAX_AGE_S);
-    if (v == ACK_OK)
-        v = ack_store_consume_nonce(rt.acks, token, strlen(token), now + CAUTION_TOKEN_MAX_AGE_S);
-    if (v != ACK_OK) {
-        char why[200];
-        snprintf(why, sizeof(why),
-                 "This acknowledgement is %s. Go back and load the page again to see a fresh "
-                 "notice.",
-                 ack_verdict_text(v));
-        return ack_refused(c, why);
-    }
+    if (v != ACK_OK)
+        return ack_refused_verdict(c, v);
     const char *path = strstr(url, "://");
     path = path ? strchr(path + 3, '/') : NULL;
     int ttl = ack_ttl(c, path ? path : "/");
-    ack_store_grant(rt.acks, user, svc, now + ttl);
 
-    struct evbuffer *b = evbuffer_new();
-    char extra[ACK_URL_MAX + 64];
-    snprintf(extra, sizeof(extra), "Location: %s\r\n", url);
-    if (b)
-        evbuffer_add_printf(b, "Acknowledged. Continue to %s\n", url);
-    conn_respond(c, 303, extra, "text/plain; charset=utf-8", b, 0);
-    if (b)
-        evbuffer_free(b);
-    conn_audit(c, r, "ack", 303);
-    conn_request_end(c);
+    size_t ulen = strlen(url);
+    struct caution_wait *cw = malloc(sizeof(*cw) + ulen + 1);
+    if (!cw)
+        return ack_unrecorded(c);
+    cw->c = c;
+    memcpy(cw->url, url, ulen + 1);
+    cw->commit =
+        ack_store_commit(rt.acks, c->w, token, strlen(token), now + CAUTION_TOKEN_MAX_AGE_S, user,
+                         svc, now + ttl, caution_ack_recorded, cw);
+    if (!cw->commit) {
+        free(cw);
+        return ack_unrecorded(c);
+    }
+    c->ack_wait = cw;
+    c->state = CS_ACKWAIT;
+    /* A client that leaves now still gets its acknowledgement recorded:
+     * the teardown's audit line says so. */
+    r->action = "ack";
 }

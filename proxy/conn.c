@@ -183,6 +183,7 @@ conn_close(struct conn *c, const char *reason)
     log_debug("conn %s closed: %s", c->peer_str, reason);
     if (c->auth_job)
         offload_cancel(c->auth_job); /* the pool frees it when it comes back */
+    caution_ack_cancel(c);
     tunnel_free(c);
     conn_release_upstream(c, 0);
     if (c->req && !c->req->audited) {
@@ -1714,6 +1715,7 @@ client_read(struct bufferevent *bev, void *arg)
         break;
     case CS_UPSTREAM:
     case CS_AUTHWAIT:
+    case CS_ACKWAIT:
         break;
     case CS_CLOSING:
         evbuffer_drain(bufferevent_get_input(c->bev),

@@ -302,6 +302,9 @@ run_proxy(struct config *c, int foreground)
 out:
     if (offloading)
         offload_stop();
+    /* Its journal thread hands finished commits back to the workers: close it first. */
+    ack_store_close(rt.acks);
+    rt.acks = NULL;
     for (int i = 0; workers && i < nworkers; i++)
         worker_free(&workers[i]);
     for (int i = 0; i < 4; i++)
@@ -316,7 +319,6 @@ out:
         event_base_free(main_base);
     free(workers);
     audit_close(rt.audit);
-    ack_store_close(rt.acks);
     auth_backoff_free(rt.auth_backoff);
     config_unref(current);
     log_info("stopped");

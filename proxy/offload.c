@@ -36,14 +36,19 @@ offload_main(void *arg)
 
         if (!atomic_load_explicit(&job->cancelled, memory_order_relaxed))
             job->run(job);
-
-        struct worker *w = job->w;
-        pthread_mutex_lock(&w->done_mu);
-        job->next = w->done_jobs;
-        w->done_jobs = job;
-        pthread_mutex_unlock(&w->done_mu);
-        event_active(w->done_ev, EV_READ, 0);
+        offload_finish(job);
     }
+}
+
+void
+offload_finish(struct offload_job *job)
+{
+    struct worker *w = job->w;
+    pthread_mutex_lock(&w->done_mu);
+    job->next = w->done_jobs;
+    w->done_jobs = job;
+    pthread_mutex_unlock(&w->done_mu);
+    event_active(w->done_ev, EV_READ, 0);
 }
 
 int

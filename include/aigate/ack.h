@@ -2,7 +2,9 @@
  * Caution-page acknowledgements (SPEC sections 3 "ack" and 6 "warn"): the
  * secret, the tokens the caution page carries, the store of who acknowledged
  * which service until when, and the parsing of the POST /__aigate/ack form.
- * Everything here is free of sockets and event loops.
+ * Nothing here touches a socket or runs an event loop; the store has threads
+ * of its own and hands finished commits back to the submitting worker
+ * through the offload pool's completion path (include/aigate/offload.h).
  *
  * Secret file.  A key file (include/aigate/keyfile.h): 64 hex characters and
  * a newline (32 random bytes), a raw 32-byte file is accepted too.  Created
@@ -21,30 +23,72 @@
  * expiry of the acknowledgement, and used nonce -> when it may be forgotten.
  * Expired entries go lazily (on lookup, on insert into their bucket, and in a
  * sweep when a table is full); a table still full after the sweep drops an
- * arbitrary entry.  Changes wake a writer thread that rewrites state_file
- * (temporary file in the same folder, fsync, rename, fsync of the folder), at
- * most ACK_FLUSH_PER_S times a second, so callers never wait on the disk.
- * The writer formats a few kilobytes of entries per hold of the mutex and
- * writes them with it released, so no caller waits for a whole pass; an entry
- * changed meanwhile triggers another write.  The interface is small on
- * purpose: a fleet behind a load balancer can back it with a shared store
- * (e.g. Redis with SET key NX EX for nonces and acknowledgements) without
- * changing the callers.
+ * arbitrary entry.
  *
- * State file format (UTF-8 text, '\n'-terminated lines):
+ * Durability.  An acknowledgement is one commit: "this nonce is used, and
+ * (user, service) is acknowledged until then".  ack_store_commit() marks the
+ * nonce used in memory at once (a second POST of the token is refused even
+ * before the disk has it) and queues the commit's two lines for the journal,
+ * STATE_FILE.journal beside the state file.  A journal thread takes
+ * everything queued, writes it with one write(2), fdatasyncs, and only then
+ * applies the grants to memory and completes the waiters, so a burst of
+ * acknowledgements costs one sync and the 303 goes out only for a commit on
+ * disk.  A crash may lose an acknowledgement whose answer was never sent; it
+ * never lets a token that was answered 303 be used again.  A failed write or
+ * sync answers ACK_STORE_FAILED (the nonce stays used: refusing is the safe
+ * side) and the journal is cut back to its last whole commit before the next.
+ *
+ * Compaction.  A writer thread rewrites the state file from memory
+ * (temporary file in the same folder, fsync, rename, fsync of the folder) at
+ * most ACK_FLUSH_PER_S times a second after a change.  Every journal line
+ * below the journal's applied end J is in memory (nonces go in before their
+ * line is written, grants right after it is synced), so a state file
+ * streamed after reading J holds everything below J: the entries present
+ * then, minus ones that expired or were dropped from a full table, which
+ * memory has dropped too.  Once that state file is renamed into place and the
+ * folder synced, the journal thread replaces the journal by its part from J
+ * on (usually nothing): that part is written to a temporary file, synced,
+ * renamed over the journal, and the folder synced before the next commit on
+ * the new file completes.  A crash at any point leaves one of: the old state
+ * file with the whole journal; the new state file with the whole journal
+ * (the covered part replays over it harmlessly: nonces are a set, and every
+ * grant the state file has from after J is in the journal after J too, so
+ * the grants replayed in commit order leave each pair at its latest
+ * commit); or the new state file with the journal's tail.  Each loads to
+ * everything committed.  The state file never has to be in step with the
+ * journal for this: it may also hold nonces whose commit failed.
+ *
+ * Loading.  The state file, then the journal replayed line by line.  A last
+ * journal line without its newline is a write torn by the crash: ignored and
+ * cut off (its commit was never answered; when the tear is in the
+ * acknowledgement line, the whole nonce line before it keeps the token
+ * used).  Any other malformed line, in either file, is an error
+ * "FILE:LINE: message".
+ *
+ * Other stores.  The store is reached only through ack_store_commit() (with
+ * its callback), ack_store_cancel() and ack_store_check(), so a store shared
+ * by a fleet (Redis or Valkey: SET nonce NX EX plus SET ack EX in one
+ * MULTI, the reply arriving on the worker's loop, which is also where such a
+ * store keeps its per-worker connection) implements the same calls.  It would
+ * also make ack_store_check() asynchronous, or serve it from a local cache
+ * it keeps in step; today the check is a memory lookup.
+ *
+ * State file and journal format (UTF-8 text, '\n'-terminated lines):
  *   # comment                          (the writer puts a header line first)
  *   USER<TAB>SERVICE<TAB>EXPIRES       an acknowledgement
  *   NONCE<TAB>EXPIRES                  a used token nonce (24 lower-case hex)
  * EXPIRES is decimal seconds since the epoch.  In USER and SERVICE the bytes
  * '%', '#', TAB, DEL and all other controls are written %XX (upper-case hex);
- * other bytes are written as they are.  Expired lines are skipped at load;
- * anything malformed is an error "FILE:LINE: message".
+ * other bytes are written as they are.  Expired lines are skipped at load.
+ * A journal commit is its nonce line followed by its acknowledgement line.
  */
 #ifndef AIGATE_ACK_H
 #define AIGATE_ACK_H
 
 #include <stddef.h>
 #include <time.h>
+
+struct worker;
 
 #define ACK_KEY_LEN 32
 #define ACK_NONCE_HEX 24
@@ -64,7 +108,14 @@
 #define ACK_STORE_MAX_NONCES 262144
 #define ACK_FLUSH_PER_S 4
 
-enum ack_verdict { ACK_OK = 0, ACK_FORGED, ACK_EXPIRED, ACK_REPLAYED, ACK_MALFORMED };
+enum ack_verdict {
+    ACK_OK = 0,
+    ACK_FORGED,
+    ACK_EXPIRED,
+    ACK_REPLAYED,
+    ACK_MALFORMED,
+    ACK_STORE_FAILED /* the store could not record it */
+};
 
 struct ack_store;
 
@@ -82,7 +133,7 @@ int ack_token_make(const unsigned char key[ACK_KEY_LEN], const char *user, const
  * the MAC does not match (wrong key, user or service, or altered), and
  * ACK_EXPIRED if it was issued more than max_age_s ago or more than
  * ACK_FUTURE_SKEW_S in the future.  The MAC comparison is constant-time.
- * Replays are the store's business: see ack_store_consume_nonce(). */
+ * Replays are the store's business: see ack_store_commit(). */
 enum ack_verdict ack_token_check(const unsigned char key[ACK_KEY_LEN], const char *token,
                                  size_t len, const char *user, const char *service, time_t now,
                                  int max_age_s);
@@ -90,24 +141,62 @@ enum ack_verdict ack_token_check(const unsigned char key[ACK_KEY_LEN], const cha
 /* A short English phrase for logs ("ok", "forged", ...). */
 const char *ack_verdict_text(enum ack_verdict v);
 
-/* Open the store and load state_file (a missing file is an empty store).
- * Starts the writer thread.  NULL with err on a corrupt file or failure. */
+/* Open the store: load state_file and replay state_file.journal (missing
+ * files are an empty store), cut a torn last journal line off, and start the
+ * journal and state writer threads.  A journal that cannot be created is
+ * warned about and tried again at each commit (which fails until it can).
+ * NULL with err ("FILE:LINE: message" for a corrupt line) on failure. */
 struct ack_store *ack_store_open(const char *state_file, char *err, size_t errlen);
 
-/* Write pending changes, stop the writer and free.  NULL is a no-op. */
+/* Finish the queued commits, write the state file, empty the journal it
+ * covers, stop the threads and free.  Call once no worker can commit any
+ * more and before the workers are freed (finished commits are handed back to
+ * them).  NULL is a no-op. */
 void ack_store_close(struct ack_store *s);
 
-/* Record the nonce of token (already checked with ack_token_check) as used
- * until expires (any time after the token itself expires, e.g. now +
- * max_age_s).  ACK_OK the first time, ACK_REPLAYED if it was already used,
- * ACK_MALFORMED if token does not parse, ACK_FORGED never.  Out of memory
- * is reported as ACK_REPLAYED: refusing is the safe side. */
-enum ack_verdict ack_store_consume_nonce(struct ack_store *s, const char *token, size_t len,
-                                         time_t expires);
+struct ack_commit;
 
-/* Acknowledge service for user until expires (replacing an earlier expiry).
- * 0, or -1 if a name is too long or out of memory. */
-int ack_store_grant(struct ack_store *s, const char *user, const char *service, time_t expires);
+/* v: ACK_OK once the commit is on disk, else why not (see ack_store_commit). */
+typedef void (*ack_commit_cb)(enum ack_verdict v, void *arg);
+
+/*
+ * Record the acknowledgement that token (len bytes, already checked with
+ * ack_token_check() for user and service) stands for: its nonce is used
+ * until nonce_expires (any time after the token itself expires) and user has
+ * acknowledged service until grant_expires.
+ *
+ * cb(v, arg) runs exactly once, on w's thread from its event loop, unless
+ * the commit is cancelled first; never from inside this call.  v is ACK_OK
+ * when both are durable (the grant is visible to ack_store_check() from then
+ * on), ACK_REPLAYED when the nonce was used before (also while that earlier
+ * commit is still in flight), ACK_MALFORMED when token does not parse or a
+ * name is too long, ACK_STORE_FAILED when writing or
+ * syncing the journal failed (the nonce stays used).  The nonce is taken at
+ * once, so of two concurrent commits of one token exactly one can succeed.
+ *
+ * Call it on w's thread.  Returns the handle for ack_store_cancel(), valid
+ * until cb runs or the commit is cancelled; NULL on immediate failure (out
+ * of memory: then cb never runs and nothing was recorded).  The store owns
+ * the handle.
+ */
+struct ack_commit *ack_store_commit(struct ack_store *s, struct worker *w, const char *token,
+                                    size_t len, time_t nonce_expires, const char *user,
+                                    const char *service, time_t grant_expires, ack_commit_cb cb,
+                                    void *arg);
+
+/* Forget the callback of a commit in flight (its connection went away): cb
+ * will not run; the commit itself still completes.  Only on the thread of
+ * the worker it was submitted for.  NULL is a no-op. */
+void ack_store_cancel(struct ack_commit *c);
+
+struct ack_store_stats {
+    unsigned long commits;     /* journal commits written and synced */
+    unsigned long syncs;       /* fdatasyncs of the journal that completed commits */
+    unsigned long compactions; /* journals replaced by their uncovered tail */
+};
+
+/* Counters since ack_store_open(). */
+void ack_store_stats(struct ack_store *s, struct ack_store_stats *out);
 
 /* 1 if user acknowledged service and that has not expired at now, else 0. */
 int ack_store_check(struct ack_store *s, const char *user, const char *service, time_t now);

@@ -26,7 +26,14 @@ int caution_acknowledged(const struct conn *c);
 /* Answer a request decided by a warn rule: the caution page (HTML) or a 403 text. */
 void caution_page(struct conn *c, const char *buf, const struct http_head *h);
 
-/* Answer POST /__aigate/ack; body is the complete form (len bytes). */
+/* Answer POST /__aigate/ack; body is the complete form (len bytes).  A form
+ * that passes every check is recorded asynchronously: the connection waits
+ * in CS_ACKWAIT and the answer goes out when the store has the
+ * acknowledgement on disk (or could not record it: 503). */
 void caution_ack(struct conn *c, const char *body, size_t len);
+
+/* Drop the connection's pending acknowledgement answer, if any (from
+ * conn_close: the store's callback then never comes). */
+void caution_ack_cancel(struct conn *c);
 
 #endif

@@ -13,6 +13,7 @@
  *   CS_TUNNEL   CONNECT relay (tunnel.c)
  *   CS_INSPECT  waiting for the request body a dlp rule needs (the head stays buffered)
  *   CS_LOCALBODY reading the body of a request the proxy answers itself (the ack form)
+ *   CS_ACKWAIT  the acknowledgement is being recorded on disk (caution.c answers when it is)
  *   CS_CLOSING  flushing a final response, then closed
  */
 #ifndef AIGATE_CONN_H
@@ -34,6 +35,7 @@ struct upstream_req;
 struct service;
 struct policy_rule;
 struct tunnel_splice;
+struct caution_wait;
 
 enum conn_state {
     CS_HEAD,
@@ -43,6 +45,7 @@ enum conn_state {
     CS_FORWARD,
     CS_TUNNEL,
     CS_LOCALBODY,
+    CS_ACKWAIT,
     CS_INSPECT,
     CS_CLOSING
 };
@@ -114,6 +117,8 @@ struct conn {
     struct upstream_req *ureq;
     struct upstream *up;
     struct req *req;
+    /* The acknowledgement being recorded (CS_ACKWAIT), owned by caution.c. */
+    struct caution_wait *ack_wait;
 };
 
 struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);

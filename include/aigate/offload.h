@@ -36,6 +36,11 @@ int offload_submit(struct offload_job *job);
  * still queued is not run (its release() still comes, on w's thread).
  */
 void offload_cancel(struct offload_job *job);
+/* Give a finished job back to job->w, from any thread: its done() (unless
+ * cancelled) and release() then run on w's thread.  The pool's threads end
+ * every job with it; a subsystem with threads of its own (the ack journal)
+ * hands its jobs back the same way.  After the call the job is the worker's. */
+void offload_finish(struct offload_job *job);
 /* Worker side: run the done() callbacks of finished jobs (from the worker's event). */
 void offload_complete(struct worker *w);
 

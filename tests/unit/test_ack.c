@@ -1,20 +1,27 @@
 /*
  * Unit tests for proxy/ack.c: the secret file, tokens and every verdict, the
- * store (grant, check, expiry, replay, bounds, threads), its state file
- * (persistence, corrupt files, atomic writes), the ack form and the
+ * store (commit, check, expiry, replay, cancel, bounds, threads), its state
+ * file (persistence, corrupt files, atomic writes), its journal (group
+ * commit, replay, torn tail, compaction, kill -9), the ack form and the
  * return-target URL check with the usual open-redirect tricks.
  */
 #include <check.h>
 #include <dirent.h>
+#include <event2/event.h>
+#include <event2/thread.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "aigate/ack.h"
+#include "aigate/offload.h"
+#include "aigate/worker.h"
 
 static char tmpdir[64];
 static char statefile[128];
@@ -325,9 +332,10 @@ END_TEST
 
 START_TEST(verdict_texts)
 {
-    const char *seen[5];
-    enum ack_verdict v[] = {ACK_OK, ACK_FORGED, ACK_EXPIRED, ACK_REPLAYED, ACK_MALFORMED};
-    for (int i = 0; i < 5; i++) {
+    const char *seen[6];
+    enum ack_verdict v[] = {ACK_OK,       ACK_FORGED,    ACK_EXPIRED,
+                            ACK_REPLAYED, ACK_MALFORMED, ACK_STORE_FAILED};
+    for (int i = 0; i < 6; i++) {
         seen[i] = ack_verdict_text(v[i]);
         ck_assert_ptr_nonnull(seen[i]);
         for (int j = 0; j < i; j++)
@@ -339,6 +347,124 @@ END_TEST
 
 /* ---- store ---- */
 
+/*
+ * A stand-in for a worker: the store hands finished commits back to it the
+ * way the offload pool does, and the test runs its loop to receive them.
+ */
+static struct worker tw;
+static int ndone; /* callbacks run */
+
+static void
+tw_done_jobs(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    offload_complete(arg);
+}
+
+static void
+tw_init_worker(struct worker *w)
+{
+    memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->done_mu, NULL);
+    ck_assert_ptr_nonnull(w->base = event_base_new());
+    ck_assert_ptr_nonnull(w->done_ev = event_new(w->base, -1, 0, tw_done_jobs, w));
+}
+
+static void
+tw_free_worker(struct worker *w)
+{
+    offload_complete(w);
+    event_free(w->done_ev);
+    event_base_free(w->base);
+    pthread_mutex_destroy(&w->done_mu);
+}
+
+static void
+tw_init(void)
+{
+    evthread_use_pthreads();
+    tw_init_worker(&tw);
+    ndone = 0;
+}
+
+static void
+tw_free(void)
+{
+    tw_free_worker(&tw);
+}
+
+static void
+store_setup(void)
+{
+    setup();
+    tw_init();
+}
+
+static void
+store_teardown(void)
+{
+    tw_free();
+    teardown();
+}
+
+static void
+on_commit(enum ack_verdict v, void *arg)
+{
+    *(enum ack_verdict *)arg = v;
+    ndone++;
+}
+
+/* Run the loop until n callbacks have run in all. */
+static void
+run_until(int n)
+{
+    while (ndone < n)
+        event_base_loop(tw.base, EVLOOP_ONCE);
+}
+
+#define NOT_YET ((enum ack_verdict) - 1)
+
+/* Submit a commit; its verdict lands in *v.  The callback never runs inside the call. */
+static void
+submit(struct ack_store *s, const char *tok, time_t nexp, const char *user, const char *svc,
+       time_t gexp, enum ack_verdict *v)
+{
+    int before = ndone;
+    *v = NOT_YET;
+    ck_assert_ptr_nonnull(
+        ack_store_commit(s, &tw, tok, strlen(tok), nexp, user, svc, gexp, on_commit, v));
+    ck_assert_int_eq(ndone, before);
+    ck_assert_int_eq(*v, NOT_YET);
+}
+
+static enum ack_verdict
+commit(struct ack_store *s, const char *tok, time_t nexp, const char *user, const char *svc,
+       time_t gexp)
+{
+    enum ack_verdict v;
+    submit(s, tok, nexp, user, svc, gexp, &v);
+    run_until(ndone + 1);
+    return v;
+}
+
+/* A well-formed token with nonce i (the store does not check MACs). */
+static const char *
+fake_token(unsigned i)
+{
+    static char t[ACK_TOKEN_BUF];
+    snprintf(t, sizeof(t), "1760000000.%024x.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", i);
+    return t;
+}
+
+/* Acknowledge (user, svc) until gexp with a fresh token. */
+static enum ack_verdict
+grant(struct ack_store *s, const char *user, const char *svc, time_t gexp)
+{
+    static unsigned next = 0x100000;
+    return commit(s, fake_token(next++), time(NULL) + 600, user, svc, gexp);
+}
+
 static struct ack_store *
 open_store(void)
 {
@@ -348,13 +474,28 @@ open_store(void)
     return s;
 }
 
+static const char *
+journal_path(void)
+{
+    static char p[160];
+    snprintf(p, sizeof(p), "%s.journal", statefile);
+    return p;
+}
+
+static long
+file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
 START_TEST(store_grant_check_expiry)
 {
     struct ack_store *s = open_store();
     time_t now = time(NULL);
 
     ck_assert_int_eq(ack_store_check(s, "alice", "deepseek", now), 0);
-    ck_assert_int_eq(ack_store_grant(s, "alice", "deepseek", now + 100), 0);
+    ck_assert_int_eq(grant(s, "alice", "deepseek", now + 100), ACK_OK);
     ck_assert_int_eq(ack_store_check(s, "alice", "deepseek", now), 1);
     ck_assert_int_eq(ack_store_check(s, "alice", "deepseek", now + 99), 1);
     ck_assert_int_eq(ack_store_check(s, "bob", "deepseek", now), 0);
@@ -362,18 +503,18 @@ START_TEST(store_grant_check_expiry)
     ck_assert_int_eq(ack_store_check(s, "alicedeepseek", "", now), 0);
     ck_assert_int_eq(ack_store_check(s, "alic", "edeepseek", now), 0);
     /* A new grant replaces the expiry. */
-    ck_assert_int_eq(ack_store_grant(s, "alice", "deepseek", now + 1000), 0);
+    ck_assert_int_eq(grant(s, "alice", "deepseek", now + 1000), ACK_OK);
     ck_assert_int_eq(ack_store_check(s, "alice", "deepseek", now + 500), 1);
     /* Expiry is exclusive, and an expired entry stays gone. */
     ck_assert_int_eq(ack_store_check(s, "alice", "deepseek", now + 1000), 0);
     ck_assert_int_eq(ack_store_check(s, "alice", "deepseek", now), 0);
-    ck_assert_int_eq(ack_store_grant(s, "carol", "claude", now - 1), 0);
+    ck_assert_int_eq(grant(s, "carol", "claude", now - 1), ACK_OK);
     ck_assert_int_eq(ack_store_check(s, "carol", "claude", now), 0);
 
     char longname[ACK_USER_MAX + 2];
     memset(longname, 'u', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
-    ck_assert_int_eq(ack_store_grant(s, longname, "deepseek", now + 100), -1);
+    ck_assert_int_eq(grant(s, longname, "deepseek", now + 100), ACK_MALFORMED);
     ck_assert_int_eq(ack_store_check(s, longname, "deepseek", now), 0);
     ack_store_close(s);
     ack_store_close(NULL);
@@ -384,22 +525,55 @@ START_TEST(store_replay)
 {
     struct ack_store *s = open_store();
     time_t now = time(NULL);
-    char t1[ACK_TOKEN_BUF], t2[ACK_TOKEN_BUF];
+    char t1[ACK_TOKEN_BUF], t2[ACK_TOKEN_BUF], t3[ACK_TOKEN_BUF];
+    enum ack_verdict v1, v2;
 
     ck_assert_int_eq(ack_token_make(key1, "alice", "deepseek", now, t1, sizeof(t1)), 0);
     ck_assert_int_eq(ack_token_make(key1, "alice", "deepseek", now, t2, sizeof(t2)), 0);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t1, strlen(t1), now + 600), ACK_OK);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t1, strlen(t1), now + 600), ACK_REPLAYED);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t2, strlen(t2), now + 600), ACK_OK);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t2, strlen(t2), now + 600), ACK_REPLAYED);
-    ck_assert_int_eq(ack_store_consume_nonce(s, "garbage", 7, now + 600), ACK_MALFORMED);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t1, strlen(t1) - 1, now + 600), ACK_MALFORMED);
+    ck_assert_int_eq(commit(s, t1, now + 600, "alice", "deepseek", now + 60), ACK_OK);
+    ck_assert_int_eq(commit(s, t1, now + 600, "alice", "deepseek", now + 60), ACK_REPLAYED);
+    ck_assert_int_eq(commit(s, t2, now + 600, "alice", "deepseek", now + 60), ACK_OK);
+    ck_assert_int_eq(commit(s, t2, now + 600, "alice", "deepseek", now + 60), ACK_REPLAYED);
+    ck_assert_int_eq(commit(s, "garbage", now + 600, "alice", "deepseek", now + 60), ACK_MALFORMED);
+    t1[strlen(t1) - 1] = '\0';
+    ck_assert_int_eq(commit(s, t1, now + 600, "alice", "deepseek", now + 60), ACK_MALFORMED);
+    /* Two commits of one token in flight at once: exactly one wins. */
+    ck_assert_int_eq(ack_token_make(key1, "alice", "deepseek", now, t3, sizeof(t3)), 0);
+    submit(s, t3, now + 600, "alice", "deepseek", now + 60, &v1);
+    submit(s, t3, now + 600, "alice", "deepseek", now + 60, &v2);
+    run_until(ndone + 2);
+    ck_assert_int_eq(v1, ACK_OK);
+    ck_assert_int_eq(v2, ACK_REPLAYED);
     /* Once forgotten (its token expired by then), a nonce is accepted again:
      * ack_token_check is what refuses such an old token. */
     ck_assert_int_eq(ack_token_make(key1, "alice", "deepseek", now, t1, sizeof(t1)), 0);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t1, strlen(t1), now - 1), ACK_OK);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t1, strlen(t1), now + 600), ACK_OK);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t1, strlen(t1), now + 600), ACK_REPLAYED);
+    ck_assert_int_eq(commit(s, t1, now - 1, "alice", "deepseek", now + 60), ACK_OK);
+    ck_assert_int_eq(commit(s, t1, now + 600, "alice", "deepseek", now + 60), ACK_OK);
+    ck_assert_int_eq(commit(s, t1, now + 600, "alice", "deepseek", now + 60), ACK_REPLAYED);
+    ack_store_close(s);
+}
+END_TEST
+
+START_TEST(store_cancel)
+{
+    struct ack_store *s = open_store();
+    time_t now = time(NULL);
+    enum ack_verdict v = NOT_YET;
+
+    /* A cancelled commit never calls back, but is recorded all the same. */
+    struct ack_commit *c = ack_store_commit(s, &tw, fake_token(1), strlen(fake_token(1)), now + 600,
+                                            "alice", "deepseek", now + 60, on_commit, &v);
+    ck_assert_ptr_nonnull(c);
+    ack_store_cancel(c);
+    ack_store_cancel(NULL);
+    ck_assert_int_eq(grant(s, "bob", "deepseek", now + 60), ACK_OK);
+    for (int i = 0; i < 50 && !ack_store_check(s, "alice", "deepseek", now); i++)
+        usleep(10000);
+    event_base_loop(tw.base, EVLOOP_NONBLOCK);
+    ck_assert_int_eq(ndone, 1);
+    ck_assert_int_eq(v, NOT_YET);
+    ck_assert_int_eq(ack_store_check(s, "alice", "deepseek", now), 1);
+    ck_assert_int_eq(commit(s, fake_token(1), now + 600, "x", "y", now + 60), ACK_REPLAYED);
     ack_store_close(s);
 }
 END_TEST
@@ -413,12 +587,11 @@ START_TEST(store_persists)
     struct ack_store *s = open_store();
     ck_assert_int_eq(ack_token_make(key1, "alice", "deepseek", now, t1, sizeof(t1)), 0);
     ck_assert_int_eq(ack_token_make(key1, "alice", "deepseek", now, t2, sizeof(t2)), 0);
-    ck_assert_int_eq(ack_store_grant(s, "alice", "deepseek", now + 3600), 0);
-    ck_assert_int_eq(ack_store_grant(s, "#bob", "chat%gpt", now + 3600), 0);
-    ck_assert_int_eq(ack_store_grant(s, odd_user, "claude", now + 3600), 0);
-    ck_assert_int_eq(ack_store_grant(s, "", "x", now + 3600), 0);
-    ck_assert_int_eq(ack_store_grant(s, "dave", "gemini", now + 1), 0);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t1, strlen(t1), now + 600), ACK_OK);
+    ck_assert_int_eq(commit(s, t1, now + 600, "alice", "deepseek", now + 3600), ACK_OK);
+    ck_assert_int_eq(grant(s, "#bob", "chat%gpt", now + 3600), ACK_OK);
+    ck_assert_int_eq(grant(s, odd_user, "claude", now + 3600), ACK_OK);
+    ck_assert_int_eq(grant(s, "", "x", now + 3600), ACK_OK);
+    ck_assert_int_eq(grant(s, "dave", "gemini", now + 1), ACK_OK);
     ack_store_close(s);
 
     const char *text = read_file(statefile);
@@ -426,7 +599,9 @@ START_TEST(store_persists)
     ck_assert_ptr_nonnull(strstr(text, "\nalice\tdeepseek\t"));
     ck_assert_ptr_nonnull(strstr(text, "\n%23bob\tchat%25gpt\t"));
     ck_assert_ptr_nonnull(strstr(text, "\na%09b%0Ac%25d%23e%0D%7F f\tclaude\t"));
-    ck_assert_int_eq(count_lines(statefile), 1 + 5 + 1);
+    ck_assert_int_eq(count_lines(statefile), 1 + 5 + 5);
+    /* Closing left the state file covering everything: the journal is empty. */
+    ck_assert_int_eq(file_size(journal_path()), 0);
 
     sleep(2); /* dave's acknowledgement expires meanwhile */
     s = open_store();
@@ -437,20 +612,21 @@ START_TEST(store_persists)
     ck_assert_int_eq(ack_store_check(s, "", "x", now), 1);
     ck_assert_int_eq(ack_store_check(s, "dave", "gemini", now), 0);
     ck_assert_int_eq(ack_store_check(s, "alice", "chatgpt", now), 0);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t1, strlen(t1), now + 600), ACK_REPLAYED);
-    ck_assert_int_eq(ack_store_consume_nonce(s, t2, strlen(t2), now + 600), ACK_OK);
+    ck_assert_int_eq(commit(s, t1, now + 600, "alice", "deepseek", now + 3600), ACK_REPLAYED);
+    ck_assert_int_eq(commit(s, t2, now + 600, "alice", "deepseek", now + 3600), ACK_OK);
     ack_store_close(s);
     /* The expired line was dropped on the next write. */
     ck_assert_ptr_null(strstr(read_file(statefile), "dave"));
-    ck_assert_int_eq(count_lines(statefile), 1 + 4 + 2);
+    ck_assert_int_eq(count_lines(statefile), 1 + 4 + 6);
 }
 END_TEST
 
 START_TEST(store_writes_without_close)
 {
     struct ack_store *s = open_store();
+    enum ack_verdict v[1000];
     ck_assert_int_eq(access(statefile, F_OK), -1); /* nothing changed: no write */
-    ck_assert_int_eq(ack_store_grant(s, "alice", "deepseek", time(NULL) + 3600), 0);
+    ck_assert_int_eq(grant(s, "alice", "deepseek", time(NULL) + 3600), ACK_OK);
     int found = 0;
     for (int i = 0; i < 100 && !found; i++) {
         usleep(20000);
@@ -458,13 +634,16 @@ START_TEST(store_writes_without_close)
     }
     ck_assert_msg(found, "state file not written within 2 s");
     /* Many changes in a burst are batched, and the last one lands. */
-    for (int i = 0; i < 1000; i++) {
+    for (unsigned i = 0; i < 1000; i++) {
         char user[16];
-        snprintf(user, sizeof(user), "u%d", i);
-        ck_assert_int_eq(ack_store_grant(s, user, "deepseek", time(NULL) + 3600), 0);
+        snprintf(user, sizeof(user), "u%u", i);
+        submit(s, fake_token(i), time(NULL) + 600, user, "deepseek", time(NULL) + 3600, &v[i]);
     }
+    run_until(ndone + 1000);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(v[i], ACK_OK);
     ack_store_close(s);
-    ck_assert_int_eq(count_lines(statefile), 1 + 1001);
+    ck_assert_int_eq(count_lines(statefile), 1 + 1001 + 1001);
 }
 END_TEST
 
@@ -483,7 +662,7 @@ START_TEST(store_atomic_file)
     for (int i = 0; i < 200; i++) {
         char user[16];
         snprintf(user, sizeof(user), "user%d", i);
-        ck_assert_int_eq(ack_store_grant(s, user, "chatgpt", now + 3600), 0);
+        ck_assert_int_eq(grant(s, user, "chatgpt", now + 3600), ACK_OK);
         if (i % 50 == 0)
             usleep(300000);
     }
@@ -492,11 +671,13 @@ START_TEST(store_atomic_file)
     struct stat st;
     ck_assert_int_eq(stat(statefile, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0600);
+    ck_assert_int_eq(stat(journal_path(), &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
     const char *text = read_file(statefile);
     ck_assert_int_eq(text[strlen(text) - 1], '\n');
-    ck_assert_int_eq(count_lines(statefile), 202);
+    ck_assert_int_eq(count_lines(statefile), 1 + 1 + 200 + 200);
     ck_assert_str_eq(read_file(oldlink), "old\tuser\t9999999999\n");
-    /* Only the state file and the link are left: no temporary file. */
+    /* Only the state file, its journal and the link are left: no temporary file. */
     DIR *d = opendir(tmpdir);
     struct dirent *de;
     int files = 0;
@@ -504,11 +685,12 @@ START_TEST(store_atomic_file)
         if (de->d_name[0] != '.') {
             files++;
             ck_assert_msg(strcmp(de->d_name, "acks.state") == 0 ||
+                              strcmp(de->d_name, "acks.state.journal") == 0 ||
                               strcmp(de->d_name, "old-link") == 0,
                           "left over: %s", de->d_name);
         }
     closedir(d);
-    ck_assert_int_eq(files, 2);
+    ck_assert_int_eq(files, 3);
 }
 END_TEST
 
@@ -516,9 +698,14 @@ START_TEST(store_unwritable_does_not_hang)
 {
     char err[256];
     struct ack_store *s = ack_store_open("/nonexistent-dir/acks.state", err, sizeof(err));
+    time_t now = time(NULL);
     ck_assert_ptr_nonnull(s);
-    ck_assert_int_eq(ack_store_grant(s, "alice", "deepseek", time(NULL) + 60), 0);
-    ck_assert_int_eq(ack_store_check(s, "alice", "deepseek", time(NULL)), 1);
+    /* Nothing can be recorded: refused, and the token stays used. */
+    ck_assert_int_eq(commit(s, fake_token(1), now + 600, "alice", "deepseek", now + 60),
+                     ACK_STORE_FAILED);
+    ck_assert_int_eq(ack_store_check(s, "alice", "deepseek", now), 0);
+    ck_assert_int_eq(commit(s, fake_token(1), now + 600, "alice", "deepseek", now + 60),
+                     ACK_REPLAYED);
     ack_store_close(s);
 }
 END_TEST
@@ -594,17 +781,21 @@ START_TEST(store_bounded)
 {
     struct ack_store *s = open_store();
     time_t now = time(NULL);
-    char t[ACK_TOKEN_BUF];
-    const char *mac = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    enum ack_verdict v[4096];
+    unsigned i = 0;
 
-    for (unsigned i = 0; i < ACK_STORE_MAX_NONCES + 100; i++) {
-        snprintf(t, sizeof(t), "1760000000.%024x.%s", i, mac);
-        ck_assert_int_eq(ack_store_consume_nonce(s, t, strlen(t), now + 600), ACK_OK);
+    while (i < ACK_STORE_MAX_NONCES + 100) {
+        unsigned n = 0;
+        for (; n < 4096 && i < ACK_STORE_MAX_NONCES + 100; n++, i++)
+            submit(s, fake_token(i), now + 600, "alice", "deepseek", now + 60, &v[n]);
+        run_until(ndone + (int)n);
+        for (unsigned k = 0; k < n; k++)
+            ck_assert_int_eq(v[k], ACK_OK);
     }
     /* The most recent one is certainly still there. */
-    ck_assert_int_eq(ack_store_consume_nonce(s, t, strlen(t), now + 600), ACK_REPLAYED);
+    ck_assert_int_eq(commit(s, fake_token(i - 1), now + 600, "a", "b", now + 60), ACK_REPLAYED);
     ack_store_close(s);
-    ck_assert_uint_eq(count_lines(statefile), 1 + ACK_STORE_MAX_NONCES);
+    ck_assert_uint_eq(count_lines(statefile), 1 + 1 + ACK_STORE_MAX_NONCES);
 }
 END_TEST
 
@@ -612,69 +803,317 @@ START_TEST(store_expired_make_room_first)
 {
     struct ack_store *s = open_store();
     time_t now = time(NULL);
-    char t[ACK_TOKEN_BUF], keep[ACK_TOKEN_BUF];
-    const char *mac = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    enum ack_verdict v[4096];
+    const unsigned keep = 0xffffffu, fresh = 0x1000000u;
 
-    snprintf(keep, sizeof(keep), "1760000000.%024x.%s", 0xffffffu, mac);
-    ck_assert_int_eq(ack_store_consume_nonce(s, keep, strlen(keep), now + 600), ACK_OK);
-    for (unsigned i = 0; i < ACK_STORE_MAX_NONCES - 1; i++) {
-        snprintf(t, sizeof(t), "1760000000.%024x.%s", i, mac);
-        ck_assert_int_eq(ack_store_consume_nonce(s, t, strlen(t), now + 1), ACK_OK);
+    ck_assert_int_eq(commit(s, fake_token(keep), now + 600, "a", "b", now + 60), ACK_OK);
+    for (unsigned i = 0; i < ACK_STORE_MAX_NONCES - 1;) {
+        unsigned n = 0;
+        for (; n < 4096 && i < ACK_STORE_MAX_NONCES - 1; n++, i++)
+            submit(s, fake_token(i), now + 1, "a", "b", now + 60, &v[n]);
+        run_until(ndone + (int)n);
+        for (unsigned k = 0; k < n; k++)
+            ck_assert_int_eq(v[k], ACK_OK);
     }
     sleep(2);
     /* Full of expired entries: they make room, never a live one. */
+    for (unsigned i = 0; i < 1000; i++)
+        submit(s, fake_token(fresh + i), now + 600, "a", "b", now + 60, &v[i]);
+    run_until(ndone + 1000);
     for (unsigned i = 0; i < 1000; i++) {
-        snprintf(t, sizeof(t), "1760000001.%024x.%s", i, mac);
-        ck_assert_int_eq(ack_store_consume_nonce(s, t, strlen(t), now + 600), ACK_OK);
+        ck_assert_int_eq(v[i], ACK_OK);
+        submit(s, fake_token(fresh + i), now + 600, "a", "b", now + 60, &v[i]);
     }
-    for (unsigned i = 0; i < 1000; i++) {
-        snprintf(t, sizeof(t), "1760000001.%024x.%s", i, mac);
-        ck_assert_int_eq(ack_store_consume_nonce(s, t, strlen(t), now + 600), ACK_REPLAYED);
-    }
-    ck_assert_int_eq(ack_store_consume_nonce(s, keep, strlen(keep), now + 600), ACK_REPLAYED);
+    run_until(ndone + 1000);
+    for (unsigned i = 0; i < 1000; i++)
+        ck_assert_int_eq(v[i], ACK_REPLAYED);
+    ck_assert_int_eq(commit(s, fake_token(keep), now + 600, "a", "b", now + 60), ACK_REPLAYED);
     ack_store_close(s);
 }
 END_TEST
 
-struct worker_arg {
+#define THREADS 4
+#define PER_THREAD 2000
+
+struct submitter {
     struct ack_store *s;
     int id;
+    struct worker w; /* its own loop, as each proxy worker has */
+    int done;
+    struct slot {
+        struct submitter *a;
+        enum ack_verdict v;
+    } slot[PER_THREAD];
 };
 
-static void *
-worker(void *p)
+static void
+on_thread_commit(enum ack_verdict v, void *arg)
 {
-    struct worker_arg *a = p;
+    struct slot *sl = arg;
+    sl->v = v;
+    sl->a->done++;
+}
+
+static void *
+submitter(void *p)
+{
+    struct submitter *a = p;
     time_t now = time(NULL);
     char user[32], t[ACK_TOKEN_BUF];
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < PER_THREAD; i++) {
         snprintf(user, sizeof(user), "w%d-%d", a->id, i % 50);
-        if (ack_store_grant(a->s, user, "deepseek", now + 3600) < 0 ||
-            ack_store_check(a->s, user, "deepseek", now) != 1)
-            return (void *)1;
+        a->slot[i].a = a;
         if (ack_token_make(key1, user, "deepseek", now, t, sizeof(t)) < 0 ||
-            ack_store_consume_nonce(a->s, t, strlen(t), now + 600) != ACK_OK)
+            !ack_store_commit(a->s, &a->w, t, strlen(t), now + 600, user, "deepseek", now + 3600,
+                              on_thread_commit, &a->slot[i]))
             return (void *)1;
+        ack_store_check(a->s, user, "deepseek", now);
+        event_base_loop(a->w.base, EVLOOP_NONBLOCK);
     }
+    while (a->done < PER_THREAD)
+        event_base_loop(a->w.base, EVLOOP_ONCE);
     return NULL;
 }
 
+/* Workers on their own threads commit at once, each loop collecting its
+ * answers: every one lands, and they share syncs (group commit). */
 START_TEST(store_threads)
 {
     struct ack_store *s = open_store();
-    pthread_t th[4];
-    struct worker_arg args[4];
-    for (int i = 0; i < 4; i++) {
-        args[i] = (struct worker_arg){s, i};
-        ck_assert_int_eq(pthread_create(&th[i], NULL, worker, &args[i]), 0);
+    pthread_t th[THREADS];
+    static struct submitter args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i].s = s;
+        args[i].id = i;
+        tw_init_worker(&args[i].w);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, submitter, &args[i]), 0);
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < THREADS; i++) {
         void *rv;
         pthread_join(th[i], &rv);
         ck_assert_ptr_null(rv);
     }
+    for (int i = 0; i < THREADS; i++)
+        for (int k = 0; k < PER_THREAD; k++)
+            ck_assert_int_eq(args[i].slot[k].v, ACK_OK);
+    struct ack_store_stats st;
+    ack_store_stats(s, &st);
+    ck_assert_uint_eq(st.commits, THREADS * PER_THREAD);
+    ck_assert_msg(st.syncs < st.commits / 2, "%lu commits took %lu syncs", st.commits, st.syncs);
     ack_store_close(s);
-    ck_assert_uint_eq(count_lines(statefile), 1 + 4 * 50 + 4 * 2000);
+    for (int i = 0; i < THREADS; i++)
+        tw_free_worker(&args[i].w);
+    ck_assert_uint_eq(count_lines(statefile), 1 + THREADS * 50 + THREADS * PER_THREAD);
+}
+END_TEST
+
+/* ---- journal ---- */
+
+/* N commits submitted together cost far fewer than N syncs. */
+START_TEST(journal_group_commit)
+{
+    enum { N = 200 };
+    struct ack_store *s = open_store();
+    enum ack_verdict v[N];
+    time_t now = time(NULL);
+    char user[16];
+
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(user, sizeof(user), "u%u", i);
+        submit(s, fake_token(i), now + 600, user, "chatgpt", now + 3600, &v[i]);
+    }
+    run_until(N);
+    struct ack_store_stats st;
+    ack_store_stats(s, &st);
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(user, sizeof(user), "u%u", i);
+        ck_assert_int_eq(v[i], ACK_OK);
+        ck_assert_int_eq(ack_store_check(s, user, "chatgpt", now), 1);
+    }
+    ck_assert_uint_eq(st.commits, N);
+    ck_assert_msg(st.syncs >= 1 && st.syncs <= N / 4, "%d commits took %lu syncs", N, st.syncs);
+    ack_store_close(s);
+}
+END_TEST
+
+/* Loading is the state file, then the journal in order: the last word on a
+ * grant wins, nonces from both are used, expired lines are skipped. */
+START_TEST(journal_replay)
+{
+    time_t now = time(NULL);
+    char text[1024];
+
+    snprintf(text, sizeof(text), "# state\nalice\tchatgpt\t%lld\nbob\tclaude\t%lld\n%s\t%lld\n",
+             (long long)now + 50, (long long)now + 50, "00000000000000000000000a",
+             (long long)now + 600);
+    write_file(statefile, text, 0600);
+    snprintf(text, sizeof(text),
+             "%s\t%lld\nalice\tchatgpt\t%lld\n%s\t%lld\nalice\tchatgpt\t%lld\n"
+             "%s\t%lld\ncarol\tgemini\t%lld\n%s\t1\ndave\tgemini\t1\n",
+             "00000000000000000000000b", (long long)now + 600, (long long)now + 10,
+             "00000000000000000000000c", (long long)now + 600, (long long)now + 5000,
+             "00000000000000000000000d", (long long)now + 600, (long long)now + 70,
+             "00000000000000000000000e");
+    write_file(journal_path(), text, 0600);
+
+    struct ack_store *s = open_store();
+    ck_assert_int_eq(ack_store_check(s, "alice", "chatgpt", now + 4000), 1);
+    ck_assert_int_eq(ack_store_check(s, "bob", "claude", now), 1);
+    ck_assert_int_eq(ack_store_check(s, "carol", "gemini", now), 1);
+    ck_assert_int_eq(ack_store_check(s, "dave", "gemini", now), 0);
+    static const unsigned used[] = {0xa, 0xb, 0xc, 0xd};
+    for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++)
+        ck_assert_int_eq(commit(s, fake_token(used[i]), now + 600, "x", "y", now + 60),
+                         ACK_REPLAYED);
+    ck_assert_int_eq(commit(s, fake_token(0xe), now + 600, "x", "y", now + 60), ACK_OK);
+    ack_store_close(s);
+}
+END_TEST
+
+/* A last journal line cut short by a crash is ignored and cut off; a bad
+ * line anywhere else stops the start with FILE:LINE. */
+START_TEST(journal_torn_tail)
+{
+    time_t now = time(NULL);
+    char text[512], err[256];
+    int whole;
+
+    /* Torn inside the nonce line of the second commit. */
+    snprintf(text, sizeof(text), "%s\t%lld\nalice\tchatgpt\t%lld\n%n%s\t17",
+             "00000000000000000000000a", (long long)now + 600, (long long)now + 3600, &whole,
+             "00000000000000000000000b");
+    write_file(journal_path(), text, 0600);
+    struct ack_store *s = open_store();
+    ck_assert_int_eq(ack_store_check(s, "alice", "chatgpt", now), 1);
+    /* The torn commit was never answered: its token may still be used, once. */
+    ck_assert_int_eq(commit(s, fake_token(0xb), now + 600, "bob", "chatgpt", now + 3600), ACK_OK);
+    ck_assert_int_eq(commit(s, fake_token(0xa), now + 600, "x", "y", now + 60), ACK_REPLAYED);
+    ack_store_close(s);
+    /* What followed went after the last whole line: everything loads. */
+    s = open_store();
+    ck_assert_int_eq(ack_store_check(s, "alice", "chatgpt", now), 1);
+    ck_assert_int_eq(ack_store_check(s, "bob", "chatgpt", now), 1);
+    ck_assert_int_eq(commit(s, fake_token(0xb), now + 600, "x", "y", now + 60), ACK_REPLAYED);
+    ack_store_close(s);
+    unlink(statefile);
+
+    /* Torn inside the acknowledgement line: the nonce line is whole, so the
+     * token stays used (safe), the acknowledgement is lost; the file is cut
+     * back to the last whole line at once. */
+    snprintf(text, sizeof(text), "%s\t%lld\n%nbob\tcha", "00000000000000000000000c",
+             (long long)now + 600, &whole);
+    write_file(journal_path(), text, 0600);
+    s = open_store();
+    ck_assert_int_le(file_size(journal_path()), whole);
+    ck_assert_int_eq(ack_store_check(s, "bob", "chatgpt", now), 0);
+    ck_assert_int_eq(commit(s, fake_token(0xc), now + 600, "x", "y", now + 60), ACK_REPLAYED);
+    ack_store_close(s);
+
+    /* Only the very last line may be torn: garbage with a newline after it is corruption. */
+    snprintf(text, sizeof(text), "%s\t%lld\nbob\tcha\n%s\t%lld\n", "00000000000000000000000a",
+             (long long)now + 600, "00000000000000000000000b", (long long)now + 600);
+    write_file(journal_path(), text, 0600);
+    err[0] = '\0';
+    ck_assert_ptr_null(ack_store_open(statefile, err, sizeof(err)));
+    char want[200];
+    snprintf(want, sizeof(want), "%s:2: ", journal_path());
+    ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
+    /* A torn last line that is garbage is still only torn. */
+    snprintf(text, sizeof(text), "%s\t%lld\n\x01\x02zz%%", "00000000000000000000000a",
+             (long long)now + 600);
+    write_file(journal_path(), text, 0600);
+    s = open_store();
+    ck_assert_int_eq(commit(s, fake_token(0xa), now + 600, "x", "y", now + 60), ACK_REPLAYED);
+    ack_store_close(s);
+}
+END_TEST
+
+/* Once the state file covers the journal, the journal is emptied; what is
+ * committed after that is in the journal until the next state write. */
+START_TEST(journal_compaction)
+{
+    struct ack_store *s = open_store();
+    time_t now = time(NULL);
+    struct ack_store_stats st;
+
+    ck_assert_int_eq(grant(s, "alice", "chatgpt", now + 3600), ACK_OK);
+    ck_assert_int_gt(file_size(journal_path()), 0);
+    for (int i = 0; i < 200; i++) {
+        ack_store_stats(s, &st);
+        if (st.compactions > 0 && file_size(journal_path()) == 0)
+            break;
+        usleep(10000);
+    }
+    ck_assert_uint_ge(st.compactions, 1);
+    ck_assert_int_eq(file_size(journal_path()), 0);
+    ck_assert_ptr_nonnull(strstr(read_file(statefile), "alice\tchatgpt\t"));
+    /* The next commit goes to the (new) journal file. */
+    ck_assert_int_eq(grant(s, "bob", "chatgpt", now + 3600), ACK_OK);
+    ck_assert_ptr_nonnull(strstr(read_file(journal_path()), "bob\tchatgpt\t"));
+    ack_store_close(s);
+
+    /* The state file alone now holds both, and no temporary file is left. */
+    ck_assert_int_eq(file_size(journal_path()), 0);
+    s = open_store();
+    ck_assert_int_eq(ack_store_check(s, "alice", "chatgpt", now), 1);
+    ck_assert_int_eq(ack_store_check(s, "bob", "chatgpt", now), 1);
+    ack_store_close(s);
+    DIR *d = opendir(tmpdir);
+    struct dirent *de;
+    while ((de = readdir(d)))
+        ck_assert_msg(de->d_name[0] == '.' || strcmp(de->d_name, "acks.state") == 0 ||
+                          strcmp(de->d_name, "acks.state.journal") == 0,
+                      "left over: %s", de->d_name);
+    closedir(d);
+}
+END_TEST
+
+/* A journal left non-empty by a crash is folded into the state file soon
+ * after the next start, without any new commit. */
+START_TEST(journal_compacted_after_start)
+{
+    time_t now = time(NULL);
+    char text[256];
+    snprintf(text, sizeof(text), "%s\t%lld\nalice\tchatgpt\t%lld\n", "00000000000000000000000a",
+             (long long)now + 600, (long long)now + 3600);
+    write_file(journal_path(), text, 0600);
+    struct ack_store *s = open_store();
+    for (int i = 0; i < 200 && file_size(journal_path()) != 0; i++)
+        usleep(10000);
+    ck_assert_int_eq(file_size(journal_path()), 0);
+    ck_assert_ptr_nonnull(strstr(read_file(statefile), "alice\tchatgpt\t"));
+    ack_store_close(s);
+}
+END_TEST
+
+/* kill -9 right after an acknowledgement was answered: it and its used
+ * token are there after the restart.  The first commit makes the state
+ * writer write and then pause, so the second one is on disk only through
+ * the journal when the process dies. */
+START_TEST(journal_survives_kill)
+{
+    time_t now = time(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        event_reinit(tw.base);
+        struct ack_store *s = open_store();
+        if (grant(s, "warm", "up", now + 3600) != ACK_OK)
+            _exit(2);
+        usleep(50000);
+        if (commit(s, fake_token(7), now + 600, "alice", "chatgpt", now + 3600) != ACK_OK)
+            _exit(3);
+        kill(getpid(), SIGKILL);
+        _exit(4);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
+    struct ack_store *s = open_store();
+    ck_assert_int_eq(ack_store_check(s, "alice", "chatgpt", now), 1);
+    ck_assert_int_eq(commit(s, fake_token(7), now + 600, "alice", "chatgpt", now + 3600),
+                     ACK_REPLAYED);
+    ack_store_close(s);
 }
 END_TEST
 
@@ -868,8 +1307,17 @@ ack_suite(void)
     tcase_add_test(tc, token_expired_and_future);
     tcase_add_test(tc, token_malformed);
     tcase_add_test(tc, verdict_texts);
+    tcase_add_test(tc, form_parsing);
+    tcase_add_test(tc, url_hosts);
+    tcase_add_test(tc, url_open_redirects);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, store_setup, store_teardown);
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, store_grant_check_expiry);
     tcase_add_test(tc, store_replay);
+    tcase_add_test(tc, store_cancel);
     tcase_add_test(tc, store_persists);
     tcase_add_test(tc, store_writes_without_close);
     tcase_add_test(tc, store_atomic_file);
@@ -878,9 +1326,12 @@ ack_suite(void)
     tcase_add_test(tc, store_bounded);
     tcase_add_test(tc, store_expired_make_room_first);
     tcase_add_test(tc, store_threads);
-    tcase_add_test(tc, form_parsing);
-    tcase_add_test(tc, url_hosts);
-    tcase_add_test(tc, url_open_redirects);
+    tcase_add_test(tc, journal_group_commit);
+    tcase_add_test(tc, journal_replay);
+    tcase_add_test(tc, journal_torn_tail);
+    tcase_add_test(tc, journal_compaction);
+    tcase_add_test(tc, journal_compacted_after_start);
+    tcase_add_test(tc, journal_survives_kill);
     suite_add_tcase(s, tc);
     return s;
 }
