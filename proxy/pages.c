@@ -115,6 +115,9 @@ static const char *const pages_defaults[PAGE_KINDS] = {pages_default_block, page
 static const char *const pages_ko_catalog[][2] = {
     {"Access denied", "접근이 거부되었습니다"},
     {"Acknowledgement not accepted", "확인이 처리되지 않았습니다"},
+    {"Acknowledgement not recorded", "확인이 기록되지 않았습니다"},
+    {"The acknowledgement could not be recorded. Go back and load the page again.",
+     "확인을 기록하지 못했습니다. 이전 페이지로 돌아가 다시 불러와 주십시오."},
     {"Bad gateway", "원 서버에 연결할 수 없습니다"},
     {"Bad request", "잘못된 요청입니다"},
     {"Gateway timeout", "원 서버 응답 시간이 초과되었습니다"},
