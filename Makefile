@@ -10,6 +10,9 @@ DEB_PKGS := build-essential pkg-config libevent-dev libssl-dev libconfig-dev zli
 DEB_TEST_PKGS := check nginx-light curl python3 chromium fonts-noto-cjk clang libclang-rt-14-dev \
             python3-websockets krb5-kdc krb5-admin-server krb5-user slapd ldap-utils haproxy \
             redis-server rsyslog logrotate systemd util-linux gzip
+# node and npm for t_browser's playwright-core: Debian's, unless both are there already
+# (NodeSource's nodejs brings its own npm, which Debian's npm would conflict with).
+DEB_TEST_PKGS += $(if $(shell command -v node >/dev/null && command -v npm >/dev/null && echo y),,nodejs npm)
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
 CFLAGS  ?= -O2 -g
