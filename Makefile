@@ -189,7 +189,7 @@ install: build/aigate
 	echo "  1. users: /etc/aigate/users.htpasswd has none (its comment says how to add them);"; \
 	echo "     the names in aigate.conf's groups are examples"; \
 	echo "  2. the interception CA: aigate --gen-ca /etc/aigate/certs, then"; \
-	echo "     chgrp aigate /etc/aigate/certs/ca.key; chmod 0640 /etc/aigate/certs/ca.key"; \
+	echo "     chown aigate /etc/aigate/certs/ca.key (aigate wants its key mode 0600)"; \
 	echo "  3. /etc/aigate/aigate.conf (listen, client_networks, groups), policy.conf"; \
 	echo "  4. aigate -t -c /etc/aigate/aigate.conf"
 
