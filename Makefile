@@ -3,8 +3,16 @@
 CC      ?= cc
 PREFIX  ?= /usr/local
 PKGS    := libevent libevent_openssl libevent_pthreads openssl libconfig zlib
-DEB_PKGS := build-essential pkg-config libevent-dev libssl-dev libconfig-dev zlib1g-dev check \
-            libcrypt-dev nginx-light curl openssl python3 chromium fonts-noto-cjk clang
+# Debian packages: DEB_PKGS build and run the proxy (`make deps`, `make run`); DEB_TEST_PKGS
+# are needed only by `make test` (`make test-deps`).
+DEB_PKGS := build-essential pkg-config libevent-dev libssl-dev libconfig-dev zlib1g-dev \
+            libcrypt-dev openssl libkrb5-dev libldap-dev libhiredis-dev libjansson-dev
+DEB_TEST_PKGS := check nginx-light curl python3 chromium fonts-noto-cjk clang libclang-rt-14-dev \
+            python3-websockets krb5-kdc krb5-admin-server krb5-user slapd ldap-utils haproxy \
+            redis-server rsyslog logrotate systemd util-linux gzip
+# node and npm for t_browser's playwright-core: Debian's, unless both are there already
+# (NodeSource's nodejs brings its own npm, which Debian's npm would conflict with).
+DEB_TEST_PKGS += $(if $(shell command -v node >/dev/null && command -v npm >/dev/null && echo y),,nodejs npm)
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
 CFLAGS  ?= -O2 -g
@@ -62,7 +70,7 @@ clang-check:
 	  clang $(filter-out -fstack-protector-strong,$(CFLAGS)) $(HARDEN) -fsyntax-only $$f || exit 1; \
 	done; echo "clang: warning-clean"
 
-test: deps-check
+test: deps test-deps
 	$(MAKE) clang-check
 	$(MAKE) unit
 	$(MAKE) e2e
@@ -75,21 +83,30 @@ bench-profile: build/aigate
 	bash contrib/bench/bench.sh profile
 
 # ---- dependencies -----------------------------------------------------------
+# apt_install PACKAGES: apt-get install those of PACKAGES not installed yet.  Non-interactive:
+# slapd and krb5-config ask debconf questions whose defaults are fine (the tests start
+# their own servers).  sudo resets the environment, hence env.
+define apt_install
+	@if ! command -v dpkg-query >/dev/null; then \
+	  echo "$@: not Debian; install the equivalents of: $(1)"; exit 0; fi; \
+	have=" $$(dpkg-query -W -f='$${db:Status-Status} $${Package}\n' $(1) 2>/dev/null | \
+	  awk '$$1 == "installed" { printf "%s ", $$2 }') "; \
+	missing=""; for p in $(1); do \
+	  case "$$have" in *" $$p "*) ;; *) missing="$$missing $$p" ;; esac; done; \
+	if [ -z "$$missing" ]; then echo "$@: all present"; exit 0; fi; \
+	echo "$@: installing$$missing"; \
+	SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	$$SUDO apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing
+endef
+
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	else echo "deps: all present"; fi
+	$(call apt_install,$(DEB_PKGS))
 
-deps-check:
-	@pkg-config --exists $(PKGS) check && command -v nginx >/dev/null && command -v curl >/dev/null \
-	  && command -v chromium >/dev/null && command -v clang >/dev/null \
-	  || $(MAKE) deps
+test-deps: deps
+	$(call apt_install,$(DEB_TEST_PKGS))
 
-# ---- run / install ----------------------------------------------------------
+# ---- run ----------------------------------------------------------------------
 # The development interception CA the shipped config names (keys are git-ignored).
 dev-ca: build/aigate
 	@if [ ! -e certs/ca.key ] && [ ! -e certs/ca.pem ]; then \
@@ -97,19 +114,84 @@ dev-ca: build/aigate
 	  echo "Development CA created: certs/ca.pem. Trust it in your browser to see pages inside HTTPS (certs/README.md)."; \
 	fi
 
-run: deps-check
+run: deps
 	$(MAKE) dev-ca
 	build/aigate -f -c rules/aigate.conf
 
-# Installs the binary and the rules under /etc/aigate (the CA goes to /etc/aigate/certs:
-# make one with `aigate --gen-ca /etc/aigate/certs`).
+# ---- install ------------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=staging root]: the binary, README, the systemd
+# unit (under $(PREFIX)/lib/systemd/system, pointing at $(PREFIX)/bin/aigate), the logrotate
+# snippet, and /etc/aigate: the shipped catalog, policy and pages, aigate.conf with the audit
+# log in /var/log/aigate and keys and acknowledgements in /var/lib/aigate (the unit's
+# LogsDirectory= and StateDirectory=; the in-tree rules/aigate.conf keeps relative paths for
+# `make run`), and a users.htpasswd WITHOUT users: the sample passwords never leave the
+# tree.  Files already in /etc/aigate are the operator's and stay; a differing new version
+# goes beside them as FILE.dist.  Without DESTDIR it also creates the aigate system user and
+# gives its group read access to users.htpasswd and certs/; a staged install leaves that
+# to the package's scripts.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR  ?= $(PREFIX)/share/doc/aigate
+ETC     := $(DESTDIR)/etc/aigate
+# The installed aigate.conf: rules/aigate.conf with these values replaced (install checks
+# that each replacement happened).
+INSTALL_CONF_SED := \
+	-e 's\#"\.\./certs/\#"certs/\#' \
+	-e 's\#state_file = "acks\.state"\#state_file = "/var/lib/aigate/acks.state"\#' \
+	-e 's\#secret_file = "ack\.secret"\#secret_file = "/var/lib/aigate/ack.secret"\#' \
+	-e 's\#path = "audit\.jsonl"\#path = "/var/log/aigate/audit.jsonl"\#' \
+	-e 's\#chain_key_file = "audit\.key"\#chain_key_file = "/var/lib/aigate/audit.key"\#' \
+	-e 's\#rotate_bytes = [0-9]*\#rotate_bytes = 0\#' \
+	-e 's|^\# The sample users\.htpasswd .*|\# users.htpasswd is installed without users: add them as its comment says.|'
+INSTALL_CONF_HAS := "certs/ca.pem" "/var/lib/aigate/acks.state" "/var/lib/aigate/ack.secret" \
+	"/var/log/aigate/audit.jsonl" "/var/lib/aigate/audit.key" "rotate_bytes = 0;"
+
 install: build/aigate
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/aigate/pages $(DESTDIR)/etc/aigate/certs
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) \
+	  $(DESTDIR)/etc/logrotate.d $(ETC)/pages build/install
+	install -d -m 0750 $(ETC)/certs
 	install -m 0755 build/aigate $(DESTDIR)$(PREFIX)/bin/aigate
-	install -m 0644 rules/services.conf rules/policy.conf $(DESTDIR)/etc/aigate/
-	sed 's#"\.\./certs/#"certs/#' rules/aigate.conf > $(DESTDIR)/etc/aigate/aigate.conf
-	install -m 0640 rules/users.htpasswd $(DESTDIR)/etc/aigate/
-	install -m 0644 rules/pages/* $(DESTDIR)/etc/aigate/pages/
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	sed -e 's#/usr/local/bin/aigate#$(PREFIX)/bin/aigate#g' \
+	  -e 's#/usr/local/share/doc/aigate#$(DOCDIR)#g' contrib/systemd/aigate.service \
+	  > build/install/aigate.service
+	install -m 0644 build/install/aigate.service $(DESTDIR)$(UNITDIR)/aigate.service
+	install -m 0644 contrib/logrotate/aigate $(DESTDIR)/etc/logrotate.d/aigate
+	sed $(INSTALL_CONF_SED) rules/aigate.conf > build/install/aigate.conf
+	@for s in $(INSTALL_CONF_HAS); do grep -qF "$$s" build/install/aigate.conf || \
+	  { echo "install: rules/aigate.conf changed, $$s not set: fix INSTALL_CONF_SED" >&2; exit 1; }; \
+	done
+	@keep() { if [ ! -e "$$2" ]; then install -m 0644 "$$1" "$$2"; \
+	  elif ! cmp -s "$$1" "$$2"; then install -m 0644 "$$1" "$$2.dist"; \
+	    echo "install: kept your $$2; the new version is $$2.dist"; fi; }; \
+	keep build/install/aigate.conf $(ETC)/aigate.conf; \
+	keep rules/services.conf $(ETC)/services.conf; \
+	keep rules/policy.conf $(ETC)/policy.conf; \
+	for f in rules/pages/*; do keep $$f $(ETC)/pages/$${f##*/}; done
+	@if [ ! -e $(ETC)/users.htpasswd ]; then \
+	  install -m 0640 contrib/systemd/users.htpasswd $(ETC)/users.htpasswd; \
+	elif grep -v '^#' rules/users.htpasswd | grep -qxFf - $(ETC)/users.htpasswd; then \
+	  echo "install: WARNING: $(ETC)/users.htpasswd holds the public sample passwords" \
+	    "(alice, bob, carol): remove those lines" >&2; \
+	fi
+	@if [ -z "$(DESTDIR)" ]; then \
+	  getent passwd aigate >/dev/null || \
+	    useradd --system --home-dir /var/lib/aigate --no-create-home \
+	      --shell "$$(command -v nologin || echo /usr/sbin/nologin)" --comment "aigate proxy" \
+	      $$(getent group aigate >/dev/null && echo "--gid aigate" || echo "--user-group") \
+	      aigate || exit 1; \
+	  chgrp aigate $(ETC)/users.htpasswd $(ETC)/certs || exit 1; \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	  echo "aigate installed.  Before systemctl enable --now aigate:"; \
+	else \
+	  echo "aigate staged in $(DESTDIR).  The package must create the aigate system user and"; \
+	  echo "chgrp aigate /etc/aigate/users.htpasswd /etc/aigate/certs; then, on the host:"; \
+	fi; \
+	echo "  1. users: /etc/aigate/users.htpasswd has none (its comment says how to add them);"; \
+	echo "     the names in aigate.conf's groups are examples"; \
+	echo "  2. the interception CA: aigate --gen-ca /etc/aigate/certs, then"; \
+	echo "     chown aigate /etc/aigate/certs/ca.key (aigate wants its key mode 0600)"; \
+	echo "  3. /etc/aigate/aigate.conf (listen, client_networks, groups), policy.conf"; \
+	echo "  4. aigate -t -c /etc/aigate/aigate.conf"
 
 format:
 	clang-format -i proxy/*.c include/aigate/*.h tests/unit/*.c
@@ -117,5 +199,5 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all unit e2e test clang-check deps deps-check dev-ca run install format clean bench bench-profile
+.PHONY: all unit e2e test clang-check deps test-deps dev-ca run install format clean bench bench-profile
 .SECONDARY:
