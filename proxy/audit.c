@@ -98,6 +98,27 @@ audit_rand64(void)
     return r;
 }
 
+const char *
+audit_action_name(enum audit_action a)
+{
+    switch (a) {
+    case AUDIT_ALLOW:
+        return "allow";
+    case AUDIT_BLOCK:
+        return "block";
+    case AUDIT_WARN:
+        return "warn";
+    case AUDIT_ACK:
+        return "ack";
+    case AUDIT_AUTH_FAIL:
+        return "auth-fail";
+    case AUDIT_NONE:
+    case AUDIT_ERROR:
+        break;
+    }
+    return "error";
+}
+
 void
 audit_new_id(char out[33])
 {
@@ -315,7 +336,7 @@ audit_format_node(char *buf, size_t cap, const struct audit_rec *r, int log_quer
     audit_put_cstr(&b, ",\"service\":", r->service);
     audit_put_cstr(&b, ",\"category\":", r->category);
     audit_put_cstr(&b, ",\"rule\":", r->rule);
-    audit_put_cstr(&b, ",\"action\":", r->action);
+    audit_put_cstr(&b, ",\"action\":", audit_action_name(r->action));
     audit_put_int(&b, ",\"status\":", r->status);
     audit_put_int(&b, ",\"bytes_in\":", r->bytes_in);
     audit_put_int(&b, ",\"bytes_out\":", r->bytes_out);
@@ -1461,7 +1482,7 @@ audit_tend(struct audit *a)
         r.bytes_out = r.ms = -1;
         r.path = a->note_side;
         r.rule = AUDIT_NOTE_RULE;
-        r.action = "error";
+        r.action = AUDIT_ERROR;
         r.bytes_in = (int64_t)a->note_bytes;
         a->note_pending = 0;
         size_t len = audit_format_node(a->out + a->outlen, AUDIT_LINE_MAX, &r, 1, a->node_field,

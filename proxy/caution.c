@@ -6,10 +6,10 @@
  * to /__aigate/ack on the same host.  That POST never reaches the origin:
  * the token is checked (MAC, age, single use), the return URL must be an
  * http(s) URL of the same service (no open redirect), the acknowledgement is
- * recorded for the rule's TTL, and the answer is a 303 to the URL.  Recording
- * goes to disk off the event loop: the connection waits in CS_ACKWAIT, and
- * the 303 goes out from the store's callback, only once the acknowledgement
- * and the used token are durable.
+ * recorded for the rule's TTL, and the answer is a 303 to the URL.
+ * Recording goes to disk off the event loop: the caller waits for
+ * caution_ack's callback, which comes only once the acknowledgement and the
+ * used token are durable.
  */
 #include "aigate/caution.h"
 
@@ -17,180 +17,88 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <strings.h>
 
-#include "aigate/ack.h"
 #include "aigate/catalog.h"
 #include "aigate/config.h"
-#include "aigate/conn.h"
-#include "aigate/pages.h"
 #include "aigate/policy.h"
+#include "aigate/request.h"
+#include "aigate/respond.h"
 #include "aigate/users.h"
-#include "aigate/worker.h"
-
-/* Tokens are for the page just shown: a person reads it and clicks within minutes. */
-#define CAUTION_TOKEN_MAX_AGE_S 600
 
 void
-caution_user_key(const struct conn *c, char *out, size_t cap)
+caution_user_key(const struct caution_req *cr, char *out, size_t cap)
 {
-    if (c->req && c->req->user[0])
-        snprintf(out, cap, "%s", c->req->user);
+    if (cr->r->user[0])
+        snprintf(out, cap, "%s", cr->r->user);
     else
-        snprintf(out, cap, "@%s", c->peer_str);
+        snprintf(out, cap, "@%s", cr->peer_str);
 }
 
 void
-caution_service_key(const struct conn *c, char *out, size_t cap)
+caution_service_key(const struct caution_req *cr, char *out, size_t cap)
 {
-    if (c->req->svc)
-        snprintf(out, cap, "%s", c->req->svc->id);
+    if (cr->r->svc)
+        snprintf(out, cap, "%s", cr->r->svc->id);
     else
-        snprintf(out, cap, "host:%.200s", c->req->url.host);
+        snprintf(out, cap, "host:%.200s", cr->r->url.host);
 }
 
 int
-caution_acknowledged(const struct conn *c)
+caution_acknowledged(const struct caution_req *cr, struct ack_store *store, time_t now)
 {
     char user[300], svc[256];
-    caution_user_key(c, user, sizeof(user));
-    caution_service_key(c, svc, sizeof(svc));
-    return rt.acks && ack_store_check(rt.acks, user, svc, time(NULL));
+    caution_user_key(cr, user, sizeof(user));
+    caution_service_key(cr, svc, sizeof(svc));
+    return store && ack_store_check(store, user, svc, now);
 }
 
-void
-caution_page(struct conn *c, const char *buf, const struct http_head *h)
+size_t
+caution_page(struct evbuffer *out, const struct caution_req *cr, time_t now, int keep)
 {
-    struct req *r = c->req;
+    const struct req *r = cr->r;
     char user[300], svc[256], url[2048], token[ACK_TOKEN_BUF];
-    caution_user_key(c, user, sizeof(user));
-    caution_service_key(c, svc, sizeof(svc));
-    conn_request_url(c, url, sizeof(url));
-    int i = http_header_find(buf, h, "Accept");
-    int html = i >= 0 && pages_client_wants_html(buf + h->hdr[i].value.off, h->hdr[i].value.len);
-    i = http_header_find(buf, h, "Accept-Language");
-    int ko = i >= 0 && pages_prefers_korean(buf + h->hdr[i].value.off, h->hdr[i].value.len);
+    caution_user_key(cr, user, sizeof(user));
+    caution_service_key(cr, svc, sizeof(svc));
+    req_url(r, url, sizeof(url));
 
     struct page_vars v = {0};
     v.service = r->svc ? r->svc->name : r->url.host;
-    v.user = r->user[0] ? r->user : c->peer_str;
+    v.user = r->user[0] ? r->user : cr->peer_str;
     v.rule = r->rule->name;
     v.reason = r->rule->reason;
     v.host = r->url.host;
     v.url = url;
     v.category = r->svc ? r->svc->category : NULL;
-    v.lang = ko ? "ko" : "en";
+    v.lang = r->lang_ko ? "ko" : "en";
     v.status = 403;
+    int html =
+        r->wants_html && ack_token_make(cr->ack_key, user, svc, now, token, sizeof(token)) == 0;
+    if (html)
+        v.token = token;
     char extra[400];
     snprintf(extra, sizeof(extra),
              "Proxy-Status: aigate; error=http_request_denied; details=\"rule=%s; "
-             "acknowledgement required\"\r\nContent-Language: %s\r\nVary: Accept, "
-             "Accept-Language\r\n",
-             r->rule->name, v.lang);
-    struct evbuffer *body = evbuffer_new();
-    const char *ctype = "text/plain; charset=utf-8";
-    if (body && html &&
-        ack_token_make(rt.ack_key, user, svc, time(NULL), token, sizeof(token)) == 0) {
-        v.token = token;
-        if (pages_render(body, c->cfg->pages, PAGE_CAUTION, &v) == 0)
-            ctype = "text/html; charset=utf-8";
-    }
-    if (body && strcmp(ctype, "text/plain; charset=utf-8") == 0) {
-        evbuffer_drain(body, evbuffer_get_length(body));
-        pages_render_text(body, PAGE_CAUTION, &v);
-    }
-    conn_respond(c, 403, extra, ctype, body, r->body != HTTP_BODY_NONE && !r->body_done);
-    if (body)
-        evbuffer_free(body);
-    conn_audit(c, r, "warn", 403);
-    conn_request_end(c);
-}
-
-static void
-ack_refused(struct conn *c, const char *why)
-{
-    conn_error(c, 403, "http_request_denied", "Acknowledgement not accepted", why, NULL, NULL, 0);
-}
-
-static void
-ack_refused_verdict(struct conn *c, enum ack_verdict v)
-{
-    char why[200];
-    snprintf(why, sizeof(why),
-             "This acknowledgement is %s. Go back and load the page again to see a fresh notice.",
-             ack_verdict_text(v));
-    ack_refused(c, why);
-}
-
-/* SPEC 10: a store that cannot record answers 503 saying so. */
-static void
-ack_unrecorded(struct conn *c)
-{
-    conn_error(c, 503, "proxy_internal_error", "Acknowledgement not recorded",
-               "The acknowledgement could not be recorded. Go back and load the page again.", NULL,
-               NULL, 0);
-}
-
-/* An acknowledgement waiting for the store, owned by its connection
- * (c->ack_wait): the address to send the browser back to. */
-struct caution_wait {
-    struct conn *c;
-    struct ack_commit *commit;
-    char url[];
-};
-
-/* The store's answer, on the connection's worker: 303 once it is on disk. */
-static void
-caution_ack_recorded(enum ack_verdict v, void *arg)
-{
-    struct caution_wait *cw = arg;
-    struct conn *c = cw->c;
-
-    c->ack_wait = NULL;
-    if (v == ACK_OK) {
-        struct evbuffer *b = evbuffer_new();
-        char extra[ACK_URL_MAX + 64];
-        snprintf(extra, sizeof(extra), "Location: %s\r\n", cw->url);
-        if (b)
-            evbuffer_add_printf(b, "Acknowledged. Continue to %s\n", cw->url);
-        conn_respond(c, 303, extra, "text/plain; charset=utf-8", b, 0);
-        if (b)
-            evbuffer_free(b);
-        conn_audit(c, c->req, "ack", 303);
-        conn_request_end(c);
-    } else if (v == ACK_STORE_FAILED) {
-        ack_unrecorded(c);
-    } else {
-        ack_refused_verdict(c, v);
-    }
-    free(cw);
-}
-
-void
-caution_ack_cancel(struct conn *c)
-{
-    if (!c->ack_wait)
-        return;
-    ack_store_cancel(c->ack_wait->commit);
-    free(c->ack_wait);
-    c->ack_wait = NULL;
+             "acknowledgement required\"\r\n",
+             r->rule->name);
+    return respond_page(out, cr->cfg->pages, PAGE_CAUTION, &v, html, extra, keep, r->is_head);
 }
 
 /* The TTL of the warn rule that governs url for this user (the rule may set ack_ttl_s). */
 static int
-ack_ttl(struct conn *c, const char *url_path)
+ack_ttl(const struct caution_req *cr, const char *url_path, time_t now)
 {
-    const struct req *r = c->req;
+    const struct req *r = cr->r;
+    const struct config *cfg = cr->cfg;
     const char *const *groups = NULL;
-    size_t ngroups = r->user[0] ? users_groups(c->cfg->users, r->user, &groups) : 0;
-    time_t now = time(NULL);
+    size_t ngroups = r->user[0] ? users_groups(cfg->users, r->user, &groups) : 0;
     struct tm local;
     localtime_r(&now, &local);
     struct policy_req pr = {0};
     pr.user = r->user[0] ? r->user : NULL;
     pr.groups = groups;
     pr.ngroups = ngroups;
-    pr.client = (const struct sockaddr *)&c->peer;
+    pr.client = cr->peer;
     pr.svc = r->svc;
     pr.host = r->url.host;
     pr.local = &local;
@@ -198,54 +106,93 @@ ack_ttl(struct conn *c, const char *url_path)
     pr.method = "GET";
     pr.path = url_path;
     pr.pathlen = strcspn(url_path, "?");
-    const struct policy_rule *rule = policy_eval(c->cfg->policy, &pr);
+    const struct policy_rule *rule = policy_eval(cfg->policy, &pr);
     if (rule && rule->action == POLICY_WARN && rule->ack_ttl_s > 0)
         return rule->ack_ttl_s;
-    return c->cfg->ack.ttl_s;
+    return cfg->ack.ttl_s;
 }
 
 void
-caution_ack(struct conn *c, const char *body, size_t len)
+caution_refusal(enum ack_verdict v, char *out, size_t cap)
 {
-    struct req *r = c->req;
+    snprintf(out, cap,
+             "This acknowledgement is %s. Go back and load the page again to see a fresh notice.",
+             ack_verdict_text(v));
+}
+
+/* An acknowledgement waiting for the store: where to send the browser back to. */
+struct caution_wait {
+    struct ack_commit *commit;
+    caution_ack_cb cb;
+    void *arg;
+    char url[];
+};
+
+static void
+caution_recorded(enum ack_verdict v, void *arg)
+{
+    struct caution_wait *cw = arg;
+    cw->cb(cw->arg, v, cw->url);
+    free(cw);
+}
+
+struct caution_wait *
+caution_ack(const struct caution_req *cr, struct ack_store *store, struct worker *w,
+            const char *body, size_t len, time_t now, caution_ack_cb cb, void *arg, char *why,
+            size_t whycap)
+{
+    const struct req *r = cr->r;
     char url[ACK_URL_MAX + 1], token[ACK_TOKEN_BUF + 64], host[ACK_HOST_MAX];
     char user[300], svc[256];
     int is_https = 0;
 
-    if (ack_form_parse(body, len, url, sizeof(url), token, sizeof(token)) < 0)
-        return ack_refused(c, "The acknowledgement form is incomplete or malformed.");
-    if (ack_url_parse_host(url, host, sizeof(host), &is_https) < 0)
-        return ack_refused(c, "The return address is not an http(s) address.");
-    const struct service *target = catalog_lookup(c->cfg->catalog, host, strlen(host));
-    caution_user_key(c, user, sizeof(user));
-    caution_service_key(c, svc, sizeof(svc));
-    if (r->svc ? target != r->svc : strcasecmp(host, r->url.host) != 0)
-        return ack_refused(c, "The return address belongs to a different service.");
-    time_t now = time(NULL);
+    if (ack_form_parse(body, len, url, sizeof(url), token, sizeof(token)) < 0) {
+        snprintf(why, whycap, "The acknowledgement form is incomplete or malformed.");
+        return NULL;
+    }
+    if (ack_url_parse_host(url, host, sizeof(host), &is_https) < 0) {
+        snprintf(why, whycap, "The return address is not an http(s) address.");
+        return NULL;
+    }
+    const struct service *target = catalog_lookup(cr->cfg->catalog, host, strlen(host));
+    caution_user_key(cr, user, sizeof(user));
+    caution_service_key(cr, svc, sizeof(svc));
+    if (r->svc ? target != r->svc : strcasecmp(host, r->url.host) != 0) {
+        snprintf(why, whycap, "The return address belongs to a different service.");
+        return NULL;
+    }
     enum ack_verdict v =
-        ack_token_check(rt.ack_key, token, strlen(token), user, svc, now, CAUTION_TOKEN_MAX_AGE_S);
-    if (v != ACK_OK)
-        return ack_refused_verdict(c, v);
+        ack_token_check(cr->ack_key, token, strlen(token), user, svc, now, CAUTION_TOKEN_MAX_AGE_S);
+    if (v != ACK_OK) {
+        caution_refusal(v, why, whycap);
+        return NULL;
+    }
     const char *path = strstr(url, "://");
     path = path ? strchr(path + 3, '/') : NULL;
-    int ttl = ack_ttl(c, path ? path : "/");
+    int ttl = ack_ttl(cr, path ? path : "/", now);
 
     size_t ulen = strlen(url);
     struct caution_wait *cw = malloc(sizeof(*cw) + ulen + 1);
+    why[0] = '\0';
     if (!cw)
-        return ack_unrecorded(c);
-    cw->c = c;
+        return NULL;
+    cw->cb = cb;
+    cw->arg = arg;
     memcpy(cw->url, url, ulen + 1);
-    cw->commit =
-        ack_store_commit(rt.acks, c->w, token, strlen(token), now + CAUTION_TOKEN_MAX_AGE_S, user,
-                         svc, now + ttl, caution_ack_recorded, cw);
+    cw->commit = ack_store_commit(store, w, token, strlen(token), now + CAUTION_TOKEN_MAX_AGE_S,
+                                  user, svc, now + ttl, caution_recorded, cw);
     if (!cw->commit) {
         free(cw);
-        return ack_unrecorded(c);
+        return NULL;
     }
-    c->ack_wait = cw;
-    c->state = CS_ACKWAIT;
-    /* A client that leaves now still gets its acknowledgement recorded:
-     * the teardown's audit line says so. */
-    r->action = "ack";
+    return cw;
+}
+
+void
+caution_ack_cancel(struct caution_wait *cw)
+{
+    if (!cw)
+        return;
+    ack_store_cancel(cw->commit);
+    free(cw);
 }

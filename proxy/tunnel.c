@@ -1,12 +1,13 @@
 /*
- * The CONNECT relay.  It starts on the bufferevents (the 200 answer and any
- * bytes already buffered move between evbuffers by reference); as soon as
- * both sides are quiet and empty it switches to splice(2) through a pipe per
- * direction, so the bulk of a tunnel never enters user space.  Each pipe is
- * the only buffer of its direction: while it holds data, the sending side is
- * not read (back-pressure).  The tunnel ends when both directions are closed
- * and flushed, on an error from either side, or on the idle timeout; then one
- * audit line is written.
+ * The relay.  It starts on the bufferevents (bytes move between evbuffers by
+ * reference); as soon as both sides are quiet and empty, and the caller
+ * allowed it, it switches to splice(2) through a pipe per direction.  Each
+ * pipe is the only buffer of its direction: while it holds data, the sending
+ * side is not read (back-pressure).  The relay ends when both directions are
+ * closed and flushed, or on an error from either side.
+ *
+ * Invariant: ops->end runs at most once, always from a libevent callback;
+ * after it the tunnel does nothing until tunnel_free().
  */
 #include "aigate/tunnel.h"
 
@@ -19,10 +20,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "aigate/conn.h"
-#include "aigate/upstream.h"
-#include "aigate/worker.h"
-
 #define TUNNEL_HIGH_WATER (512 * 1024)
 #define TUNNEL_LOW_WATER (128 * 1024)
 #define TUNNEL_IO_CHUNK (256 * 1024)
@@ -31,7 +28,7 @@
 
 /* One direction of a spliced tunnel: from -> pipe -> to. */
 struct splice_dir {
-    struct conn *c;
+    struct tunnel *t;
     int from, to;
     int pipe[2];
     size_t inpipe; /* bytes in the pipe, not yet written to `to` */
@@ -42,8 +39,16 @@ struct splice_dir {
     struct splice_dir *other;
 };
 
-struct tunnel_splice {
-    struct splice_dir up, down; /* client->origin, origin->client */
+struct tunnel {
+    struct event_base *base;
+    struct bufferevent *client, *origin;
+    const struct tunnel_ops *ops;
+    void *arg;
+    uint64_t *up, *down;
+    unsigned client_eof : 1, origin_eof : 1, client_shut : 1, origin_shut : 1, splice_ok : 1,
+        spliced : 1, ended : 1;
+    struct event *kick; /* first pass over what was buffered, from the loop */
+    struct splice_dir sup, sdown;
 };
 
 static void
@@ -57,29 +62,29 @@ splice_dir_free(struct splice_dir *d)
         close(d->pipe[0]);
     if (d->pipe[1] >= 0)
         close(d->pipe[1]);
+    d->rev = d->wev = NULL;
+    d->pipe[0] = d->pipe[1] = -1;
 }
-
-void
-tunnel_free(struct conn *c)
-{
-    if (!c->splice)
-        return;
-    splice_dir_free(&c->splice->up);
-    splice_dir_free(&c->splice->down);
-    free(c->splice);
-    c->splice = NULL;
-}
-
-static void maybe_splice(struct conn *c);
 
 static void
-tunnel_end(struct conn *c, const char *why)
+tunnel_end(struct tunnel *t, const char *why)
 {
-    (void)why;
-    tunnel_free(c);
-    conn_audit(c, c->req, c->req->action ? c->req->action : "allow", c->req->status);
-    c->req->keep_alive = 0;
-    conn_request_end(c);
+    if (t->ended)
+        return;
+    t->ended = 1;
+    bufferevent_disable(t->client, EV_READ);
+    bufferevent_disable(t->origin, EV_READ | EV_WRITE);
+    if (t->spliced) {
+        if (t->sup.rev)
+            event_del(t->sup.rev);
+        if (t->sup.wev)
+            event_del(t->sup.wev);
+        if (t->sdown.rev)
+            event_del(t->sdown.rev);
+        if (t->sdown.wev)
+            event_del(t->sdown.wev);
+    }
+    t->ops->end(t->arg, why);
 }
 
 /* Move what src has read into dst's output; apply back-pressure on src. */
@@ -97,57 +102,22 @@ relay(struct bufferevent *src, struct bufferevent *dst, uint64_t *count)
         bufferevent_disable(src, EV_READ);
 }
 
-/* Shut down writing on dst once its output is empty and its peer has sent EOF. */
+/* Shut down writing towards a side once its output is empty and its peer has sent EOF. */
 static void
-maybe_shutdown(struct conn *c)
+maybe_shutdown(struct tunnel *t)
 {
-    if (c->up_eof && !c->client_shut && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-        c->client_shut = 1;
+    if (t->origin_eof && !t->client_shut &&
+        evbuffer_get_length(bufferevent_get_output(t->client)) == 0) {
+        shutdown(bufferevent_getfd(t->client), SHUT_WR);
+        t->client_shut = 1;
     }
-    if (c->client_eof && !c->up_shut &&
-        evbuffer_get_length(bufferevent_get_output(c->up->bev)) == 0) {
-        shutdown(bufferevent_getfd(c->up->bev), SHUT_WR);
-        c->up_shut = 1;
+    if (t->client_eof && !t->origin_shut &&
+        evbuffer_get_length(bufferevent_get_output(t->origin)) == 0) {
+        shutdown(bufferevent_getfd(t->origin), SHUT_WR);
+        t->origin_shut = 1;
     }
-    if (c->client_shut && c->up_shut)
-        tunnel_end(c, "both sides closed");
-}
-
-static void
-up_read(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    conn_touch(c);
-    relay(bev, c->bev, &c->req->bytes_out);
-}
-
-static void
-up_write(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    (void)bev;
-    conn_touch(c);
-    if (!c->client_eof)
-        bufferevent_enable(c->bev, EV_READ);
-    maybe_shutdown(c);
-    if (c->state == CS_TUNNEL && c->req)
-        maybe_splice(c);
-}
-
-static void
-up_event(struct bufferevent *bev, short what, void *arg)
-{
-    struct conn *c = arg;
-    if (what & BEV_EVENT_ERROR) {
-        tunnel_end(c, "origin error");
-        return;
-    }
-    if (what & BEV_EVENT_EOF) {
-        relay(bev, c->bev, &c->req->bytes_out);
-        c->up_eof = 1;
-        maybe_shutdown(c);
-    }
+    if (t->client_shut && t->origin_shut)
+        tunnel_end(t, "both sides closed");
 }
 
 static void splice_step(struct splice_dir *d);
@@ -168,8 +138,10 @@ splice_readable(evutil_socket_t fd, short what, void *arg)
 static void
 splice_step(struct splice_dir *d)
 {
-    struct conn *c = d->c;
-    conn_touch(c);
+    struct tunnel *t = d->t;
+    if (t->ended)
+        return;
+    t->ops->activity(t->arg);
     if (d->inpipe < d->cap && !d->eof) {
         ssize_t n = splice(d->from, NULL, d->pipe[1], NULL, d->cap - d->inpipe,
                            SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
@@ -178,7 +150,7 @@ splice_step(struct splice_dir *d)
         else if (n == 0)
             d->eof = 1;
         else if (errno != EAGAIN && errno != EINTR)
-            return tunnel_end(c, "read error");
+            return tunnel_end(t, "read error");
     }
     while (d->inpipe > 0) {
         ssize_t m =
@@ -190,7 +162,7 @@ splice_step(struct splice_dir *d)
         }
         if (m < 0 && (errno == EAGAIN || errno == EINTR))
             break;
-        return tunnel_end(c, "write error");
+        return tunnel_end(t, "write error");
     }
     if (d->inpipe > 0)
         event_add(d->wev, NULL);
@@ -207,110 +179,195 @@ splice_step(struct splice_dir *d)
         d->shut = 1;
     }
     if (d->other->shut)
-        tunnel_end(c, "both sides closed");
+        tunnel_end(t, "both sides closed");
 }
 
 static int
-splice_dir_init(struct conn *c, struct splice_dir *d, int from, int to, uint64_t *count)
+splice_dir_init(struct tunnel *t, struct splice_dir *d, int from, int to, uint64_t *count)
 {
-    d->c = c;
+    d->t = t;
     d->from = from;
     d->to = to;
     d->count = count;
-    d->pipe[0] = d->pipe[1] = -1;
-    if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+    if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+        d->pipe[0] = d->pipe[1] = -1;
         return -1;
+    }
     fcntl(d->pipe[1], F_SETPIPE_SZ, TUNNEL_PIPE_SIZE);
     int sz = fcntl(d->pipe[1], F_GETPIPE_SZ);
     d->cap = sz > 0 ? (size_t)sz : 65536;
-    d->rev = event_new(c->w->base, from, EV_READ | EV_PERSIST, splice_readable, d);
-    d->wev = event_new(c->w->base, to, EV_WRITE | EV_PERSIST, splice_readable, d);
+    d->rev = event_new(t->base, from, EV_READ | EV_PERSIST, splice_readable, d);
+    d->wev = event_new(t->base, to, EV_WRITE | EV_PERSIST, splice_readable, d);
     return d->rev && d->wev ? 0 : -1;
 }
 
 /*
  * Switch to splice(2) once nothing is buffered on either side and neither
  * has closed: from then on the bufferevents stay disabled (they still own
- * the sockets) and the pipes carry the data.
+ * the sockets) and the pipes carry the data.  Without pipes (descriptors
+ * short) the relay simply stays on the bufferevents.
  */
 static void
-maybe_splice(struct conn *c)
+maybe_splice(struct tunnel *t)
 {
-    struct bufferevent *ub = c->up->bev;
-    if (c->splice || c->client_eof || c->up_eof ||
-        evbuffer_get_length(bufferevent_get_output(c->bev)) ||
-        evbuffer_get_length(bufferevent_get_input(c->bev)) ||
-        evbuffer_get_length(bufferevent_get_output(ub)) ||
-        evbuffer_get_length(bufferevent_get_input(ub)))
+    if (!t->splice_ok || t->spliced || t->ended || t->client_eof || t->origin_eof ||
+        evbuffer_get_length(bufferevent_get_output(t->client)) ||
+        evbuffer_get_length(bufferevent_get_input(t->client)) ||
+        evbuffer_get_length(bufferevent_get_output(t->origin)) ||
+        evbuffer_get_length(bufferevent_get_input(t->origin)))
         return;
-    struct tunnel_splice *s = calloc(1, sizeof(*s));
-    if (!s)
-        return;
-    c->splice = s;
-    int cfd = bufferevent_getfd(c->bev), ufd = bufferevent_getfd(ub);
-    if (splice_dir_init(c, &s->up, cfd, ufd, &c->req->bytes_in) < 0 ||
-        splice_dir_init(c, &s->down, ufd, cfd, &c->req->bytes_out) < 0) {
-        tunnel_free(c); /* stay on the bufferevents */
+    int cfd = bufferevent_getfd(t->client), ofd = bufferevent_getfd(t->origin);
+    if (splice_dir_init(t, &t->sup, cfd, ofd, t->up) < 0 ||
+        splice_dir_init(t, &t->sdown, ofd, cfd, t->down) < 0) {
+        splice_dir_free(&t->sup);
+        splice_dir_free(&t->sdown);
+        t->splice_ok = 0;
         return;
     }
-    s->up.other = &s->down;
-    s->down.other = &s->up;
-    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-    bufferevent_disable(ub, EV_READ | EV_WRITE);
-    event_add(s->up.rev, NULL);
-    event_add(s->down.rev, NULL);
+    t->spliced = 1;
+    t->sup.other = &t->sdown;
+    t->sdown.other = &t->sup;
+    bufferevent_disable(t->client, EV_READ | EV_WRITE);
+    bufferevent_disable(t->origin, EV_READ | EV_WRITE);
+    event_add(t->sup.rev, NULL);
+    event_add(t->sdown.rev, NULL);
 }
 
-void
-tunnel_start(struct conn *c)
+static void
+client_read(struct bufferevent *bev, void *arg)
 {
-    struct bufferevent *ub = c->up->bev;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-    evbuffer_add(out, ok, sizeof(ok) - 1);
-    c->req->status = 200;
-    c->req->bytes_out += sizeof(ok) - 1;
-    c->req->body_done = 1;
-    c->state = CS_TUNNEL;
-    bufferevent_setcb(ub, up_read, up_write, up_event, c);
-    bufferevent_setwatermark(ub, EV_WRITE, TUNNEL_LOW_WATER, 0);
-    bufferevent_setwatermark(ub, EV_READ, 0, 0);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-    bufferevent_setwatermark(c->bev, EV_WRITE, TUNNEL_LOW_WATER, 0);
-    /* Bulk data: move it in large reads and writes (the default is 16 KiB a call). */
-    bufferevent_set_max_single_read(ub, TUNNEL_IO_CHUNK);
-    bufferevent_set_max_single_write(ub, TUNNEL_IO_CHUNK);
-    bufferevent_set_max_single_read(c->bev, TUNNEL_IO_CHUNK);
-    bufferevent_set_max_single_write(c->bev, TUNNEL_IO_CHUNK);
-    bufferevent_enable(ub, EV_READ | EV_WRITE);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    /* Bytes the client pipelined after the CONNECT head (a TLS hello). */
-    tunnel_client_read(c);
-    if (c->client_eof)
-        tunnel_client_eof(c);
+    struct tunnel *t = arg;
+    t->ops->activity(t->arg);
+    relay(bev, t->origin, t->up);
 }
 
-void
-tunnel_client_read(struct conn *c)
+static void
+client_write(struct bufferevent *bev, void *arg)
 {
-    relay(c->bev, c->up->bev, &c->req->bytes_in);
-}
-
-void
-tunnel_client_write(struct conn *c)
-{
-    if (c->splice)
+    struct tunnel *t = arg;
+    (void)bev;
+    if (t->spliced || t->ended)
         return;
-    if (!c->up_eof)
-        bufferevent_enable(c->up->bev, EV_READ);
-    maybe_shutdown(c);
-    if (c->state == CS_TUNNEL && c->req)
-        maybe_splice(c);
+    t->ops->activity(t->arg);
+    if (!t->origin_eof)
+        bufferevent_enable(t->origin, EV_READ);
+    maybe_shutdown(t);
+    maybe_splice(t);
+}
+
+static void
+side_event(struct tunnel *t, struct bufferevent *bev, short what)
+{
+    int is_client = bev == t->client;
+    if (what & BEV_EVENT_ERROR)
+        return tunnel_end(t, is_client ? "client error" : "origin error");
+    if (!(what & BEV_EVENT_EOF))
+        return;
+    if (is_client) {
+        relay(bev, t->origin, t->up);
+        t->client_eof = 1;
+    } else {
+        relay(bev, t->client, t->down);
+        t->origin_eof = 1;
+    }
+    maybe_shutdown(t);
+}
+
+static void
+client_event(struct bufferevent *bev, short what, void *arg)
+{
+    side_event(arg, bev, what);
+}
+
+static void
+origin_read(struct bufferevent *bev, void *arg)
+{
+    struct tunnel *t = arg;
+    t->ops->activity(t->arg);
+    relay(bev, t->client, t->down);
+}
+
+static void
+origin_write(struct bufferevent *bev, void *arg)
+{
+    struct tunnel *t = arg;
+    (void)bev;
+    if (t->spliced || t->ended)
+        return;
+    t->ops->activity(t->arg);
+    if (!t->client_eof)
+        bufferevent_enable(t->client, EV_READ);
+    maybe_shutdown(t);
+    maybe_splice(t);
+}
+
+static void
+origin_event(struct bufferevent *bev, short what, void *arg)
+{
+    side_event(arg, bev, what);
+}
+
+/* The first pass: bytes that arrived with the CONNECT head (a TLS hello), an EOF already seen. */
+static void
+tunnel_kick(evutil_socket_t fd, short what, void *arg)
+{
+    struct tunnel *t = arg;
+    (void)fd;
+    (void)what;
+    relay(t->client, t->origin, t->up);
+    relay(t->origin, t->client, t->down);
+    if (t->client_eof)
+        maybe_shutdown(t);
+}
+
+struct tunnel *
+tunnel_start(struct event_base *base, struct bufferevent *client, struct bufferevent *origin,
+             int client_eof, int splice_ok, uint64_t *up, uint64_t *down,
+             const struct tunnel_ops *ops, void *arg)
+{
+    struct tunnel *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->base = base;
+    t->client = client;
+    t->origin = origin;
+    t->client_eof = client_eof != 0;
+    t->splice_ok = splice_ok != 0;
+    t->up = up;
+    t->down = down;
+    t->ops = ops;
+    t->arg = arg;
+    t->sup.pipe[0] = t->sup.pipe[1] = t->sdown.pipe[0] = t->sdown.pipe[1] = -1;
+    if (!(t->kick = event_new(base, -1, 0, tunnel_kick, t))) {
+        free(t);
+        return NULL;
+    }
+    bufferevent_setcb(origin, origin_read, origin_write, origin_event, t);
+    bufferevent_setcb(client, client_read, client_write, client_event, t);
+    bufferevent_setwatermark(origin, EV_WRITE, TUNNEL_LOW_WATER, 0);
+    bufferevent_setwatermark(origin, EV_READ, 0, 0);
+    bufferevent_setwatermark(client, EV_READ, 0, 0);
+    bufferevent_setwatermark(client, EV_WRITE, TUNNEL_LOW_WATER, 0);
+    /* Bulk data: move it in large reads and writes (the default is 16 KiB a call). */
+    bufferevent_set_max_single_read(origin, TUNNEL_IO_CHUNK);
+    bufferevent_set_max_single_write(origin, TUNNEL_IO_CHUNK);
+    bufferevent_set_max_single_read(client, TUNNEL_IO_CHUNK);
+    bufferevent_set_max_single_write(client, TUNNEL_IO_CHUNK);
+    bufferevent_enable(origin, EV_READ | EV_WRITE);
+    bufferevent_enable(client, t->client_eof ? EV_WRITE : EV_READ | EV_WRITE);
+    event_active(t->kick, EV_TIMEOUT, 0);
+    return t;
 }
 
 void
-tunnel_client_eof(struct conn *c)
+tunnel_free(struct tunnel *t)
 {
-    relay(c->bev, c->up->bev, &c->req->bytes_in);
-    maybe_shutdown(c);
+    if (!t)
+        return;
+    bufferevent_setcb(t->client, NULL, NULL, NULL, NULL);
+    bufferevent_setcb(t->origin, NULL, NULL, NULL, NULL);
+    splice_dir_free(&t->sup);
+    splice_dir_free(&t->sdown);
+    event_free(t->kick);
+    free(t);
 }

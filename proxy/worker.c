@@ -220,6 +220,7 @@ worker_msg(evutil_socket_t fd, short what, void *arg)
         }
         config_unref(w->cfg);
         w->cfg = next;
+        w->xenv.max_head = next->limits.max_header_bytes;
     }
     if (stop)
         worker_begin_stop(w);
@@ -244,7 +245,8 @@ worker_grace(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(w->base, NULL);
 }
 
-void
+/* A connection was freed (conn.c reports it through w->on_conn_gone). */
+static void
 worker_conn_gone(struct worker *w)
 {
     worker_accept_resume(w);
@@ -272,6 +274,9 @@ worker_init(struct worker *w, int id, struct config *cfg)
     if (cfg->tls_ca && !(w->leaf_cache = tls_leaf_cache_new(cfg->tls_ca, WORKER_LEAF_CACHE)))
         return -1;
     w->scratch = evbuffer_new();
+    w->on_conn_gone = worker_conn_gone;
+    w->xenv =
+        (struct exchange_env){w->pool, w->scratch, cfg->limits.max_header_bytes, &w->stopping};
     w->done_ev = event_new(w->base, -1, 0, worker_done_jobs, w);
     w->accept_ev = evtimer_new(w->base, worker_accept_timer, w);
     if (!w->msg_ev || !w->grace_ev || !w->pool || !w->auth_cache || !w->scratch || !w->done_ev ||

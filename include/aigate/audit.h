@@ -96,6 +96,20 @@
 #define AUDIT_QUEUE_BYTES (4u << 20)
 #define AUDIT_WAIT_MS 250
 
+/* SPEC 7's actions.  AUDIT_NONE: not decided yet (never written as such). */
+enum audit_action {
+    AUDIT_NONE = 0,
+    AUDIT_ALLOW,
+    AUDIT_BLOCK,
+    AUDIT_WARN,
+    AUDIT_ACK,
+    AUDIT_AUTH_FAIL,
+    AUDIT_ERROR,
+};
+
+/* "allow", "block", "warn", "ack", "auth-fail", "error"; AUDIT_NONE gives "error". */
+const char *audit_action_name(enum audit_action a);
+
 struct audit_rec {
     struct timespec ts;
     char id[33];
@@ -103,7 +117,7 @@ struct audit_rec {
     int port;         /* < 0: null */
     const char *path; /* may include ?query */
     const char *service, *category, *rule;
-    const char *action;              /* allow|block|warn|ack|auth-fail|error */
+    enum audit_action action;
     int status;                      /* < 0: null */
     int64_t bytes_in, bytes_out, ms; /* < 0: null */
     const char *tls;                 /* none|tunnel|intercept, NULL: null */

@@ -14,6 +14,8 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "aigate/exchange.h"
+
 struct config;
 struct conn;
 struct audit;
@@ -61,6 +63,8 @@ struct worker {
     struct upstream_pool *pool;
     struct auth_cache *auth_cache;
     struct evbuffer *scratch; /* builds a response head before one add to the client */
+    struct exchange_env xenv; /* what request forwarding needs of this worker */
+    void (*on_conn_gone)(struct worker *w); /* a connection was freed */
     struct tls_leaf_cache *leaf_cache;
     pthread_mutex_t done_mu; /* guards done_jobs: the offload pool hands jobs back */
     struct offload_job *done_jobs;
@@ -84,8 +88,5 @@ void worker_post_stop(struct worker *w);
 /* Wait for the worker's thread; then (after offload_stop) worker_free() releases it. */
 void worker_join(struct worker *w);
 void worker_free(struct worker *w);
-
-/* Called by conn.c when a connection is freed, to end a draining loop. */
-void worker_conn_gone(struct worker *w);
 
 #endif

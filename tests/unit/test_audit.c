@@ -60,7 +60,8 @@ static void
 rec_fill(struct audit_rec *r, int i)
 {
     static const char *const users[] = {"alice", "bob", "carol"};
-    static const char *const actions[] = {"allow", "block", "warn", "ack", "allow"};
+    static const enum audit_action actions[] = {AUDIT_ALLOW, AUDIT_BLOCK, AUDIT_WARN, AUDIT_ACK,
+                                                AUDIT_ALLOW};
 
     memset(r, 0, sizeof(*r));
     r->ts.tv_sec = 1795407000 + i;
@@ -287,7 +288,7 @@ START_TEST(test_long_values)
     memset(&r, 0, sizeof(r));
     memset(r.id, 'f', 32);
     r.client = r.user = r.method = r.scheme = r.host = r.path = ctl;
-    r.service = r.category = r.rule = r.action = r.tls = ctl;
+    r.service = r.category = r.rule = r.tls = ctl;
     r.port = r.status = 2147483647;
     r.bytes_in = r.bytes_out = r.ms = INT64_MAX;
     r.dlp = dlp;
@@ -351,7 +352,7 @@ START_TEST(test_nulls)
     memset(&r, 0, sizeof(r));
     r.port = r.status = -1;
     r.bytes_in = r.bytes_out = r.ms = -1;
-    r.action = "auth-fail";
+    r.action = AUDIT_AUTH_FAIL;
     audit_format(line, sizeof(line), &r, 0);
     ck_assert_str_eq(line, "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"id\":null,\"client\":null,"
                            "\"user\":null,\"method\":null,\"scheme\":null,\"host\":null,"

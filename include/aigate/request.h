@@ -1,0 +1,68 @@
+/*
+ * One request/response exchange on a client connection (or one CONNECT), as
+ * the request path sees it: what arrived, what was decided, what was sent.
+ * Plain data, shared by the connection that owns it (conn.c) and the
+ * modules that connection drives (exchange.c, inspect.c, caution.c); only
+ * the connection creates and frees it.
+ */
+#ifndef AIGATE_REQUEST_H
+#define AIGATE_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "aigate/audit.h"
+#include "aigate/http_parse.h"
+
+struct evbuffer;
+struct service;
+struct policy_rule;
+
+struct req {
+    struct http_url url;
+    char method[24];
+    int minor;
+    unsigned keep_alive : 1, is_head : 1, is_connect : 1, body_done : 1, resp_head_done : 1,
+        dechunk : 1, origin_keep : 1, retried : 1, expect_continue : 1, continue_sent : 1,
+        wants_html : 1, lang_ko : 1, https : 1, dlp_scanned : 1, audited : 1;
+    enum http_body body;
+    uint64_t body_left;
+    struct http_chunk chunk;
+    struct evbuffer *head; /* serialized head for the origin, kept for one retry */
+
+    enum http_body rbody;
+    uint64_t rleft;
+    struct http_chunk rchunk;
+    int status; /* sent to the client; -1 none yet */
+
+    /* decision */
+    char user[128];
+    const struct service *svc;
+    const struct policy_rule *rule;
+    enum audit_action action; /* AUDIT_NONE until decided */
+    int is_ai;
+    unsigned dlp_mask; /* personal data kinds found in the body */
+
+    /* accounting */
+    uint64_t bytes_in, bytes_out; /* what the client sent and received, heads included */
+    uint64_t body_sent;           /* request body bytes handed to the origin */
+    struct timespec start;
+    char *path; /* target path with query, for the audit log and pages */
+};
+
+/*
+ * A request for the head h parsed from buf: method, version, framing,
+ * Accept and Accept-Language preferences, the start time.  keep_alive is
+ * cleared when stopping.  NULL on out of memory.  Free with req_free().
+ */
+struct req *req_new(const char *buf, const struct http_head *h, int stopping);
+/* A request that never got a valid head (for an error answer and its audit line). */
+struct req *req_new_bad(size_t bytes_in);
+void req_free(struct req *r);
+/* Keep the target's path and query (bounded) for the audit log and the pages. */
+void req_set_path(struct req *r, const char *buf);
+/* The absolute URL: scheme (https when r->https), host, non-default port, path and query. */
+void req_url(const struct req *r, char *out, size_t cap);
+
+#endif

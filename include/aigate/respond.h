@@ -1,0 +1,41 @@
+/*
+ * Responses the proxy makes itself: the status line and the fixed headers,
+ * and the one "page or text" responder every local answer goes through (the
+ * block, caution and error pages as HTML for browsers, their text/plain form
+ * otherwise, in the client's language).  Writes into an evbuffer only: no
+ * connection, no I/O.
+ */
+#ifndef AIGATE_RESPOND_H
+#define AIGATE_RESPOND_H
+
+#include <stddef.h>
+
+#include "aigate/pages.h"
+
+struct evbuffer;
+
+/* The reason phrase for status ("Error" for one it does not know). */
+const char *respond_reason(int status);
+
+/*
+ * Append a complete response to out: status line, Server, Content-Type
+ * (text/plain when ctype is NULL), Content-Length, Cache-Control: no-store,
+ * extra (header lines each ending CRLF, or NULL), Connection: close unless
+ * keep; then body (emptied into out; NULL for none) unless head_only.
+ * Returns the number of bytes appended.
+ */
+size_t respond_raw(struct evbuffer *out, int status, const char *extra, const char *ctype,
+                   struct evbuffer *body, int keep, int head_only);
+
+/*
+ * Append the page kind rendered with v as a complete response with
+ * v->status: HTML when html and the template renders, its text/plain form
+ * otherwise; Content-Language (v->lang) and Vary: Accept, Accept-Language
+ * are added to extra.  Returns the number of bytes appended (0 only when out
+ * of memory).
+ */
+size_t respond_page(struct evbuffer *out, const struct pages *pages, enum page_kind kind,
+                    const struct page_vars *v, int html, const char *extra, int keep,
+                    int head_only);
+
+#endif
