@@ -142,47 +142,12 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 static void
 req_audit(struct conn *c, struct req *r, enum audit_action action, int status)
 {
-    if (r->audited)
-        return;
+    const char *tls = r == c->tunnel_req || (c->intercept && !r->is_connect) ? "intercept"
+                      : r->is_connect                                        ? "tunnel"
+                                                                             : "none";
+    if (!r->audited)
+        req_audit_emit(rt.audit, r, c->peer_str, tls, c->cfg->dlp, action, status);
     r->audited = 1;
-    if (!rt.audit)
-        return;
-    struct audit_rec a = {0};
-    const char *names[32];
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    a.ts = now;
-    audit_new_id(a.id);
-    a.client = c->peer_str;
-    a.user = r->user[0] ? r->user : NULL;
-    a.method = r->method[0] ? r->method : NULL;
-    a.port = -1;
-    a.status = status;
-    a.action = action;
-    if (r->url.host[0]) {
-        a.host = r->url.host;
-        a.port = r->url.port;
-        a.scheme = r->https ? "https" : r->url.scheme;
-    }
-    a.path = r->path;
-    if (r->svc) {
-        a.service = r->svc->id;
-        a.category = r->svc->category;
-    }
-    a.rule = r->rule ? r->rule->name : NULL;
-    a.bytes_in = (int64_t)r->bytes_in;
-    a.bytes_out = (int64_t)r->bytes_out;
-    a.ms = (int64_t)((now.tv_sec - r->start.tv_sec) * 1000 +
-                     (now.tv_nsec - r->start.tv_nsec) / 1000000);
-    if (r->dlp_mask) {
-        a.ndlp = dlp_kinds(r->dlp_mask, c->cfg->dlp, names, 32);
-        a.dlp = names;
-    }
-    a.tls = r == c->tunnel_req || (c->intercept && !r->is_connect) ? "intercept"
-            : r->is_connect                                        ? "tunnel"
-                                                                   : "none";
-    a.is_ai = r->is_ai;
-    audit_emit(rt.audit, &a);
 }
 
 /* Drop the current head from the input, once. */
@@ -347,12 +312,6 @@ conn_free_all(struct worker *w)
 
 /* ---- answers made here ------------------------------------------------------ */
 
-static const char *
-lang_of(const struct req *r)
-{
-    return r && r->lang_ko ? "ko" : "en";
-}
-
 /* Hand out (emptied) to the client in one piece (one TLS record when intercepted); counted. */
 static void
 send_out(struct conn *c, struct evbuffer *out)
@@ -375,58 +334,31 @@ answer_keep(struct conn *c, int close_after)
     return keep;
 }
 
-/* An error answered by the proxy: page (HTML or text), Proxy-Status, then the end (error). */
+/* The answer in the worker's scratch buffer goes out; the request ends with action. */
+static void
+answer_sent(struct conn *c, enum audit_action action, int status)
+{
+    send_out(c, c->w->scratch);
+    c->req->status = status;
+    req_end(c, action, status);
+}
+
+/* An error answered by the proxy: page (HTML or text) and Proxy-Status. */
 static void
 answer_error(struct conn *c, int status, const char *perror, const char *title, const char *detail,
              int close_after)
 {
-    struct req *r = c->req;
-    struct page_vars v = {0};
-    char extra[400];
-    v.status = status;
-    v.title = title;
-    v.detail = detail;
-    v.lang = lang_of(r);
-    if (r) {
-        v.host = r->url.host[0] ? r->url.host : NULL;
-        v.method = r->method;
-    }
-    snprintf(extra, sizeof(extra), "Proxy-Status: aigate; error=%s\r\n", perror);
     int keep = answer_keep(c, close_after);
-    respond_page(c->w->scratch, c->cfg->pages, PAGE_ERROR, &v, r && r->wants_html, extra, keep,
-                 r && r->is_head);
-    send_out(c, c->w->scratch);
-    if (r)
-        r->status = status;
-    req_end(c, AUDIT_ERROR, status);
+    respond_error(c->w->scratch, c->cfg->pages, c->req, status, perror, title, detail, keep);
+    answer_sent(c, AUDIT_ERROR, status);
 }
 
 static void
 answer_block(struct conn *c)
 {
-    struct req *r = c->req;
-    char extra[400], url[2048];
-    struct page_vars v = {0};
-    snprintf(extra, sizeof(extra),
-             "Proxy-Status: aigate; error=http_request_denied; details=\"rule=%s\"\r\n",
-             r->rule->name);
-    req_url(r, url, sizeof(url));
-    v.service = r->svc ? r->svc->name : r->url.host;
-    v.user = r->user[0] ? r->user : c->peer_str;
-    v.rule = r->rule->name;
-    v.reason = r->rule->reason;
-    v.host = r->url.host;
-    v.url = url;
-    v.method = r->method;
-    v.category = r->svc ? r->svc->category : NULL;
-    v.status = 403;
-    v.lang = lang_of(r);
-    int keep = answer_keep(c, r->body != HTTP_BODY_NONE);
-    respond_page(c->w->scratch, c->cfg->pages, PAGE_BLOCK, &v, r->wants_html, extra, keep,
-                 r->is_head);
-    send_out(c, c->w->scratch);
-    r->status = 403;
-    req_end(c, AUDIT_BLOCK, 403);
+    int keep = answer_keep(c, c->req->body != HTTP_BODY_NONE);
+    respond_block(c->w->scratch, c->cfg->pages, c->req, c->peer_str, keep);
+    answer_sent(c, AUDIT_BLOCK, 403);
 }
 
 static void
@@ -436,9 +368,7 @@ answer_caution(struct conn *c)
     struct caution_req cr = {c->cfg, r, (struct sockaddr *)&c->peer, c->peer_str, rt.ack_key};
     int keep = answer_keep(c, r->body != HTTP_BODY_NONE && !r->body_done);
     caution_page(c->w->scratch, &cr, time(NULL), keep);
-    send_out(c, c->w->scratch);
-    r->status = 403;
-    req_end(c, AUDIT_WARN, 403);
+    answer_sent(c, AUDIT_WARN, 403);
 }
 
 /* 407 asking to sign in; held back delay_ms after repeated failures (the audit line goes first). */
@@ -446,23 +376,12 @@ static void
 answer_407(struct conn *c, unsigned delay_ms)
 {
     struct req *r = c->req;
-    char extra[300];
-    struct page_vars v = {.status = 407,
-                          .title = "Proxy authentication required",
-                          .detail = "Sign in with your organisation account to use the web.",
-                          .lang = lang_of(r)};
-    snprintf(
-        extra, sizeof(extra),
-        "Proxy-Authenticate: Basic realm=\"%s\", charset=\"UTF-8\"\r\n"
-        "Proxy-Status: aigate; error=http_request_denied; details=\"authentication required\"\r\n",
-        c->cfg->auth.realm);
     int keep = answer_keep(c, 0);
-    respond_page(c->w->scratch, c->cfg->pages, PAGE_ERROR, &v, r->wants_html, extra, keep,
-                 r->is_head);
+    respond_auth(c->w->scratch, c->cfg->pages, r, c->cfg->auth.realm, keep);
+    if (!delay_ms)
+        return answer_sent(c, AUDIT_AUTH_FAIL, 407);
     send_out(c, c->w->scratch);
     r->status = 407;
-    if (!delay_ms)
-        return req_end(c, AUDIT_AUTH_FAIL, 407);
     /* Hold the answer back; reading goes on so a client that gives up frees its slot at once. */
     req_audit(c, r, AUDIT_AUTH_FAIL, 407);
     bufferevent_disable(c->bev, EV_WRITE);
@@ -471,45 +390,18 @@ answer_407(struct conn *c, unsigned delay_ms)
     timer_arm(c, (int)delay_ms);
 }
 
+/* OPTIONS or TRACE with Max-Forwards: 0, answered here. */
 static void
-answer_options(struct conn *c)
+answer_max_forwards(struct conn *c, const char *buf, const struct http_head *h)
 {
     int keep = answer_keep(c, 0);
-    respond_raw(c->w->scratch, 200,
-                "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n", NULL, NULL, keep,
-                0);
-    send_out(c, c->w->scratch);
-    c->req->status = 200;
-    req_end(c, AUDIT_ALLOW, 200);
-}
-
-static void
-answer_trace(struct conn *c, const char *buf, const struct http_head *h)
-{
-    struct evbuffer *body = evbuffer_new();
-    if (body) {
-        /* Echo the head without credentials. */
-        size_t line_end = h->hdr[0].name.off ? h->hdr[0].name.off : h->head_len - 2;
-        evbuffer_add(body, buf, h->nhdr ? line_end : h->head_len - 2);
-        for (unsigned i = 0; i < h->nhdr; i++) {
-            if (http_span_ieq(buf, h->hdr[i].name, "Proxy-Authorization") ||
-                http_span_ieq(buf, h->hdr[i].name, "Authorization") ||
-                http_span_ieq(buf, h->hdr[i].name, "Cookie"))
-                continue;
-            evbuffer_add(body, buf + h->hdr[i].name.off, h->hdr[i].name.len);
-            evbuffer_add(body, ": ", 2);
-            evbuffer_add(body, buf + h->hdr[i].value.off, h->hdr[i].value.len);
-            evbuffer_add(body, "\r\n", 2);
-        }
-        evbuffer_add(body, "\r\n", 2);
-    }
-    int keep = answer_keep(c, 0);
-    respond_raw(c->w->scratch, 200, NULL, "message/http", body, keep, c->req->is_head);
-    if (body)
-        evbuffer_free(body);
-    send_out(c, c->w->scratch);
-    c->req->status = 200;
-    req_end(c, AUDIT_ALLOW, 200);
+    if (c->req->method[0] == 'O')
+        respond_raw(c->w->scratch, 200,
+                    "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n", NULL, NULL,
+                    keep, 0);
+    else
+        respond_trace(c->w->scratch, buf, h, keep, c->req->is_head);
+    answer_sent(c, AUDIT_ALLOW, 200);
 }
 
 /* ---- the head and the checks before identity ------------------------------------ */
@@ -520,73 +412,6 @@ head_buf(struct conn *c)
 {
     return (const char *)evbuffer_pullup(bufferevent_get_input(c->bev),
                                          (ev_ssize_t)c->head->head_len);
-}
-
-/* The request target: absolute-form, authority-form (CONNECT), or origin-form inside TLS. */
-static int
-check_target(struct conn *c, const char *buf, const struct http_head *h)
-{
-    struct req *r = c->req;
-    int hasbody = r->body != HTTP_BODY_NONE;
-    if (r->is_connect) {
-        r->https = 1;
-        if (c->intercept) {
-            answer_error(c, 400, "http_request_error", "Bad request",
-                         "CONNECT inside an intercepted connection is not allowed.", 1);
-            return -1;
-        }
-        if (http_url_parse_authority(buf, h->target, &r->url) < 0) {
-            answer_error(c, 400, "http_request_error", "Bad request",
-                         "CONNECT needs a host:port target.", 1);
-            return -1;
-        }
-        return 0;
-    }
-    if (h->target.len == 0 || buf[h->target.off] == '/') {
-        if (!c->intercept || http_url_parse_origin(buf, h->target, &r->url) < 0) {
-            answer_error(c, 400, "http_request_error", "Not a proxy request",
-                         "This is a proxy: requests must carry an absolute URL (http://host/path).",
-                         hasbody);
-            return -1;
-        }
-        snprintf(r->url.scheme, sizeof(r->url.scheme), "https");
-        snprintf(r->url.host, sizeof(r->url.host), "%s", c->tls_host);
-        r->url.port = c->tls_port;
-        r->url.host_is_v6 = strchr(c->tls_host, ':') != NULL;
-    } else if (http_url_parse_absolute(buf, h->target, &r->url) < 0) {
-        answer_error(c, 400, "http_request_error", "Bad request", "The request URL is invalid.",
-                     hasbody);
-        return -1;
-    } else if (c->intercept && strcmp(r->url.host, c->tls_host) != 0) {
-        answer_error(c, 400, "http_request_error", "Bad request",
-                     "The URL names another host than the connection.", hasbody);
-        return -1;
-    } else if (!c->intercept && strcmp(r->url.scheme, "http") != 0) {
-        answer_error(c, 400, "http_request_error", "Bad request",
-                     "https:// URLs must be requested through CONNECT.", hasbody);
-        return -1;
-    }
-    r->https = c->intercept;
-    /* RFC 9112 3.2: one Host, naming the target's authority (SPEC 12). */
-    int host_at = -1;
-    for (unsigned i = 0; i < h->nhdr; i++) {
-        if (!http_span_ieq(buf, h->hdr[i].name, "Host"))
-            continue;
-        if (host_at >= 0) {
-            answer_error(c, 400, "http_request_error", "Bad request",
-                         "The request carries more than one Host header.", 1);
-            return -1;
-        }
-        host_at = (int)i;
-    }
-    if (host_at >= 0 && !http_host_matches(buf, h->hdr[host_at].value, r->url.host, r->url.port,
-                                           c->intercept ? 443 : 80)) {
-        answer_error(c, 400, "http_request_error", "Bad request",
-                     "The Host header names another site than the request target.", 1);
-        return -1;
-    }
-    req_set_path(r, buf);
-    return 0;
 }
 
 static void
@@ -613,8 +438,11 @@ conn_request(struct conn *c)
     if (!c->allowed)
         return answer_error(c, 403, "http_request_denied", "Access denied",
                             "Your address may not use this proxy.", 1);
-    if (check_target(c, buf, h) < 0)
-        return;
+    const struct req_error *e =
+        req_target(r, buf, h, c->intercept ? c->tls_host : NULL, c->tls_port);
+    if (e)
+        return answer_error(c, 400, "http_request_error", e->title, e->detail,
+                            e->close || r->body != HTTP_BODY_NONE);
     if (c->intercept)
         c->tls_requests++;
     if (http_msg_via_has_us(buf, h))
@@ -970,7 +798,6 @@ static void
 ack_recorded(void *arg, enum ack_verdict v, const char *url)
 {
     struct conn *c = arg;
-    struct req *r = c->req;
     c->ackwait = NULL;
     if (v == ACK_STORE_FAILED)
         return answer_error(c, 503, "proxy_internal_error", "Acknowledgement not recorded",
@@ -982,21 +809,9 @@ ack_recorded(void *arg, enum ack_verdict v, const char *url)
         caution_refusal(v, why, sizeof(why));
         return answer_error(c, 403, "http_request_denied", "Acknowledgement not accepted", why, 0);
     }
-    size_t ulen = strlen(url);
-    char *extra = malloc(ulen + 16);
-    struct evbuffer *b = evbuffer_new();
-    if (extra)
-        snprintf(extra, ulen + 16, "Location: %s\r\n", url);
-    if (b)
-        evbuffer_add_printf(b, "Acknowledged. Continue to %s\n", url);
     int keep = answer_keep(c, 0);
-    respond_raw(c->w->scratch, 303, extra, NULL, b, keep, 0);
-    free(extra);
-    if (b)
-        evbuffer_free(b);
-    send_out(c, c->w->scratch);
-    r->status = 303;
-    req_end(c, AUDIT_ACK, 303);
+    respond_see_other(c->w->scratch, url, keep);
+    answer_sent(c, AUDIT_ACK, 303);
 }
 
 /* The acknowledgement form has fully arrived: check it and record it. */
@@ -1081,7 +896,7 @@ conn_decided(struct conn *c)
         return tunnel_blind(c);
     if ((strcmp(r->method, "OPTIONS") == 0 || strcmp(r->method, "TRACE") == 0) &&
         (mf = http_msg_max_forwards(buf, h)) == 0)
-        return r->method[0] == 'O' ? answer_options(c) : answer_trace(c, buf, h);
+        return answer_max_forwards(c, buf, h);
     forward(c, buf, h);
 }
 

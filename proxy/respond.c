@@ -5,7 +5,12 @@
 
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "aigate/catalog.h"
+#include "aigate/policy.h"
+#include "aigate/request.h"
 
 const char *
 respond_reason(int status)
@@ -79,5 +84,110 @@ respond_page(struct evbuffer *out, const struct pages *pages, enum page_kind kin
              extra ? extra : "", v->lang ? v->lang : "en");
     size_t n = respond_raw(out, v->status, hdrs, ctype, body, keep, head_only);
     evbuffer_free(body);
+    return n;
+}
+
+static const char *
+lang_of(const struct req *r)
+{
+    return r->lang_ko ? "ko" : "en";
+}
+
+size_t
+respond_error(struct evbuffer *out, const struct pages *pages, const struct req *r, int status,
+              const char *perror, const char *title, const char *detail, int keep)
+{
+    struct page_vars v = {0};
+    char extra[400];
+    v.status = status;
+    v.title = title;
+    v.detail = detail;
+    v.lang = lang_of(r);
+    v.host = r->url.host[0] ? r->url.host : NULL;
+    v.method = r->method;
+    snprintf(extra, sizeof(extra), "Proxy-Status: aigate; error=%s\r\n", perror);
+    return respond_page(out, pages, PAGE_ERROR, &v, r->wants_html, extra, keep, r->is_head);
+}
+
+size_t
+respond_block(struct evbuffer *out, const struct pages *pages, const struct req *r,
+              const char *client, int keep)
+{
+    char extra[400], url[2048];
+    struct page_vars v = {0};
+    snprintf(extra, sizeof(extra),
+             "Proxy-Status: aigate; error=http_request_denied; details=\"rule=%s\"\r\n",
+             r->rule->name);
+    req_url(r, url, sizeof(url));
+    v.service = r->svc ? r->svc->name : r->url.host;
+    v.user = r->user[0] ? r->user : client;
+    v.rule = r->rule->name;
+    v.reason = r->rule->reason;
+    v.host = r->url.host;
+    v.url = url;
+    v.method = r->method;
+    v.category = r->svc ? r->svc->category : NULL;
+    v.status = 403;
+    v.lang = lang_of(r);
+    return respond_page(out, pages, PAGE_BLOCK, &v, r->wants_html, extra, keep, r->is_head);
+}
+
+size_t
+respond_auth(struct evbuffer *out, const struct pages *pages, const struct req *r,
+             const char *realm, int keep)
+{
+    char extra[400];
+    struct page_vars v = {.status = 407,
+                          .title = "Proxy authentication required",
+                          .detail = "Sign in with your organisation account to use the web.",
+                          .lang = lang_of(r)};
+    snprintf(
+        extra, sizeof(extra),
+        "Proxy-Authenticate: Basic realm=\"%s\", charset=\"UTF-8\"\r\n"
+        "Proxy-Status: aigate; error=http_request_denied; details=\"authentication required\"\r\n",
+        realm);
+    return respond_page(out, pages, PAGE_ERROR, &v, r->wants_html, extra, keep, r->is_head);
+}
+
+size_t
+respond_trace(struct evbuffer *out, const char *buf, const struct http_head *h, int keep,
+              int head_only)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (body) {
+        size_t line_end = h->hdr[0].name.off ? h->hdr[0].name.off : h->head_len - 2;
+        evbuffer_add(body, buf, h->nhdr ? line_end : h->head_len - 2);
+        for (unsigned i = 0; i < h->nhdr; i++) {
+            if (http_span_ieq(buf, h->hdr[i].name, "Proxy-Authorization") ||
+                http_span_ieq(buf, h->hdr[i].name, "Authorization") ||
+                http_span_ieq(buf, h->hdr[i].name, "Cookie"))
+                continue;
+            evbuffer_add(body, buf + h->hdr[i].name.off, h->hdr[i].name.len);
+            evbuffer_add(body, ": ", 2);
+            evbuffer_add(body, buf + h->hdr[i].value.off, h->hdr[i].value.len);
+            evbuffer_add(body, "\r\n", 2);
+        }
+        evbuffer_add(body, "\r\n", 2);
+    }
+    size_t n = respond_raw(out, 200, NULL, "message/http", body, keep, head_only);
+    if (body)
+        evbuffer_free(body);
+    return n;
+}
+
+size_t
+respond_see_other(struct evbuffer *out, const char *url, int keep)
+{
+    size_t ulen = strlen(url);
+    char *extra = malloc(ulen + 16);
+    struct evbuffer *b = evbuffer_new();
+    if (extra)
+        snprintf(extra, ulen + 16, "Location: %s\r\n", url);
+    if (b)
+        evbuffer_add_printf(b, "Acknowledged. Continue to %s\n", url);
+    size_t n = respond_raw(out, 303, extra, NULL, b, keep, 0);
+    free(extra);
+    if (b)
+        evbuffer_free(b);
     return n;
 }

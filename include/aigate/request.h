@@ -65,4 +65,31 @@ void req_set_path(struct req *r, const char *buf);
 /* The absolute URL: scheme (https when r->https), host, non-default port, path and query. */
 void req_url(const struct req *r, char *out, size_t cap);
 
+/* Why a request cannot be served as it came (a 400 answer). */
+struct req_error {
+    const char *title, *detail;
+    int close; /* the connection cannot be kept after the answer */
+};
+
+/*
+ * Take the request target of head h (in buf) into r->url and r->path:
+ * absolute-form (http:// only; https goes through CONNECT), authority-form
+ * for CONNECT, origin-form only inside an intercepted connection (tls_host:
+ * its CONNECT's host and tls_port, NULL when not intercepting; an absolute
+ * URL must name that host there).  Checks the Host lines: one at most,
+ * naming the target's authority up to case and a default port (SPEC 12).
+ * Sets r->https.  NULL when fine, else why not.
+ */
+const struct req_error *req_target(struct req *r, const char *buf, const struct http_head *h,
+                                   const char *tls_host, uint16_t tls_port);
+
+struct dlp;
+/*
+ * Write r's audit line (SPEC 7) with action and status (< 0: null), the
+ * client's address and tls ("none", "tunnel", "intercept"); the dlp kinds
+ * found are named by d.  No-op when a is NULL (audit log off).
+ */
+void req_audit_emit(struct audit *a, const struct req *r, const char *client, const char *tls,
+                    const struct dlp *d, enum audit_action action, int status);
+
 #endif

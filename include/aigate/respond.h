@@ -38,4 +38,24 @@ size_t respond_page(struct evbuffer *out, const struct pages *pages, enum page_k
                     const struct page_vars *v, int html, const char *extra, int keep,
                     int head_only);
 
+struct req;
+struct http_head;
+
+/* The error page for r (status, RFC 9209 perror, title and detail in English: pages.h
+ * translates them), as an HTML or text answer per r's Accept and Accept-Language. */
+size_t respond_error(struct evbuffer *out, const struct pages *pages, const struct req *r,
+                     int status, const char *perror, const char *title, const char *detail,
+                     int keep);
+/* 403 with the block page for r decided by r->rule (client: shown when r has no user). */
+size_t respond_block(struct evbuffer *out, const struct pages *pages, const struct req *r,
+                     const char *client, int keep);
+/* 407 asking to sign in (Proxy-Authenticate: Basic with realm). */
+size_t respond_auth(struct evbuffer *out, const struct pages *pages, const struct req *r,
+                    const char *realm, int keep);
+/* 200 echoing the head h (in buf) as message/http, without credentials or cookies (TRACE). */
+size_t respond_trace(struct evbuffer *out, const char *buf, const struct http_head *h, int keep,
+                     int head_only);
+/* 303 to url (Location) with a short text body. */
+size_t respond_see_other(struct evbuffer *out, const char *url, int keep);
+
 #endif
