@@ -9,9 +9,11 @@
 #include "aigate/config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libconfig.h>
 #include <libgen.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +23,9 @@
 
 #include "aigate/auth.h"
 #include "aigate/catalog.h"
+#include "aigate/dirgroups.h"
 #include "aigate/dlp.h"
+#include "aigate/negotiate.h"
 #include "aigate/pages.h"
 #include "aigate/policy.h"
 #include "aigate/tls_mitm.h"
@@ -281,11 +285,37 @@ load_limits(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
     return 0;
 }
 
+/*
+ * A file holding a secret (keytab, directory password), opened or named by
+ * st: refused when others may read or write it, or its group may write it.
+ * Group read is allowed: it is how a file owned by root is shown to the
+ * service's group (chgrp aigate FILE; chmod 0640 FILE).
+ */
+static int
+cfg_secret_mode(struct cfg_ctx *x, const config_setting_t *s, const char *what, const char *path,
+                const struct stat *st)
+{
+    unsigned mode = (unsigned)st->st_mode & 07777;
+    if (!S_ISREG(st->st_mode))
+        return cfg_fail(x, s, "%s %s is not a regular file", what, path);
+    if (st->st_mode & S_IROTH)
+        return cfg_fail(x, s, "%s %s is world-readable (mode %04o): chmod o-rwx %s", what, path,
+                        mode, path);
+    if (st->st_mode & S_IWOTH)
+        return cfg_fail(x, s, "%s %s is world-writable (mode %04o): chmod o-rwx %s", what, path,
+                        mode, path);
+    if (st->st_mode & S_IWGRP)
+        return cfg_fail(x, s, "%s %s is writable by its group (mode %04o): chmod g-w %s", what,
+                        path, mode, path);
+    return 0;
+}
+
 static int
 load_auth(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
 {
-    static const char *const keys[] = {"mode", "realm", "htpasswd", NULL};
-    const char *mode = "none", *realm = "aigate";
+    static const char *const keys[] = {"mode",      "realm",       "htpasswd", "keytab",
+                                       "principal", "strip_realm", NULL};
+    const char *mode = "none", *realm = "aigate", *principal = "";
     if (cfg_known_keys(x, g, "auth", keys) < 0 || cfg_str(x, g, "mode", &mode) < 0 ||
         cfg_str(x, g, "realm", &realm) < 0)
         return -1;
@@ -295,19 +325,195 @@ load_auth(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
         c->auth.mode = AUTH_BASIC;
     else if (strcmp(mode, "address") == 0)
         c->auth.mode = AUTH_ADDRESS;
+    else if (strcmp(mode, "negotiate") == 0)
+        c->auth.mode = AUTH_NEGOTIATE;
     else
         return cfg_fail(x, cfg_member(g, "mode"),
-                        "auth mode \"%s\" is not one of basic, address, none", mode);
+                        "auth mode \"%s\" is not one of basic, negotiate, address, none", mode);
     for (const char *p = realm; *p; p++)
         if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
             return cfg_fail(x, cfg_member(g, "realm"),
                             "realm must not contain quotes, backslashes or control characters");
     free(c->auth.realm);
     c->auth.realm = strdup(realm);
+    if (!c->auth.realm)
+        return cfg_fail(x, g, "out of memory");
     if (c->auth.mode == AUTH_BASIC &&
         cfg_path_key(x, g, "htpasswd", "users.htpasswd", &c->auth.htpasswd) < 0)
         return -1;
-    return c->auth.realm ? 0 : cfg_fail(x, g, "out of memory");
+    if (c->auth.mode != AUTH_NEGOTIATE)
+        return 0;
+    c->auth.strip_realm = 1;
+    if (cfg_path_key(x, g, "htpasswd", NULL, &c->auth.htpasswd) < 0 ||
+        cfg_path_key(x, g, "keytab", "proxy.keytab", &c->auth.keytab) < 0 ||
+        cfg_str(x, g, "principal", &principal) < 0 ||
+        cfg_bool(x, g, "strip_realm", &c->auth.strip_realm) < 0)
+        return -1;
+    for (const char *p = principal; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return cfg_fail(x, cfg_member(g, "principal"),
+                            "principal must not contain control characters");
+    free(c->auth.principal);
+    c->auth.principal = NULL;
+    if (*principal && !(c->auth.principal = strdup(principal)))
+        return cfg_fail(x, g, "out of memory");
+    return 0;
+}
+
+/*
+ * The Kerberos acceptor: the keytab must be a private file holding a key for
+ * the principal; the credential is acquired here so that -t finds what the
+ * proxy would.
+ */
+static int
+load_negotiate(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
+{
+    const config_setting_t *s = cfg_member(g, "keytab") ? cfg_member(g, "keytab") : g;
+    char msg[768];
+    struct stat st;
+    if (stat(c->auth.keytab, &st) < 0)
+        return cfg_fail(x, s, "keytab %s: %s", c->auth.keytab, strerror(errno));
+    if (cfg_secret_mode(x, s, "keytab", c->auth.keytab, &st) < 0)
+        return -1;
+    if (negotiate_keytab_check(c->auth.keytab, c->auth.principal, msg, sizeof(msg)) < 0)
+        return cfg_fail(
+            x, cfg_member(g, "principal") && c->auth.principal ? cfg_member(g, "principal") : s,
+            "%s", msg);
+    if (!(c->negotiate = negotiate_new(c->auth.keytab, c->auth.principal, c->auth.strip_realm, msg,
+                                       sizeof(msg))))
+        return cfg_fail(x, s, "%s", msg);
+    return 0;
+}
+
+/* bind_password_file: one line (its line end is not part of the password), a private file. */
+static int
+cfg_read_password(struct cfg_ctx *x, const config_setting_t *s, const char *path, char **out)
+{
+    char buf[1026];
+    struct stat st;
+    ssize_t n = 0, r;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY), rc = -1;
+    if (fd < 0)
+        return cfg_fail(x, s, "bind_password_file %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) < 0) {
+        cfg_fail(x, s, "bind_password_file %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (cfg_secret_mode(x, s, "bind_password_file", path, &st) < 0)
+        goto out;
+    while (n < (ssize_t)sizeof(buf) && (r = read(fd, buf + n, sizeof(buf) - (size_t)n)) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            cfg_fail(x, s, "bind_password_file %s: %s", path, strerror(errno));
+            goto out;
+        }
+        n += r;
+    }
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    if (n == 0 || n > 1024 || memchr(buf, '\0', (size_t)n) || memchr(buf, '\n', (size_t)n)) {
+        cfg_fail(x, s, "bind_password_file %s must hold the password on one line (1-1024 bytes)",
+                 path);
+        goto out;
+    }
+    if (!(*out = strndup(buf, (size_t)n))) {
+        cfg_fail(x, s, "out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    close(fd);
+    return rc;
+}
+
+/* The `ldap` section: where users' groups come from besides `groups`. */
+static int
+load_ldap(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
+{
+    static const char *const keys[] = {
+        "uri",         "base",       "bind_dn",      "bind_password_file",
+        "user_filter", "group_attr", "group_filter", "group_name_attr",
+        "cache_ttl_s", "timeout_ms", "starttls",     "ca_file",
+        NULL};
+    const char *uri = NULL, *base = NULL, *bind_dn = "",
+               *user_filter = "(&(objectClass=person)(uid=%u))", *group_attr = NULL,
+               *group_filter = NULL, *name_attr = "cn", *key = NULL;
+    long long ttl = 300, tmo = 2000;
+    int starttls = 0;
+    char *pwfile = NULL, *ca_file = NULL, why[256];
+    struct dirgroups_cfg *d = NULL;
+
+    if (cfg_known_keys(x, g, "ldap", keys) < 0 || cfg_str(x, g, "uri", &uri) < 0 ||
+        cfg_str(x, g, "base", &base) < 0 || cfg_str(x, g, "bind_dn", &bind_dn) < 0 ||
+        cfg_str(x, g, "user_filter", &user_filter) < 0 ||
+        cfg_str(x, g, "group_attr", &group_attr) < 0 ||
+        cfg_str(x, g, "group_filter", &group_filter) < 0 ||
+        cfg_str(x, g, "group_name_attr", &name_attr) < 0 ||
+        cfg_int(x, g, "cache_ttl_s", 0, 86400, &ttl) < 0 ||
+        cfg_int(x, g, "timeout_ms", 10, 60000, &tmo) < 0 ||
+        cfg_bool(x, g, "starttls", &starttls) < 0 ||
+        cfg_path_key(x, g, "bind_password_file", NULL, &pwfile) < 0 ||
+        cfg_path_key(x, g, "ca_file", NULL, &ca_file) < 0)
+        goto fail;
+    if (!uri || !*uri) {
+        cfg_fail(x, g, "ldap: \"uri\" is required (e.g. \"ldap://dc1.corp.example\")");
+        goto fail;
+    }
+    if (!base || !*base) {
+        cfg_fail(x, g, "ldap: \"base\" is required (e.g. \"dc=corp,dc=example\")");
+        goto fail;
+    }
+    if (group_attr && group_filter) {
+        cfg_fail(x, cfg_member(g, "group_filter"),
+                 "ldap: set group_attr or group_filter, not both");
+        goto fail;
+    }
+    if (*bind_dn && !pwfile) {
+        cfg_fail(x, cfg_member(g, "bind_dn"), "ldap: bind_dn needs bind_password_file");
+        goto fail;
+    }
+    if (!*bind_dn && pwfile) {
+        cfg_fail(x, cfg_member(g, "bind_password_file"),
+                 "ldap: bind_password_file without bind_dn");
+        goto fail;
+    }
+    if (ca_file && access(ca_file, R_OK) < 0) {
+        cfg_fail(x, cfg_member(g, "ca_file"), "ca_file %s: %s", ca_file, strerror(errno));
+        goto fail;
+    }
+    if (!(d = calloc(1, sizeof(*d))) || !(d->uri = strdup(uri)) || !(d->base = strdup(base)) ||
+        (*bind_dn && !(d->bind_dn = strdup(bind_dn))) || !(d->user_filter = strdup(user_filter)) ||
+        !(d->group_name_attr = strdup(name_attr)) ||
+        (group_filter && !(d->group_filter = strdup(group_filter))) ||
+        (!group_filter && !(d->group_attr = strdup(group_attr ? group_attr : "memberOf")))) {
+        cfg_fail(x, g, "out of memory");
+        goto fail;
+    }
+    d->ca_file = ca_file;
+    ca_file = NULL;
+    d->cache_ttl_s = (int)ttl;
+    d->timeout_ms = (int)tmo;
+    d->starttls = starttls;
+    if (dirgroups_cfg_check(d, &key, why, sizeof(why)) < 0) {
+        cfg_fail(x, cfg_member(g, key) ? cfg_member(g, key) : g, "ldap %s: %s", key, why);
+        goto fail;
+    }
+    if (pwfile &&
+        cfg_read_password(x, cfg_member(g, "bind_password_file"), pwfile, &d->bind_password) < 0)
+        goto fail;
+    free(pwfile);
+    dirgroups_cfg_free(c->ldap);
+    c->ldap = d;
+    return 0;
+fail:
+    free(pwfile);
+    free(ca_file);
+    dirgroups_cfg_free(d);
+    return -1;
 }
 
 static int
@@ -508,12 +714,11 @@ config_check_groups(struct cfg_ctx *x, const struct config *c)
 static int
 config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
 {
-    static const char *const keys[] = {"listen",        "workers",      "client_networks",
-                                       "connect_ports", "limits",       "auth",
-                                       "groups",        "addresses",    "tls",
-                                       "ack",           "audit",        "pages_dir",
-                                       "dns",           "admin",        "services",
-                                       "policy",        "dlp_patterns", NULL};
+    static const char *const keys[] = {
+        "listen",    "workers", "client_networks", "connect_ports", "limits", "auth",
+        "ldap",      "groups",  "addresses",       "tls",           "ack",    "audit",
+        "pages_dir", "dns",     "admin",           "services",      "policy", "dlp_patterns",
+        NULL};
     const config_setting_t *root = config_root_setting(lc), *s;
     long long w = 0;
 
@@ -543,6 +748,7 @@ config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
     }
     SECTION("limits", load_limits)
     SECTION("auth", load_auth)
+    SECTION("ldap", load_ldap)
     SECTION("tls", load_tls)
     SECTION("ack", load_ack)
     SECTION("audit", load_audit)
@@ -565,14 +771,17 @@ config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
               policy_load(config_setting_get_member(root, "policy"), c->catalog,
                           config_setting_get_member(root, "dlp_patterns"), x->err, x->errlen)))
         return -1;
-    if (config_check_groups(x, c) < 0)
+    /* With a directory, a rule may name a group that only the directory knows. */
+    if (!c->ldap && config_check_groups(x, c) < 0)
         return -1;
     if (!(c->dlp = dlp_load(config_setting_get_member(root, "dlp_patterns"), x->err, x->errlen)))
         return -1;
     if (!(c->pages = pages_load(c->pages_dir, x->err, x->errlen)))
         return -1;
-    if (c->auth.mode == AUTH_BASIC &&
-        !(c->authdb = auth_db_load(c->auth.htpasswd, x->err, x->errlen)))
+    if (c->auth.htpasswd && !(c->authdb = auth_db_load(c->auth.htpasswd, x->err, x->errlen)))
+        return -1;
+    if (c->auth.mode == AUTH_NEGOTIATE &&
+        load_negotiate(x, c, config_setting_get_member(root, "auth")) < 0)
         return -1;
     if (c->tls.intercept) {
         if (!(c->tls_ca = tls_ca_load(c->tls.ca_cert, c->tls.ca_key, x->err, x->errlen)))
@@ -709,6 +918,10 @@ config_unref(struct config *c)
     free(c->connect_ports);
     free(c->auth.realm);
     free(c->auth.htpasswd);
+    free(c->auth.keytab);
+    free(c->auth.principal);
+    dirgroups_cfg_free(c->ldap);
+    negotiate_free(c->negotiate);
     free(c->tls.ca_cert);
     free(c->tls.ca_key);
     free(c->tls.upstream_ca_file);

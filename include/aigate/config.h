@@ -27,8 +27,10 @@ struct auth_db;
 struct tls_ca;
 struct dlp;
 struct ssl_ctx_st;
+struct negotiate;
+struct dirgroups_cfg;
 
-enum auth_mode { AUTH_NONE = 0, AUTH_BASIC, AUTH_ADDRESS };
+enum auth_mode { AUTH_NONE = 0, AUTH_BASIC, AUTH_ADDRESS, AUTH_NEGOTIATE };
 
 struct listen_addr {
     char *text; /* as written, for logs */
@@ -62,7 +64,10 @@ struct config {
     struct {
         enum auth_mode mode;
         char *realm;
-        char *htpasswd; /* resolved path, NULL unless basic */
+        char *htpasswd;  /* resolved path; basic: always, negotiate: when set (Basic offered too) */
+        char *keytab;    /* negotiate: resolved path */
+        char *principal; /* negotiate: NULL = any service principal in the keytab */
+        int strip_realm; /* negotiate: "alice@REALM" -> "alice" (the service's realm only) */
     } auth;
 
     struct {
@@ -96,11 +101,14 @@ struct config {
 
     struct listen_addr admin; /* admin.text == NULL: disabled */
 
+    struct dirgroups_cfg *ldap; /* the `ldap` section (groups from the directory), or NULL */
+
     struct catalog *catalog;
     struct policy *policy;
     struct users *users;
     struct pages *pages;
-    struct auth_db *authdb;
+    struct auth_db *authdb;      /* auth.htpasswd loaded, or NULL */
+    struct negotiate *negotiate; /* mode negotiate: the Kerberos acceptor */
     struct dlp *dlp;             /* personal-data detectors incl. dlp_patterns */
     struct tls_ca *tls_ca;       /* tls.intercept: the interception CA */
     struct ssl_ctx_st *tls_cctx; /* tls.intercept: context for TLS to origins */
