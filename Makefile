@@ -50,8 +50,15 @@ build/asan/aigate: build/asan/obj/main.o build/asan/libaigate.a
 build/asan/unit/%: tests/unit/%.c build/asan/libaigate.a | build/asan/unit
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $< build/asan/libaigate.a $(CHECK_LIBS) $(LDLIBS)
 
-build/obj build/unit build/asan/obj build/asan/unit:
+build/obj build/unit build/asan/obj build/asan/unit build/e2e build/asan/e2e:
 	mkdir -p $@
+
+# ---- e2e drivers: C programs linked against the library (tests/e2e/dirparts.c) -----
+build/e2e/%: tests/e2e/%.c build/libaigate.a | build/e2e
+	$(CC) $(CFLAGS) $(HARDEN) $(LDFLAGS) -o $@ $< build/libaigate.a $(LDLIBS)
+build/asan/e2e/%: tests/e2e/%.c build/asan/libaigate.a | build/asan/e2e
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $< build/asan/libaigate.a $(LDLIBS)
+E2E_DRIVERS := dirparts
 
 # ---- tests ------------------------------------------------------------------
 unit: dev-ca $(addprefix build/unit/,$(UNITS)) $(addprefix build/asan/unit/,$(UNITS))
@@ -61,12 +68,13 @@ unit: dev-ca $(addprefix build/unit/,$(UNITS)) $(addprefix build/asan/unit/,$(UN
 	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/unit/$$t; \
 	done
 
-e2e: build/aigate build/asan/aigate
+e2e: build/aigate build/asan/aigate $(addprefix build/e2e/,$(E2E_DRIVERS)) \
+     $(addprefix build/asan/e2e/,$(E2E_DRIVERS))
 	AIGATE=$(CURDIR)/build/asan/aigate bash tests/e2e/run.sh
 
 # The same warnings must hold under clang (compile only).
 clang-check:
-	@for f in $(SRCS) $(wildcard tests/unit/test_*.c); do \
+	@for f in $(SRCS) $(wildcard tests/unit/test_*.c) $(patsubst %,tests/e2e/%.c,$(E2E_DRIVERS)); do \
 	  clang $(filter-out -fstack-protector-strong,$(CFLAGS)) $(HARDEN) -fsyntax-only $$f || exit 1; \
 	done; echo "clang: warning-clean"
 

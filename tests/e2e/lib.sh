@@ -189,7 +189,7 @@ EOF
 
 # ---- certificates --------------------------------------------------------------
 # make_cert DIR NAME...: DIR/ca.pem (made once) signs DIR/NAME.pem + DIR/NAME.key,
-# a server certificate for every NAME as a DNS subjectAltName.
+# a server certificate for every NAME as a DNS subjectAltName (an IPv4 address as an IP one).
 make_cert() {
     local dir=$1 first=$2 san="" n
     shift
@@ -201,7 +201,9 @@ make_cert() {
             -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null ||
             die "openssl: cannot make the test CA"
     fi
-    for n in "$@"; do san="${san:+$san,}DNS:$n"; done
+    for n in "$@"; do
+        if [[ $n =~ ^[0-9.]+$ ]]; then san="${san:+$san,}IP:$n"; else san="${san:+$san,}DNS:$n"; fi
+    done
     printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$san" \
         >"$dir/$first.ext"
     if ! openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
@@ -631,4 +633,213 @@ need_browser() {
 spki_hash() {
     openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER |
         openssl dgst -sha256 -binary | base64
+}
+
+# ---- Kerberos: a real MIT KDC ----------------------------------------------------------
+# start_kdc DIR: krb5kdc on 127.0.0.1:$KDC_PORT (TCP and UDP) serving two realms made
+# here with kdb5_util and kadmin.local:
+#   AIGATE.TEST ($KRB5_REALM): users alice, bob, carol (password NAME-pass), the proxy's
+#     service principal HTTP/$PROXY_HOST (proxy.aigate.test, mapped to 127.0.0.1 for
+#     clients by curl --resolve; curl --proxy-negotiate asks for HTTP/<proxy host name>)
+#     and another service, HTTP/other.aigate.test.
+#   OTHER.TEST ($KRB5_OTHER_REALM): a realm AIGATE.TEST trusts (cross-realm
+#     krbtgt/AIGATE.TEST@OTHER.TEST): its own alice (password other-alice-pass) and its
+#     own HTTP/proxy.aigate.test, whose key the proxy does not have.
+# Keytabs (mode 0600): $KDC_KEYTAB holds HTTP/proxy.aigate.test@AIGATE.TEST only,
+# $KDC_BOTH_KEYTAB that and HTTP/other.aigate.test.  Exported for every client and the
+# proxy: KRB5_CONFIG (DIR/krb5.conf: aigate.test hosts are in AIGATE.TEST; $KRB5_OTHER_CONFIG
+# maps them to OTHER.TEST instead), KRB5_KDC_PROFILE, and KRB5RCACHEDIR (the acceptor's
+# replay cache, DIR/rcache).  Stopped by pid with the other servers.
+start_kdc() {
+    local dir=$1 r
+    mkdir -p "$dir/rcache"
+    KDC_DIR=$dir
+    KDC_PORT=$(free_port)
+    KRB5_REALM=AIGATE.TEST
+    KRB5_OTHER_REALM=OTHER.TEST
+    PROXY_HOST=proxy.aigate.test
+    KDC_KEYTAB=$dir/proxy.keytab
+    KDC_BOTH_KEYTAB=$dir/both.keytab
+    KRB5_OTHER_CONFIG=$dir/krb5-other.conf
+    krb5_conf() {
+        cat <<CONF
+[libdefaults]
+    default_realm = $KRB5_REALM
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    rdns = false
+    dns_canonicalize_hostname = false
+    udp_preference_limit = 1
+[realms]
+    $KRB5_REALM = {
+        kdc = 127.0.0.1:$KDC_PORT
+    }
+    $KRB5_OTHER_REALM = {
+        kdc = 127.0.0.1:$KDC_PORT
+    }
+[domain_realm]
+    .aigate.test = $1
+    aigate.test = $1
+[capaths]
+    $KRB5_OTHER_REALM = {
+        $KRB5_REALM = .
+    }
+CONF
+    }
+    krb5_conf "$KRB5_REALM" >"$dir/krb5.conf"
+    krb5_conf "$KRB5_OTHER_REALM" >"$KRB5_OTHER_CONFIG"
+    {
+        printf '[kdcdefaults]\n    kdc_listen = 127.0.0.1:%s\n    kdc_tcp_listen = 127.0.0.1:%s\n' \
+            "$KDC_PORT" "$KDC_PORT"
+        printf '[realms]\n'
+        for r in "$KRB5_REALM" "$KRB5_OTHER_REALM"; do
+            printf '    %s = {\n        database_name = %s/db-%s\n        key_stash_file = %s/stash-%s\n' \
+                "$r" "$dir" "$r" "$dir" "$r"
+            printf '        acl_file = %s/kadm5.acl\n        supported_enctypes = aes256-cts-hmac-sha1-96:normal\n    }\n' "$dir"
+        done
+        printf '[logging]\n    kdc = FILE:%s/kdc.log\n' "$dir"
+    } >"$dir/kdc.conf"
+    : >"$dir/kadm5.acl"
+    export KRB5_CONFIG=$dir/krb5.conf KRB5_KDC_PROFILE=$dir/kdc.conf KRB5RCACHEDIR=$dir/rcache
+    kadm() { kadmin.local -r "$1" -q "$2" >>"$dir/kadmin.log" 2>&1 || die "kadmin.local -r $1 '$2' failed: $(tail -n 3 "$dir/kadmin.log")"; }
+    for r in "$KRB5_REALM" "$KRB5_OTHER_REALM"; do
+        kdb5_util create -s -r "$r" -P "master-$r" >>"$dir/kadmin.log" 2>&1 ||
+            die "kdb5_util create -r $r failed: $(tail -n 3 "$dir/kadmin.log")"
+        kadm "$r" "addprinc -pw cross-realm-pass krbtgt/$KRB5_REALM@$KRB5_OTHER_REALM"
+        kadm "$r" "addprinc -randkey HTTP/$PROXY_HOST"
+    done
+    for r in alice bob carol; do kadm "$KRB5_REALM" "addprinc -pw $r-pass $r"; done
+    kadm "$KRB5_OTHER_REALM" "addprinc -pw other-alice-pass alice"
+    kadm "$KRB5_REALM" "addprinc -randkey HTTP/other.aigate.test"
+    kadm "$KRB5_REALM" "ktadd -k $KDC_KEYTAB HTTP/$PROXY_HOST"
+    kadm "$KRB5_REALM" "ktadd -k $KDC_BOTH_KEYTAB -norandkey HTTP/$PROXY_HOST HTTP/other.aigate.test"
+    chmod 0600 "$KDC_KEYTAB" "$KDC_BOTH_KEYTAB"
+    spawn krb5kdc -n -r "$KRB5_REALM" -r "$KRB5_OTHER_REALM" -P "$dir/kdc.pid" 2>>"$dir/kdc.err"
+    KDC_PID=$LAST_PID
+    wait_port "$KDC_PORT" 10 || die "krb5kdc did not start: $(tail -n 5 "$dir/kdc.log" "$dir/kdc.err" 2>/dev/null)"
+}
+
+# kinit_user NAME [REALM [PASSWORD]]: a ticket for NAME@REALM (default $KRB5_REALM, password
+# NAME-pass) in its own cache $KDC_DIR/cc.NAME@REALM, made the current one (KRB5CCNAME)
+kinit_user() {
+    local realm=${2:-$KRB5_REALM}
+    export KRB5CCNAME=FILE:$KDC_DIR/cc.$1@$realm
+    echo "${3:-$1-pass}" | kinit "$1@$realm" >>"$KDC_DIR/kinit.log" 2>&1 ||
+        die "kinit $1@$realm failed: $(tail -n 2 "$KDC_DIR/kinit.log")"
+}
+
+# ---- LDAP: a real OpenLDAP slapd ----------------------------------------------------------
+# start_slapd DIR: slapd (mdb backend, memberof overlay) from DIR/slapd.conf, with
+# ldap://127.0.0.1:$SLAPD_PORT ($SLAPD_URI) and ldaps://127.0.0.1:$SLAPD_TLS_PORT
+# ($SLAPD_TLS_URI, certificate for IP 127.0.0.1 signed by $SLAPD_CA: libldap checks the
+# name "localhost" against the machine's own name instead).  Suffix
+# dc=aigate,dc=test ($SLAPD_BASE); users uid=NAME,ou=people (inetOrgPerson) for alice,
+# bob, carol, dave and x(y) (whose name and DN need escaping in a filter); groups
+# (groupOfNames with member DNs, under ou=groups) staff (alice, bob), ai-users (alice),
+# security (carol) and "R&D (lab)" (bob, x(y)); dave is in none.  The overlay gives users
+# memberOf.  The service account $SLAPD_BIND_DN
+# (password in $SLAPD_PWFILE, mode 0600) may read everything; anonymous users nothing.
+# Called again on the same DIR after stop_slapd, it starts the same directory again on
+# the same ports.  The pid is $SLAPD_PID.
+start_slapd() {
+    local dir=$1 fresh=0 u ou
+    SLAPD_BASE="dc=aigate,dc=test"
+    SLAPD_BIND_DN="cn=aigate,ou=services,$SLAPD_BASE"
+    SLAPD_PWFILE=$dir/ldap.secret
+    SLAPD_CA=$dir/certs/ca.pem
+    if [ ! -e "$dir/slapd.conf" ]; then
+        fresh=1
+        mkdir -p "$dir/db"
+        SLAPD_PORT=$(free_port)
+        SLAPD_TLS_PORT=$(free_port)
+        make_cert "$dir/certs" ldap 127.0.0.1
+        printf 'svc-secret\n' >"$SLAPD_PWFILE"
+        chmod 0600 "$SLAPD_PWFILE"
+        cat >"$dir/slapd.conf" <<CONF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload memberof
+pidfile $dir/slapd.pid
+argsfile $dir/slapd.args
+TLSCACertificateFile $dir/certs/ca.pem
+TLSCertificateFile $dir/certs/ldap.pem
+TLSCertificateKeyFile $dir/certs/ldap.key
+database mdb
+maxsize 16777216
+suffix "$SLAPD_BASE"
+rootdn "cn=admin,$SLAPD_BASE"
+rootpw admin-secret
+directory $dir/db
+overlay memberof
+memberof-group-oc groupOfNames
+memberof-member-ad member
+memberof-memberof-ad memberOf
+memberof-refint TRUE
+access to attrs=userPassword by anonymous auth by * none
+access to * by dn.exact="$SLAPD_BIND_DN" read by * none
+CONF
+        printf 'SLAPD_PORT=%s\nSLAPD_TLS_PORT=%s\n' "$SLAPD_PORT" "$SLAPD_TLS_PORT" >"$dir/ports"
+    fi
+    . "$dir/ports"
+    SLAPD_URI=ldap://127.0.0.1:$SLAPD_PORT
+    SLAPD_TLS_URI=ldaps://127.0.0.1:$SLAPD_TLS_PORT
+    spawn slapd -d 0 -f "$dir/slapd.conf" -h "$SLAPD_URI/ ldaps://127.0.0.1:$SLAPD_TLS_PORT/" \
+        2>>"$dir/slapd.log"
+    SLAPD_PID=$LAST_PID
+    wait_port "$SLAPD_PORT" 10 || die "slapd did not start: $(tail -n 5 "$dir/slapd.log")"
+    [ "$fresh" = 1 ] || return 0
+    {
+        printf 'dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: aigate\no: aigate test\n\n' "$SLAPD_BASE"
+        for ou in people groups services; do
+            printf 'dn: ou=%s,%s\nobjectClass: organizationalUnit\nou: %s\n\n' "$ou" "$SLAPD_BASE" "$ou"
+        done
+        printf 'dn: %s\nobjectClass: person\nobjectClass: simpleSecurityObject\ncn: aigate\nsn: aigate\nuserPassword: svc-secret\n\n' "$SLAPD_BIND_DN"
+        for u in alice bob carol dave 'x(y)'; do
+            printf 'dn: uid=%s,ou=people,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s\nsn: %s\n\n' \
+                "$u" "$SLAPD_BASE" "$u" "$u" "$u"
+        done
+        slapd_group() {
+            local g=$1 m
+            shift
+            printf 'dn: cn=%s,ou=groups,%s\nobjectClass: groupOfNames\ncn: %s\n' "$g" "$SLAPD_BASE" "$g"
+            for m in "$@"; do printf 'member: uid=%s,ou=people,%s\n' "$m" "$SLAPD_BASE"; done
+            printf '\n'
+        }
+        slapd_group staff alice bob
+        slapd_group ai-users alice
+        slapd_group security carol
+        slapd_group 'R&D (lab)' bob 'x(y)'
+    } >"$dir/data.ldif"
+    ldapadd -x -H "$SLAPD_URI" -D "cn=admin,$SLAPD_BASE" -w admin-secret -f "$dir/data.ldif" \
+        >"$dir/ldapadd.log" 2>&1 || die "ldapadd failed: $(tail -n 5 "$dir/ldapadd.log")"
+}
+
+# stop_slapd: stop slapd (TERM, by pid) and wait until it has exited
+stop_slapd() {
+    local i
+    kill -TERM "$SLAPD_PID" 2>/dev/null
+    for ((i = 0; i < 100; i++)); do
+        alive "$SLAPD_PID" || break
+        sleep 0.05
+    done
+    alive "$SLAPD_PID" && kill -KILL "$SLAPD_PID" 2>/dev/null
+    wait "$SLAPD_PID" 2>/dev/null
+}
+
+# freeze PID / thaw PID: SIGSTOP a server and wait until it is stopped (its threads on
+# other CPUs may still answer for a moment after kill returns) / SIGCONT it
+freeze() {
+    local i
+    kill -STOP "$1" || return 1
+    for ((i = 0; i < 100; i++)); do
+        [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = T ] && return 0
+        sleep 0.01
+    done
+    return 1
+}
+thaw() {
+    kill -CONT "$1"
 }

@@ -1,0 +1,281 @@
+/*
+ * dirparts: drives the directory modules (negotiate.c, dirgroups.c) on their
+ * own, for tests/e2e/t_directory_parts.sh, linked against libaigate.a.
+ *
+ *   dirparts keytab-check KEYTAB PRINCIPAL|-
+ *       "ok", or the message config_load() would give.
+ *   dirparts negotiate [-n] KEYTAB PRINCIPAL|- TOKENFILE...
+ *       Accept each file's token (a Proxy-Authorization value, or a bare token:
+ *       one without a space) with one acceptor, in order; -n keeps the realm.  One line
+ *       per token: "accepted user=U principal=P reply=yes|no" or
+ *       "refused reason=R".
+ *   dirparts groups CONFIG
+ *       Load CONFIG (its ldap section and groups), start dirgroups on a
+ *       stand-in worker loop, and answer commands read from stdin:
+ *         get USER        one lookup: "USER source=S groups=G ms=N how=now|callback"
+ *                         (G: name(source) separated by commas, "-" when none)
+ *         burst N USER    N lookups at once, then one line per answer as for get
+ *         now USER        a blocking lookup as --explain makes it
+ *         stats           "hits=... lookups=... failures=... timeouts=... fallbacks=..."
+ *       Every answer line is flushed, so a test can read it from a pipe.
+ */
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "aigate/config.h"
+#include "aigate/dircache.h"
+#include "aigate/dirgroups.h"
+#include "aigate/negotiate.h"
+#include "aigate/offload.h"
+#include "aigate/worker.h"
+
+static long long
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+cmd_keytab_check(int argc, char **argv)
+{
+    char err[1024];
+    if (argc != 2)
+        return 2;
+    if (negotiate_keytab_check(argv[0], strcmp(argv[1], "-") ? argv[1] : NULL, err,
+                               sizeof(err)) < 0) {
+        printf("%s\n", err);
+        return 1;
+    }
+    printf("ok\n");
+    return 0;
+}
+
+static char *
+read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t cap = 0;
+    if (!f)
+        return NULL;
+    ssize_t n = getline(&buf, &cap, f);
+    fclose(f);
+    if (n < 0) {
+        free(buf);
+        return NULL;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    return buf;
+}
+
+static int
+cmd_negotiate(int argc, char **argv)
+{
+    char err[1024];
+    int strip = 1;
+    if (argc > 0 && strcmp(argv[0], "-n") == 0) {
+        strip = 0;
+        argc--;
+        argv++;
+    }
+    if (argc < 3)
+        return 2;
+    struct negotiate *n =
+        negotiate_new(argv[0], strcmp(argv[1], "-") ? argv[1] : NULL, strip, err, sizeof(err));
+    if (!n) {
+        printf("acceptor: %s\n", err);
+        return 1;
+    }
+    for (int i = 2; i < argc; i++) {
+        char *text = read_file(argv[i]);
+        char *value = NULL;
+        struct negotiate_result res;
+        const char *tok;
+        size_t toklen;
+        if (!text) {
+            printf("refused reason=cannot read %s\n", argv[i]);
+            continue;
+        }
+        if (!strchr(text, ' ') && asprintf(&value, "Negotiate %s", text) < 0)
+            value = NULL;
+        const char *v = value ? value : text;
+        enum negotiate_parse_rc prc = negotiate_parse(v, strlen(v), &tok, &toklen);
+        if (prc != NEGOTIATE_PARSE_OK)
+            printf("refused reason=header: %s\n", prc == NEGOTIATE_PARSE_OTHER ? "other scheme"
+                                                                               : "bad token");
+        else if (negotiate_accept(n, tok, toklen, &res))
+            printf("accepted user=%s principal=%s reply=%s\n", res.user, res.principal,
+                   res.reply ? "yes" : "no");
+        else
+            printf("refused reason=%s\n", res.reason);
+        negotiate_result_clear(&res);
+        free(value);
+        free(text);
+        fflush(stdout);
+    }
+    negotiate_free(n);
+    return 0;
+}
+
+/* ---- groups: a stand-in worker ---------------------------------------------------- */
+
+static struct worker tw;
+static struct config *cfg;
+static int pending;
+
+struct call {
+    char user[DIRGROUPS_NAME_MAX];
+    long long start;
+};
+
+static void
+print_answer(const char *user, struct dirgroups_answer *a, long long ms, const char *how)
+{
+    struct dirgroups_list l;
+    printf("%s source=%s groups=", user, dirgroups_source_name(a->source));
+    if (dirgroups_list_build(&l, cfg->users, user, a) < 0) {
+        printf("(out of memory)");
+    } else {
+        for (size_t i = 0; i < l.n; i++)
+            printf("%s%s(%s)", i ? "," : "", l.names[i], l.sources[i]);
+        if (l.n == 0)
+            printf("-");
+        dirgroups_list_free(&l);
+    }
+    printf(" ms=%lld how=%s\n", ms, how);
+    fflush(stdout);
+    dircache_set_unref(a->set);
+}
+
+static void
+on_answer(struct dirgroups_answer ans, void *arg)
+{
+    struct call *c = arg;
+    print_answer(c->user, &ans, now_ms() - c->start, "callback");
+    free(c);
+    if (--pending == 0)
+        event_base_loopbreak(tw.base);
+}
+
+static void
+tw_done_jobs(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    offload_complete(arg);
+}
+
+static void
+start_get(struct dirgroups *d, const char *user)
+{
+    struct call *c = calloc(1, sizeof(*c));
+    struct dirgroups_answer now;
+    struct dirgroups_req *req;
+    if (!c) {
+        printf("%s error=out of memory\n", user);
+        return;
+    }
+    snprintf(c->user, sizeof(c->user), "%s", user);
+    c->start = now_ms();
+    int rc = dirgroups_get(d, &tw, user, on_answer, c, &now, &req);
+    if (rc == 1) {
+        print_answer(user, &now, now_ms() - c->start, "now");
+        free(c);
+    } else if (rc == 0) {
+        pending++;
+    } else {
+        printf("%s error=dirgroups_get failed\n", user);
+        free(c);
+    }
+}
+
+static int
+cmd_groups(int argc, char **argv)
+{
+    char err[1024], line[512];
+    if (argc != 1)
+        return 2;
+    evthread_use_pthreads();
+    if (!(cfg = config_load(argv[0], err, sizeof(err)))) {
+        printf("config: %s\n", err);
+        return 1;
+    }
+    if (!cfg->ldap) {
+        printf("config: no ldap section\n");
+        config_unref(cfg);
+        return 1;
+    }
+    pthread_mutex_init(&tw.done_mu, NULL);
+    tw.base = event_base_new();
+    tw.done_ev = tw.base ? event_new(tw.base, -1, 0, tw_done_jobs, &tw) : NULL;
+    struct dirgroups *d = tw.done_ev ? dirgroups_new(cfg->ldap, err, sizeof(err)) : NULL;
+    if (!d) {
+        printf("dirgroups: %s\n", tw.done_ev ? err : "no event base");
+        return 1;
+    }
+    printf("ready\n");
+    fflush(stdout);
+    while (fgets(line, sizeof(line), stdin)) {
+        char user[DIRGROUPS_NAME_MAX];
+        int n;
+        line[strcspn(line, "\r\n")] = '\0';
+        if (sscanf(line, "get %255s", user) == 1) {
+            start_get(d, user);
+        } else if (sscanf(line, "burst %d %255s", &n, user) == 2) {
+            for (int i = 0; i < n; i++)
+                start_get(d, user);
+        } else if (sscanf(line, "now %255s", user) == 1) {
+            struct dircache_set *set = NULL;
+            long long t0 = now_ms();
+            if (dirgroups_lookup_now(cfg->ldap, user, &set, err, sizeof(err))) {
+                struct dirgroups_answer a = {DIRGROUPS_DIRECTORY, set};
+                print_answer(user, &a, now_ms() - t0, "blocking");
+            } else {
+                printf("%s unavailable=%s\n", user, err);
+                fflush(stdout);
+            }
+        } else if (strcmp(line, "stats") == 0) {
+            struct dirgroups_stats st;
+            dirgroups_stats(d, &st);
+            printf("hits=%llu lookups=%llu failures=%llu timeouts=%llu fallbacks=%llu\n", st.hits,
+                   st.lookups, st.failures, st.timeouts, st.fallbacks);
+            fflush(stdout);
+        } else {
+            printf("unknown command: %s\n", line);
+            fflush(stdout);
+        }
+        if (pending)
+            event_base_dispatch(tw.base);
+    }
+    dirgroups_free(d);
+    offload_complete(&tw);
+    event_free(tw.done_ev);
+    event_base_free(tw.base);
+    pthread_mutex_destroy(&tw.done_mu);
+    config_unref(cfg);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    int rc = 2;
+    if (argc >= 2 && strcmp(argv[1], "keytab-check") == 0)
+        rc = cmd_keytab_check(argc - 2, argv + 2);
+    else if (argc >= 2 && strcmp(argv[1], "negotiate") == 0)
+        rc = cmd_negotiate(argc - 2, argv + 2);
+    else if (argc >= 2 && strcmp(argv[1], "groups") == 0)
+        rc = cmd_groups(argc - 2, argv + 2);
+    if (rc == 2)
+        fprintf(stderr, "usage: dirparts keytab-check KEYTAB PRINCIPAL|-\n"
+                        "       dirparts negotiate [-n] KEYTAB PRINCIPAL|- TOKENFILE...\n"
+                        "       dirparts groups CONFIG  (commands on stdin)\n");
+    return rc;
+}
