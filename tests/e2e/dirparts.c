@@ -96,7 +96,7 @@ cmd_negotiate(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         char *text = read_file(argv[i]);
         char *value = NULL;
-        struct negotiate_result res;
+        struct negotiate_result res = {0};
         const char *tok;
         size_t toklen;
         if (!text) {
