@@ -440,17 +440,16 @@ dg_broken_rc(int rc)
 }
 
 /*
- * Make a connection for c, bound as its service account.  *fd is the socket
- * (once connected), published by the caller for interruption.  0, or -1 with
- * why set (nothing to free).
+ * Open a connection for c (TCP, and TLS for ldaps://); *fd is its socket
+ * (-1 if libldap does not say), which the caller may publish so that a
+ * blocked call can be interrupted.  0, or -1 with why set (nothing to free).
  */
 static int
-dg_connect(const struct dirgroups_cfg *c, LDAP **out, int *fd, char *why, size_t whylen)
+dg_open(const struct dirgroups_cfg *c, LDAP **out, int *fd, char *why, size_t whylen)
 {
     LDAP *ld = NULL;
     int v3 = LDAP_VERSION3, demand = LDAP_OPT_X_TLS_DEMAND, newctx = 0, rc;
     struct timeval nt = dg_tv(c->timeout_ms), ot = dg_tv(dg_op_timeout_ms(c));
-    struct berval cred = {0, NULL};
 
     *fd = -1;
     if ((rc = ldap_initialize(&ld, c->uri)) != LDAP_SUCCESS) {
@@ -474,9 +473,22 @@ dg_connect(const struct dirgroups_cfg *c, LDAP **out, int *fd, char *why, size_t
     }
     if (ldap_get_option(ld, LDAP_OPT_DESC, fd) != LDAP_OPT_SUCCESS)
         *fd = -1;
+    *out = ld;
+    return 0;
+fail:
+    ldap_unbind_ext_s(ld, NULL, NULL);
+    return -1;
+}
+
+/* StartTLS when configured, then bind as the service account.  0, or -1 with why. */
+static int
+dg_bind(LDAP *ld, const struct dirgroups_cfg *c, char *why, size_t whylen)
+{
+    struct berval cred = {0, NULL};
+    int rc;
     if (c->starttls && (rc = ldap_start_tls_s(ld, NULL, NULL)) != LDAP_SUCCESS) {
         dg_why(ld, rc, "StartTLS", why, whylen);
-        goto fail;
+        return -1;
     }
     if (c->bind_password) {
         cred.bv_val = c->bind_password;
@@ -488,14 +500,9 @@ dg_connect(const struct dirgroups_cfg *c, LDAP **out, int *fd, char *why, size_t
         char what[300];
         snprintf(what, sizeof(what), "bind as %.250s", c->bind_dn ? c->bind_dn : "anonymous");
         dg_why(ld, rc, what, why, whylen);
-        goto fail;
+        return -1;
     }
-    *out = ld;
     return 0;
-fail:
-    *fd = -1;
-    ldap_unbind_ext_s(ld, NULL, NULL);
-    return -1;
 }
 
 /* Names collected for one user: valid, distinct, at most DIRGROUPS_MAX_GROUPS. */
@@ -716,11 +723,12 @@ dirgroups_lookup_now(const struct dirgroups_cfg *cfg, const char *user, struct d
                      char *why, size_t whylen)
 {
     LDAP *ld = NULL;
-    int fd, broken;
+    int fd, broken, ok = 0;
     *set = NULL;
-    if (dg_connect(cfg, &ld, &fd, why, whylen) < 0)
+    if (dg_open(cfg, &ld, &fd, why, whylen) < 0)
         return 0;
-    int ok = dg_lookup(ld, cfg, user, set, &broken, why, whylen);
+    if (dg_bind(ld, cfg, why, whylen) == 0)
+        ok = dg_lookup(ld, cfg, user, set, &broken, why, whylen);
     ldap_unbind_ext_s(ld, NULL, NULL);
     return ok;
 }
@@ -1004,7 +1012,7 @@ dg_thread_lookup(struct dg_thread *t, const struct dg_conf *k, const char *user,
         if (!t->ld) {
             LDAP *ld = NULL;
             int fd = -1;
-            if (dg_connect(&k->c, &ld, &fd, why, whylen) < 0)
+            if (dg_open(&k->c, &ld, &fd, why, whylen) < 0)
                 return 0;
             pthread_mutex_lock(&t->d->mu);
             t->ld = ld;
@@ -1013,6 +1021,10 @@ dg_thread_lookup(struct dg_thread *t, const struct dg_conf *k, const char *user,
             if (t->d->stopping && fd >= 0)
                 shutdown(fd, SHUT_RDWR);
             pthread_mutex_unlock(&t->d->mu);
+            if (dg_bind(ld, &k->c, why, whylen) < 0) {
+                dg_drop(t);
+                return 0;
+            }
             fresh = 1;
         }
         if (dg_lookup(t->ld, &k->c, user, set, &broken, why, whylen))

@@ -47,8 +47,8 @@ cmd_keytab_check(int argc, char **argv)
     char err[1024];
     if (argc != 2)
         return 2;
-    if (negotiate_keytab_check(argv[0], strcmp(argv[1], "-") ? argv[1] : NULL, err,
-                               sizeof(err)) < 0) {
+    if (negotiate_keytab_check(argv[0], strcmp(argv[1], "-") ? argv[1] : NULL, err, sizeof(err)) <
+        0) {
         printf("%s\n", err);
         return 1;
     }
@@ -108,8 +108,8 @@ cmd_negotiate(int argc, char **argv)
         const char *v = value ? value : text;
         enum negotiate_parse_rc prc = negotiate_parse(v, strlen(v), &tok, &toklen);
         if (prc != NEGOTIATE_PARSE_OK)
-            printf("refused reason=header: %s\n", prc == NEGOTIATE_PARSE_OTHER ? "other scheme"
-                                                                               : "bad token");
+            printf("refused reason=header: %s\n",
+                   prc == NEGOTIATE_PARSE_OTHER ? "other scheme" : "bad token");
         else if (negotiate_accept(n, tok, toklen, &res))
             printf("accepted user=%s principal=%s reply=%s\n", res.user, res.principal,
                    res.reply ? "yes" : "no");
