@@ -58,7 +58,9 @@ negotiate_keytab_check(const char *keytab, const char *principal, char *err, siz
         (k = krb5_parse_name_flags(ctx, principal,
                                    strchr(principal, '@') ? 0 : KRB5_PRINCIPAL_PARSE_NO_REALM,
                                    &want)) != 0) {
-        snprintf(err, errlen, "principal \"%s\": %s", principal, krb5_get_error_message(ctx, k));
+        const char *m = krb5_get_error_message(ctx, k);
+        snprintf(err, errlen, "principal \"%s\": %s", principal, m);
+        krb5_free_error_message(ctx, m);
         goto out;
     }
     if ((k = krb5_kt_start_seq_get(ctx, kt, &cur)) != 0)
@@ -82,8 +84,10 @@ negotiate_keytab_check(const char *keytab, const char *principal, char *err, siz
     else
         rc = 0;
     goto out;
-krb_fail:
-    snprintf(err, errlen, "keytab %s: %s", keytab, krb5_get_error_message(ctx, k));
+krb_fail:;
+    const char *m = krb5_get_error_message(ctx, k);
+    snprintf(err, errlen, "keytab %s: %s", keytab, m);
+    krb5_free_error_message(ctx, m);
 out:
     if (started)
         krb5_kt_end_seq_get(ctx, kt, &cur);
@@ -117,44 +121,37 @@ neg_status_text(OM_uint32 code, int type, char *out, size_t cap)
     } while (more);
 }
 
-/* Why a token was refused, in words an operator reading the audit log can act on. */
+/*
+ * Why a token was refused: MIT's own words for the Kerberos error ("Request
+ * is a replay", "Clock skew too great", "Request ticket server ... not found
+ * in keytab", ...), which operators can look up.  GSSAPI's minor codes are
+ * remapped per mechanism, so they are read through gss_display_status(), not
+ * compared with krb5 error constants.  A mechanism that gave no detail
+ * (minor text "Success") is described by the major status.
+ */
 static void
 neg_reason(OM_uint32 major, OM_uint32 minor, char *out, size_t cap)
 {
-    const char *what = NULL;
-    switch ((krb5_error_code)minor) {
-    case KRB5KRB_AP_ERR_REPEAT:
-        what = "replayed token (seen before)";
-        break;
-    case KRB5KRB_AP_ERR_SKEW:
-        what = "clock skew too great between the client and the proxy";
-        break;
-    case KRB5KRB_AP_ERR_TKT_EXPIRED:
-        what = "ticket expired";
-        break;
-    case KRB5KRB_AP_ERR_TKT_NYV:
-        what = "ticket not yet valid";
-        break;
-    case KRB5KRB_AP_ERR_BAD_INTEGRITY:
-        what = "ticket not decryptable with the keytab's key (keytab out of date?)";
-        break;
-    default:
-        break;
-    }
-    if (!what && GSS_ROUTINE_ERROR(major) == GSS_S_DEFECTIVE_TOKEN && minor == 0)
-        what = "malformed token";
-    if (!what && GSS_ROUTINE_ERROR(major) == GSS_S_BAD_MECH)
-        what = "not a Kerberos token";
-    if (what) {
-        snprintf(out, cap, "%s", what);
-        return;
-    }
+    out[0] = '\0';
     if (minor)
         neg_status_text(minor, GSS_C_MECH_CODE, out, cap);
-    if (!out[0] || !minor)
+    if (out[0] && strcmp(out, "Success") != 0)
+        return;
+    switch (GSS_ROUTINE_ERROR(major)) {
+    case GSS_S_DEFECTIVE_TOKEN:
+        snprintf(out, cap, "malformed token");
+        break;
+    case GSS_S_BAD_MECH:
+        snprintf(out, cap, "not a Kerberos token");
+        break;
+    case GSS_S_FAILURE:
+        snprintf(out, cap, "not a valid Kerberos token");
+        break;
+    default:
         neg_status_text(major, GSS_C_GSS_CODE, out, cap);
-    if (!out[0])
-        snprintf(out, cap, "GSSAPI error %u/%u", (unsigned)major, (unsigned)minor);
+        if (!out[0])
+            snprintf(out, cap, "GSSAPI error %u/%u", (unsigned)major, (unsigned)minor);
+    }
 }
 
 /* ---- the acceptor --------------------------------------------------------------------- */
@@ -178,17 +175,26 @@ negotiate_new(const char *keytab, const char *principal, int strip_realm, char *
     }
     n->cred = GSS_C_NO_CREDENTIAL;
     n->strip_realm = strip_realm;
+    /* First, so that GSSAPI never meets a keytab without the key (it leaks on that path). */
+    if (negotiate_keytab_check(keytab, principal, err, errlen) < 0)
+        goto fail;
     snprintf(ktname, sizeof(ktname), "FILE:%s", keytab);
     if (principal) {
-        /* "HTTP/host" (no realm) becomes "HTTP/host@": MIT's acceptor then takes it in any realm.
-         */
-        if (asprintf(&pname, "%s%s", principal, strchr(principal, '@') ? "" : "@") < 0) {
-            pname = NULL;
+        /* "HTTP/host" (no realm) is imported as the host-based name "HTTP@host", which MIT's
+         * acceptor matches in any realm; anything else as the principal it is. */
+        const char *slash = strchr(principal, '/');
+        gss_OID type = GSS_KRB5_NT_PRINCIPAL_NAME;
+        if (!(pname = strdup(principal))) {
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
+        if (!strchr(principal, '@') && !strchr(principal, '\\') && slash && slash[1] &&
+            !strchr(slash + 1, '/')) {
+            type = GSS_C_NT_HOSTBASED_SERVICE;
+            pname[slash - principal] = '@';
+        }
         gss_buffer_desc b = {strlen(pname), pname};
-        major = gss_import_name(&minor, &b, GSS_KRB5_NT_PRINCIPAL_NAME, &name);
+        major = gss_import_name(&minor, &b, type, &name);
         if (GSS_ERROR(major)) {
             neg_reason(major, minor, reason, sizeof(reason));
             snprintf(err, errlen, "principal \"%s\": %s", principal, reason);

@@ -45,7 +45,8 @@ struct negotiate;
  */
 int negotiate_keytab_check(const char *keytab, const char *principal, char *err, size_t errlen);
 
-/* The acceptor for keytab and principal (NULL: any in the keytab).  NULL with err set. */
+/* The acceptor for keytab and principal (NULL: any in the keytab); checks the keytab
+ * first (negotiate_keytab_check()).  NULL with err set. */
 struct negotiate *negotiate_new(const char *keytab, const char *principal, int strip_realm,
                                 char *err, size_t errlen);
 void negotiate_free(struct negotiate *n);
