@@ -137,7 +137,8 @@ exp_parse(const char *method, const char *url, struct exp_url *u, const char **w
 }
 
 static void
-exp_request(FILE *out, const struct exp_url *u, const struct policy_req *r, const char *method)
+exp_request(FILE *out, const struct exp_url *u, const struct policy_req *r, const char *method,
+            const char *const *sources, const char *directory)
 {
     char addr[64], when[64] = "(unknown)";
 
@@ -146,10 +147,13 @@ exp_request(FILE *out, const struct exp_url *u, const struct policy_req *r, cons
     if (r->ngroups) {
         fprintf(out, "  groups: ");
         for (size_t i = 0; i < r->ngroups; i++)
-            fprintf(out, "%s%s", i ? ", " : "", r->groups[i]);
+            fprintf(out, "%s%s%s%s%s", i ? ", " : "", r->groups[i], sources ? " (" : "",
+                    sources ? sources[i] : "", sources ? ")" : "");
     } else {
         fprintf(out, "  (no groups)");
     }
+    if (directory)
+        fprintf(out, "\n  directory   %s", directory);
     fprintf(out, "\n  client      %s\n",
             r->client ? netaddr_ntop(r->client, addr, sizeof(addr)) : "(unknown)");
     fprintf(out, "  method      %s\n", method);
@@ -276,8 +280,9 @@ exp_close(FILE *out, const struct policy *pol, const struct policy_rule *d,
 
 int
 explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, const char *user,
-              const char *const *groups, size_t ngroups, const struct sockaddr *client,
-              const char *method, const char *url, const struct tm *now, int intercept)
+              const char *const *groups, const char *const *sources, size_t ngroups,
+              const char *directory, const struct sockaddr *client, const char *method,
+              const char *url, const struct tm *now, int intercept)
 {
     struct policy_req r;
     const struct policy_rule *d;
@@ -302,7 +307,7 @@ explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, co
         r.path = u.path;
         r.pathlen = u.pathlen;
     }
-    exp_request(out, &u, &r, method);
+    exp_request(out, &u, &r, method, sources, directory);
     exp_service(out, r.svc, u.host);
     d = policy_eval(pol, &r);
     exp_decision(out, d, &r);

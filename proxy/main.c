@@ -22,6 +22,8 @@
 #include "aigate/audit.h"
 #include "aigate/auth.h"
 #include "aigate/config.h"
+#include "aigate/dircache.h"
+#include "aigate/dirgroups.h"
 #include "aigate/explain.h"
 #include "aigate/log.h"
 #include "aigate/netaddr.h"
@@ -177,15 +179,32 @@ run_explain(struct config *c, char **argv)
     } else if (strcmp(user, "-") != 0) {
         name = user;
     }
-    const char *const *groups = NULL;
-    size_t ngroups = name ? users_groups(c->users, name, &groups) : 0;
+    /* With a directory, its groups are read now (the proxy would use its cache). */
+    struct dirgroups_answer dir = {DIRGROUPS_DIRECTORY, NULL};
+    struct dirgroups_list l;
+    char why[512], dirnote[600];
+    if (c->ldap && name) {
+        if (dirgroups_lookup_now(c->ldap, name, &dir.set, why, sizeof(why)))
+            snprintf(dirnote, sizeof(dirnote), "%s: read now", c->ldap->uri);
+        else
+            snprintf(dirnote, sizeof(dirnote), "%s unavailable: %s", c->ldap->uri, why);
+    }
+    if (dirgroups_list_build(&l, c->users, name, c->ldap && name ? &dir : NULL) < 0) {
+        fprintf(stderr, "aigate: out of memory\n");
+        dircache_set_unref(dir.set);
+        return 2;
+    }
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
-    return explain_print(stdout, c->catalog, c->policy, name, groups, ngroups,
-                         (struct sockaddr *)&ss, method, url, &tm, c->tls.intercept) < 0
-               ? 2
-               : 0;
+    int rc = explain_print(stdout, c->catalog, c->policy, name, l.names, l.sources, l.n,
+                           c->ldap && name ? dirnote : NULL, (struct sockaddr *)&ss, method, url,
+                           &tm, c->tls.intercept) < 0
+                 ? 2
+                 : 0;
+    dirgroups_list_free(&l);
+    dircache_set_unref(dir.set);
+    return rc;
 }
 
 /*

@@ -16,16 +16,18 @@ struct catalog;
 struct policy;
 
 /*
- * Print the report for user (NULL: anonymous) in groups, connecting from
- * client, sending method to url at local time now.  url is
- * "scheme://host[:port]/path?query" (http or https) or, for CONNECT, a bare
+ * Print the report for user (NULL: anonymous) in groups, each shown with
+ * where it came from when sources (parallel to groups) is not NULL, with the
+ * directory's state when directory is not NULL, connecting from client, sending method to url at
+ * local time now.  url is "scheme://host[:port]/path?query" (http or https) or, for CONNECT, a bare
  * "host:port".  An https URL to a catalogued host is evaluated as an
  * intercepted request when intercept (tls.intercept) is set; otherwise, and
  * for any other host, only host-level conditions apply, as in the proxy.  Returns 0, or -1 if the
  * URL cannot be parsed (a message is written to out).
  */
 int explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, const char *user,
-                  const char *const *groups, size_t ngroups, const struct sockaddr *client,
-                  const char *method, const char *url, const struct tm *now, int intercept);
+                  const char *const *groups, const char *const *sources, size_t ngroups,
+                  const char *directory, const struct sockaddr *client, const char *method,
+                  const char *url, const struct tm *now, int intercept);
 
 #endif

@@ -15,7 +15,7 @@
 #   escaping; one lookup for a burst of requests; slapd stopped: the last known
 #   groups are used, a new user gets none within timeout_ms; slapd back: lookups
 #   resume; slapd frozen (SIGSTOP): the answer comes at timeout_ms and the late
-#   result fills the cache.
+#   result fills the cache.  --explain lists each group with its source.
 source "$(dirname "$0")/lib.sh"
 
 # The driver next to the proxy binary: build/e2e/dirparts or build/asan/e2e/dirparts.
@@ -225,6 +225,10 @@ done
 drv stats
 assert_eq "20 requests for a new user: one directory lookup (7 users, 7 lookups)" 7 "$(field lookups)"
 drv_stop
+out=$("$AIGATE" -c "$T/memberof.conf" --explain alice GET http://origin.test/ 2>&1)
+assert_contains "--explain shows each group and where it came from" "$out" \
+    "groups: local-admins (config), staff (directory), ai-users (directory)"
+assert_contains "--explain says it read the directory" "$out" "directory   $SLAPD_URI: read now"
 
 ldap_conf filter 300 2000 "uri = \"$SLAPD_TLS_URI\"; ca_file = \"$SLAPD_CA\";" \
     'group_filter = "(&(objectClass=groupOfNames)(member=%d))";'
@@ -266,6 +270,10 @@ drv get bob
 assert_eq "slapd stopped: a new user gets no groups" "- directory unavailable" \
     "$(field groups) $(field source)"
 assert_le "... within timeout_ms" "$(field ms)" 1500
+out=$("$AIGATE" -c "$T/down.conf" --explain alice GET http://origin.test/ 2>&1)
+assert_contains "--explain with the directory down: config groups only" "$out" \
+    "groups: local-admins (config)"
+assert_match "... and why" "directory   $SLAPD_URI unavailable: .*(contact|connect)" "$out"
 start_slapd "$T/ldap"
 resumed=
 for i in $(seq 1 60); do

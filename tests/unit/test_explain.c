@@ -76,8 +76,8 @@ run(const char *user, const char *const *groups, size_t ngroups, const char *met
     FILE *f = open_memstream(&text, &len);
 
     ck_assert_ptr_nonnull(f);
-    *rc = explain_print(f, cat, pol, user, groups, ngroups, (struct sockaddr *)&client, method, url,
-                        &now, 1);
+    *rc = explain_print(f, cat, pol, user, groups, NULL, ngroups, NULL, (struct sockaddr *)&client,
+                        method, url, &now, 1);
     fclose(f);
     return text;
 }
