@@ -95,6 +95,17 @@ audit_cfg_of(const struct config *c)
     return ac;
 }
 
+/*
+ * auth.mode "negotiate" is loaded and checked (-t), but connections do not
+ * ask for it yet: refuse to serve with it rather than serve unauthenticated.
+ * Goes when conn.c asks for Negotiate.
+ */
+static int
+negotiate_unwired(const struct config *c)
+{
+    return c->auth.mode == AUTH_NEGOTIATE;
+}
+
 static void
 reload(void)
 {
@@ -102,6 +113,12 @@ reload(void)
     struct config *next = config_load(current->path, err, sizeof(err));
     if (!next) {
         log_warnx("reload refused, old configuration stays in force: %s", err);
+        return;
+    }
+    if (negotiate_unwired(next)) {
+        log_warnx("reload refused, old configuration stays in force: auth.mode \"negotiate\" "
+                  "is not served yet");
+        config_unref(next);
         return;
     }
     if (next->nlisten != current->nlisten)
@@ -448,6 +465,12 @@ main(int argc, char **argv)
         printf("%s: configuration OK\n", cfgpath);
         config_unref(c);
         return 0;
+    }
+    if (negotiate_unwired(c)) {
+        fprintf(stderr, "%s: auth.mode \"negotiate\" is checked by -t but not served yet\n",
+                cfgpath);
+        config_unref(c);
+        return 2;
     }
     return run_proxy(c, foreground);
 }
