@@ -1054,7 +1054,8 @@ dg_settle(struct dirgroups *d, struct dg_flight *f, const struct dg_conf *k, enu
     if (o == DG_READ) {
         a.source = DIRGROUPS_DIRECTORY;
         a.set = dircache_set_ref(set);
-        dircache_put(d->cache, f->user, set, time(NULL));
+        if (k == d->conf) /* not read with settings a reload has replaced */
+            dircache_put(d->cache, f->user, set, time(NULL));
         d->backoff_ms = 0;
         d->down_until_ms = 0;
         if (d->down_logged)

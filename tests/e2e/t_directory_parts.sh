@@ -84,6 +84,11 @@ assert_match "a replay is refused by another process too (file replay cache)" \
     '^refused reason=.*replay' "$out"
 assert_not_contains "the reason never quotes the token" "$out" "$(cut -c 11-40 "$T/tok1")"
 
+out=$("$DRIVER" negotiate-bench "$KDC_KEYTAB" "$PROXY_HOST" 200 2 2>>"$T/driver.err")
+echo "$out"
+assert_match "200 tokens from 200 security contexts, accepted by 2 threads sharing an acceptor" \
+    '^made 200 in [0-9]+ ms; accepted 200 of 200 ' "$out"
+
 negotiate_token "$PROXY_HOST" "$T/tok2"
 assert_eq "strip_realm = false keeps the realm" \
     "accepted user=alice@AIGATE.TEST principal=alice@AIGATE.TEST reply=yes" \
