@@ -555,8 +555,9 @@ dg_first_value(LDAP *ld, LDAPMessage *e, const char *attr, size_t *len)
 }
 
 /*
- * Search and keep the result; rc_ok says whether rc counts as an answer.
- * LDAP_SIZELIMIT_EXCEEDED comes with the entries that fit.
+ * One search, bounded by the lookup's own time limit.  Returns libldap's
+ * result code; *res holds the entries on LDAP_SUCCESS and on
+ * LDAP_SIZELIMIT_EXCEEDED (the entries that fit), else NULL.
  */
 static int
 dg_search(LDAP *ld, const struct dirgroups_cfg *c, const char *base, int scope, const char *filter,
