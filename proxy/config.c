@@ -715,10 +715,10 @@ static int
 config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
 {
     static const char *const keys[] = {
-        "listen",    "workers", "client_networks", "connect_ports", "limits", "auth",
-        "ldap",      "groups",  "addresses",       "tls",           "ack",    "audit",
-        "pages_dir", "dns",     "admin",           "services",      "policy", "dlp_patterns",
-        NULL};
+        "listen",         "workers", "client_networks", "connect_ports", "limits", "auth",
+        "ldap",           "groups",  "addresses",       "tls",           "ack",    "audit",
+        "pages_dir",      "dns",     "admin",           "services",      "policy", "dlp_patterns",
+        "proxy_protocol", NULL};
     const config_setting_t *root = config_root_setting(lc), *s;
     long long w = 0;
 
@@ -737,6 +737,9 @@ config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
             return -1;
     }
     if ((s = config_setting_get_member(root, "connect_ports")) && load_ports(x, c, s) < 0)
+        return -1;
+    if ((s = config_setting_get_member(root, "proxy_protocol")) &&
+        cfg_strings(x, s, "proxy_protocol", add_network, &c->proxy_protocol) < 0)
         return -1;
 
 #define SECTION(key, fn)                                                                           \
@@ -915,6 +918,7 @@ config_unref(struct config *c)
         free(c->listen[i].text);
     free(c->listen);
     cidr_list_free(&c->client_networks);
+    cidr_list_free(&c->proxy_protocol);
     free(c->connect_ports);
     free(c->auth.realm);
     free(c->auth.htpasswd);

@@ -57,6 +57,7 @@ struct config {
     size_t nlisten;
     int workers; /* resolved: >= 1 */
     struct cidr_list client_networks;
+    struct cidr_list proxy_protocol; /* peers whose PROXY protocol header is required and trusted */
     uint16_t *connect_ports;
     size_t nconnect_ports;
     struct limits limits;
