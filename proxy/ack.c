@@ -120,7 +120,7 @@ ack_pct_decode(const char *s, size_t n, char *out, size_t cap, int plus, size_t 
     return 0;
 }
 
-static int
+int
 ack_name_ok(const char *s, size_t max)
 {
     size_t n = strnlen(s, max + 1);
@@ -263,6 +263,18 @@ ack_token_check(const unsigned char key[ACK_KEY_LEN], const char *token, size_t 
         (long long)now - p.t > max_age_s)
         return ACK_EXPIRED;
     return ACK_OK;
+}
+
+int
+ack_token_nonce(const char *token, size_t len, char nonce[ACK_NONCE_HEX + 1])
+{
+    struct ack_tok p;
+
+    if (ack_token_parse(token, len, &p) < 0)
+        return -1;
+    memcpy(nonce, p.nonce, ACK_NONCE_HEX);
+    nonce[ACK_NONCE_HEX] = '\0';
+    return 0;
 }
 
 const char *
@@ -487,7 +499,8 @@ ack_table_put(struct ack_table *t, uint64_t h, const char *key, size_t klen, tim
  * keep their meaning when compaction replaces the file by its tail.  The
  * journal's first byte is at jbase, its end at jbase + jlen.
  */
-struct ack_store {
+struct ack_fstore {
+    struct ack_store base; /* first: the store's handle is this */
     pthread_mutex_t mu;
     pthread_cond_t cv;  /* wakes the state writer */
     pthread_cond_t jcv; /* wakes the journal thread */
@@ -513,6 +526,8 @@ struct ack_store {
     int have_journal;
 };
 
+static const struct ack_store_ops ack_file_ops;
+
 /* A commit: in the journal queue, then handed back to its worker. */
 struct ack_commit {
     struct offload_job job; /* first: the hand-back returns this pointer; owner is the commit */
@@ -520,7 +535,8 @@ struct ack_commit {
     ack_commit_cb cb;
     void *arg;
     enum ack_verdict verdict;
-    uint64_t hash; /* of the pair key */
+    long long start; /* ack_store_clock() at the call */
+    uint64_t hash;   /* of the pair key */
     time_t grant_expires;
     size_t klen, tlen;
     char *text; /* the journal lines, tlen bytes, after the key */
@@ -541,15 +557,16 @@ ack_pair_key(const char *user, const char *service, char *key)
 }
 
 static void
-ack_store_changed(struct ack_store *s)
+ack_file_changed(struct ack_fstore *s)
 {
     s->gen++;
     pthread_cond_signal(&s->cv);
 }
 
-int
-ack_store_check(struct ack_store *s, const char *user, const char *service, time_t now)
+static int
+ack_file_check(struct ack_store *base, const char *user, const char *service, time_t now)
 {
+    struct ack_fstore *s = (struct ack_fstore *)base;
     char key[ACK_USER_MAX + 1 + ACK_SERVICE_MAX];
     size_t klen = ack_pair_key(user, service, key);
     if (!klen)
@@ -639,7 +656,7 @@ ack_format_bucket(const struct ack_table *t, size_t i, int pairs, time_t now, st
  * s->gen, so another write follows.  A rehash meanwhile moves entries between
  * buckets: then this table is written again from its start. */
 static int
-ack_stream_table(struct ack_store *s, struct ack_table *t, int pairs, int fd, struct ack_chunk *c)
+ack_stream_table(struct ack_fstore *s, struct ack_table *t, int pairs, int fd, struct ack_chunk *c)
 {
     off_t start = lseek(fd, 0, SEEK_CUR);
     time_t now = time(NULL);
@@ -682,7 +699,7 @@ ack_stream_table(struct ack_store *s, struct ack_table *t, int pairs, int fd, st
 /* Write the state file: temporary file in the same folder, fsync, rename,
  * fsync of the folder.  Called by the writer without s->mu. */
 static int
-ack_state_write(struct ack_store *s)
+ack_state_write(struct ack_fstore *s)
 {
     char tmp[4096];
     struct ack_chunk c = {malloc(ACK_CHUNK_BYTES), 0, ACK_CHUNK_BYTES};
@@ -719,7 +736,7 @@ fail:
 }
 
 static void
-ack_wait_until(struct ack_store *s, const struct timespec *deadline)
+ack_wait_until(struct ack_fstore *s, const struct timespec *deadline)
 {
     while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, deadline) != ETIMEDOUT)
         ;
@@ -733,7 +750,7 @@ ack_wait_until(struct ack_store *s, const struct timespec *deadline)
 static void *
 ack_writer_main(void *arg)
 {
-    struct ack_store *s = arg;
+    struct ack_fstore *s = arg;
     unsigned long written = 0;
 
     pthread_mutex_lock(&s->mu);
@@ -813,7 +830,7 @@ ack_pread_all(int fd, char *p, size_t n, off_t off)
 }
 
 static int
-ack_jbuf_reserve(struct ack_store *s, size_t n)
+ack_jbuf_reserve(struct ack_fstore *s, size_t n)
 {
     if (n <= s->jbufcap)
         return 0;
@@ -829,7 +846,7 @@ ack_jbuf_reserve(struct ack_store *s, size_t n)
 
 /* Open (creating) the journal when the store could not at start. */
 static int
-ack_journal_open(struct ack_store *s)
+ack_journal_open(struct ack_fstore *s)
 {
     s->jfd = open(s->jpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->jfd < 0)
@@ -843,7 +860,7 @@ ack_journal_open(struct ack_store *s)
  * sync it (and the journal's name, when new).  0, or -1 with the journal
  * still ending at its last whole commit or marked to be cut back to it. */
 static int
-ack_journal_append(struct ack_store *s, const struct ack_commit *batch, size_t n)
+ack_journal_append(struct ack_fstore *s, const struct ack_commit *batch, size_t n)
 {
     if (s->jfd < 0 && ack_journal_open(s) < 0)
         goto fail;
@@ -875,7 +892,7 @@ fail:
 /* Make a queued batch durable, apply its grants and hand every commit back
  * to its worker.  Called by the journal thread without s->mu. */
 static void
-ack_journal_batch(struct ack_store *s, struct ack_commit *batch)
+ack_journal_batch(struct ack_fstore *s, struct ack_commit *batch)
 {
     size_t n = 0, count = 0;
     for (const struct ack_commit *c = batch; c; c = c->qnext) {
@@ -890,12 +907,13 @@ ack_journal_batch(struct ack_store *s, struct ack_commit *batch)
         c->verdict = ACK_STORE_FAILED;
         if (ok && ack_table_put(&s->acks, c->hash, c->key, c->klen, c->grant_expires, now, 1) >= 0)
             c->verdict = ACK_OK;
+        ack_store_observe(&s->base, c->start, c->verdict != ACK_OK);
     }
     if (ok) {
         s->jend = s->jbase + s->jlen;
         s->st.commits += count;
         s->st.syncs++;
-        ack_store_changed(s);
+        ack_file_changed(s);
     }
     pthread_mutex_unlock(&s->mu);
     while (batch) {
@@ -914,7 +932,7 @@ ack_journal_batch(struct ack_store *s, struct ack_commit *batch)
  * completes (jdir).  Called by the journal thread, or by close after it.
  */
 static int
-ack_journal_compact(struct ack_store *s, uint64_t cover)
+ack_journal_compact(struct ack_fstore *s, uint64_t cover)
 {
     size_t keep = s->jlen - (size_t)(cover - s->jbase);
     char tmp[4096];
@@ -954,7 +972,7 @@ fail:
 static void *
 ack_journal_main(void *arg)
 {
-    struct ack_store *s = arg;
+    struct ack_fstore *s = arg;
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
@@ -996,11 +1014,12 @@ ack_commit_release(struct offload_job *job)
     free(job);
 }
 
-struct ack_commit *
-ack_store_commit(struct ack_store *s, struct worker *w, const char *token, size_t len,
-                 time_t nonce_expires, const char *user, const char *service, time_t grant_expires,
-                 ack_commit_cb cb, void *arg)
+static struct ack_commit *
+ack_file_commit(struct ack_store *base, struct worker *w, const char *token, size_t len,
+                time_t nonce_expires, const char *user, const char *service, time_t grant_expires,
+                ack_commit_cb cb, void *arg)
 {
+    struct ack_fstore *s = (struct ack_fstore *)base;
     char key[ACK_USER_MAX + 1 + ACK_SERVICE_MAX];
     struct ack_tok p;
     size_t klen = 0;
@@ -1018,6 +1037,7 @@ ack_store_commit(struct ack_store *s, struct worker *w, const char *token, size_
     c->job.release = ack_commit_release;
     c->cb = cb;
     c->arg = arg;
+    c->start = ack_store_clock();
     if (!ok) {
         c->verdict = ACK_MALFORMED;
         offload_finish(&c->job);
@@ -1039,7 +1059,7 @@ ack_store_commit(struct ack_store *s, struct worker *w, const char *token, size_
     pthread_mutex_lock(&s->mu);
     int rc = ack_table_put(&s->nonces, h, p.nonce, ACK_NONCE_HEX, nonce_expires, now, 0);
     if (rc > 0) {
-        ack_store_changed(s);
+        ack_file_changed(s);
         *s->qtail = c;
         s->qtail = &c->qnext;
         pthread_cond_signal(&s->jcv);
@@ -1048,24 +1068,55 @@ ack_store_commit(struct ack_store *s, struct worker *w, const char *token, size_
     if (rc <= 0) {
         /* Used before, or no memory to remember it: refusing is the safe side. */
         c->verdict = ACK_REPLAYED;
+        ack_store_observe(&s->base, c->start, 0);
         offload_finish(&c->job);
     }
     return c;
 }
 
-void
-ack_store_cancel(struct ack_commit *c)
+static void
+ack_file_stats(struct ack_store *base, struct ack_store_stats *out)
 {
-    if (c)
-        offload_cancel(&c->job); /* the journal thread never reads it: the commit completes */
-}
-
-void
-ack_store_stats(struct ack_store *s, struct ack_store_stats *out)
-{
+    struct ack_fstore *s = (struct ack_fstore *)base;
     pthread_mutex_lock(&s->mu);
     *out = s->st;
     pthread_mutex_unlock(&s->mu);
+}
+
+/* A lookup the file store answers at once, handed back through w's loop. */
+struct ack_lookup {
+    struct offload_job job; /* first: the handle is the job (ack.h, store implementations) */
+    ack_lookup_cb cb;
+    void *arg;
+    enum ack_lookup_answer answer;
+};
+
+static void
+ack_lookup_done(struct offload_job *job)
+{
+    struct ack_lookup *l = (struct ack_lookup *)job;
+    l->cb(l->answer, l->arg);
+}
+
+static struct ack_lookup *
+ack_file_lookup(struct ack_store *s, struct worker *w, const char *user, const char *service,
+                time_t now, ack_lookup_cb cb, void *arg)
+{
+    long long start = ack_store_clock();
+    struct ack_lookup *l = calloc(1, sizeof(*l));
+
+    if (!l)
+        return NULL;
+    l->job.w = w;
+    l->job.owner = l;
+    l->job.done = ack_lookup_done;
+    l->job.release = ack_commit_release;
+    l->cb = cb;
+    l->arg = arg;
+    l->answer = ack_file_check(s, user, service, now) ? ACK_LOOKUP_YES : ACK_LOOKUP_NO;
+    ack_store_observe(s, start, 0);
+    offload_finish(&l->job);
+    return l;
 }
 
 /* ---- loading -------------------------------------------------------------------- */
@@ -1079,7 +1130,7 @@ ack_load_fail(char *err, size_t errlen, const char *path, size_t line, const cha
 
 /* Parse one state line (n bytes, no newline) into the tables. */
 static int
-ack_load_line(struct ack_store *s, char *l, size_t n, time_t now, const char **msg)
+ack_load_line(struct ack_fstore *s, char *l, size_t n, time_t now, const char **msg)
 {
     char *f[3];
     size_t fl[3], nf = 0;
@@ -1141,7 +1192,7 @@ oom:
  * with err.
  */
 static int
-ack_load_file(struct ack_store *s, const char *path, off_t *whole, char *err, size_t errlen)
+ack_load_file(struct ack_fstore *s, const char *path, off_t *whole, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "re");
     char *line = NULL;
@@ -1199,7 +1250,7 @@ out:
 /* Load the state file and replay the journal, then open the journal for
  * appending with any torn tail cut off. */
 static int
-ack_store_load(struct ack_store *s, char *err, size_t errlen)
+ack_file_load(struct ack_fstore *s, char *err, size_t errlen)
 {
     off_t whole;
 
@@ -1225,7 +1276,7 @@ ack_store_load(struct ack_store *s, char *err, size_t errlen)
 
 /* Stop the journal thread after it has finished what is queued. */
 static void
-ack_journal_stop(struct ack_store *s)
+ack_journal_stop(struct ack_fstore *s)
 {
     if (!s->have_journal)
         return;
@@ -1238,7 +1289,7 @@ ack_journal_stop(struct ack_store *s)
 }
 
 static void
-ack_store_free(struct ack_store *s, int sync)
+ack_file_free(struct ack_fstore *s, int sync)
 {
     if (s->jfd >= 0)
         close(s->jfd);
@@ -1258,7 +1309,7 @@ ack_store_free(struct ack_store *s, int sync)
 struct ack_store *
 ack_store_open(const char *state_file, char *err, size_t errlen)
 {
-    struct ack_store *s = calloc(1, sizeof(*s));
+    struct ack_fstore *s = calloc(1, sizeof(*s));
     pthread_condattr_t ca;
     int sync = 0;
 
@@ -1266,6 +1317,7 @@ ack_store_open(const char *state_file, char *err, size_t errlen)
         snprintf(err, errlen, "%s: out of memory", state_file);
         return NULL;
     }
+    ack_store_init(&s->base, &ack_file_ops);
     s->jfd = -1;
     s->qtail = &s->qhead;
     if (getrandom(s->sipkey, sizeof(s->sipkey), 0) != (ssize_t)sizeof(s->sipkey)) {
@@ -1280,7 +1332,7 @@ ack_store_open(const char *state_file, char *err, size_t errlen)
         goto fail;
     }
     snprintf(s->jpath, jl, "%s" ACK_JOURNAL_SUFFIX, state_file);
-    if (ack_store_load(s, err, errlen) < 0)
+    if (ack_file_load(s, err, errlen) < 0)
         goto fail;
     if (pthread_condattr_init(&ca) != 0)
         goto fail_thread;
@@ -1301,21 +1353,20 @@ ack_store_open(const char *state_file, char *err, size_t errlen)
     s->have_journal = 1;
     if (pthread_create(&s->writer, NULL, ack_writer_main, s) != 0)
         goto fail_thread;
-    return s;
+    return &s->base;
 
 fail_thread:
     snprintf(err, errlen, "%s: cannot start the state writer", state_file);
     ack_journal_stop(s);
 fail:
-    ack_store_free(s, sync);
+    ack_file_free(s, sync);
     return NULL;
 }
 
-void
-ack_store_close(struct ack_store *s)
+static void
+ack_file_close(struct ack_store *base)
 {
-    if (!s)
-        return;
+    struct ack_fstore *s = (struct ack_fstore *)base;
     ack_journal_stop(s);
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
@@ -1326,7 +1377,136 @@ ack_store_close(struct ack_store *s)
         ack_journal_compact(s, s->jcover);
     if (s->st.commits)
         log_info("ack: %lu acknowledgements journaled with %lu syncs", s->st.commits, s->st.syncs);
-    ack_store_free(s, 1);
+    ack_file_free(s, 1);
+}
+
+static const struct ack_store_ops ack_file_ops = {
+    .name = "file",
+    .commit = ack_file_commit,
+    .lookup = ack_file_lookup,
+    .check = ack_file_check,
+    .stats = ack_file_stats,
+    .close = ack_file_close,
+};
+
+/* ---- the store interface -------------------------------------------------------- */
+
+const double ack_latency_le[ACK_LATENCY_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                    0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
+
+void
+ack_store_init(struct ack_store *s, const struct ack_store_ops *ops)
+{
+    s->ops = ops;
+    atomic_init(&s->calls, 0);
+    atomic_init(&s->errors, 0);
+    atomic_init(&s->latency_ns, 0);
+    for (int i = 0; i < ACK_LATENCY_BUCKETS; i++)
+        atomic_init(&s->le[i], 0);
+}
+
+long long
+ack_store_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void
+ack_store_observe(struct ack_store *s, long long start, int failed)
+{
+    long long ns = ack_store_clock() - start;
+    if (ns < 0)
+        ns = 0;
+    atomic_fetch_add_explicit(&s->calls, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->latency_ns, (unsigned long long)ns, memory_order_relaxed);
+    if (failed)
+        atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
+    for (int i = 0; i < ACK_LATENCY_BUCKETS; i++) {
+        if ((double)ns <= ack_latency_le[i] * 1e9) {
+            atomic_fetch_add_explicit(&s->le[i], 1, memory_order_relaxed);
+            break;
+        }
+    }
+}
+
+void
+ack_store_metrics(struct ack_store *s, struct ack_store_metrics *out)
+{
+    unsigned long long sum = 0;
+    out->calls = atomic_load_explicit(&s->calls, memory_order_relaxed);
+    out->errors = atomic_load_explicit(&s->errors, memory_order_relaxed);
+    out->latency_ns = atomic_load_explicit(&s->latency_ns, memory_order_relaxed);
+    for (int i = 0; i < ACK_LATENCY_BUCKETS; i++) {
+        sum += atomic_load_explicit(&s->le[i], memory_order_relaxed);
+        out->le[i] = sum;
+    }
+}
+
+struct ack_commit *
+ack_store_commit(struct ack_store *s, struct worker *w, const char *token, size_t len,
+                 time_t nonce_expires, const char *user, const char *service, time_t grant_expires,
+                 ack_commit_cb cb, void *arg)
+{
+    return s->ops->commit(s, w, token, len, nonce_expires, user, service, grant_expires, cb, arg);
+}
+
+void
+ack_store_cancel(struct ack_commit *c)
+{
+    if (c)
+        offload_cancel((struct offload_job *)c); /* the commit itself still completes */
+}
+
+struct ack_lookup *
+ack_store_lookup(struct ack_store *s, struct worker *w, const char *user, const char *service,
+                 time_t now, ack_lookup_cb cb, void *arg)
+{
+    return s->ops->lookup(s, w, user, service, now, cb, arg);
+}
+
+void
+ack_store_lookup_cancel(struct ack_lookup *l)
+{
+    if (l)
+        offload_cancel((struct offload_job *)l);
+}
+
+int
+ack_store_check(struct ack_store *s, const char *user, const char *service, time_t now)
+{
+    return s->ops->check ? s->ops->check(s, user, service, now) : 0;
+}
+
+void
+ack_store_attach(struct ack_store *s, struct worker *w)
+{
+    if (s->ops->attach)
+        s->ops->attach(s, w);
+}
+
+int
+ack_store_healthy(struct ack_store *s, char *why, size_t cap)
+{
+    if (cap)
+        why[0] = '\0';
+    return s->ops->healthy ? s->ops->healthy(s, why, cap) : 1;
+}
+
+void
+ack_store_stats(struct ack_store *s, struct ack_store_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (s->ops->stats)
+        s->ops->stats(s, out);
+}
+
+void
+ack_store_close(struct ack_store *s)
+{
+    if (s)
+        s->ops->close(s);
 }
 
 /* ---- form and return target -------------------------------------------------- */

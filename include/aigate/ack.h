@@ -65,13 +65,16 @@
  * used).  Any other malformed line, in either file, is an error
  * "FILE:LINE: message".
  *
- * Other stores.  The store is reached only through ack_store_commit() (with
- * its callback), ack_store_cancel() and ack_store_check(), so a store shared
- * by a fleet (Redis or Valkey: SET nonce NX EX plus SET ack EX in one
- * MULTI, the reply arriving on the worker's loop, which is also where such a
- * store keeps its per-worker connection) implements the same calls.  It would
- * also make ack_store_check() asynchronous, or serve it from a local cache
- * it keeps in step; today the check is a memory lookup.
+ * Other stores.  A store is reached only through the calls below, which
+ * dispatch on its ops table (struct ack_store_ops): the file store above
+ * (ack_store_open) is the default; a store shared by a fleet (Redis or
+ * Valkey, include/aigate/ackredis.h) implements the same calls with one
+ * connection per worker loop, its replies arriving on that loop.  Every
+ * answer reaches the caller the same way whatever the store: a callback on
+ * the submitting worker's thread, from its loop, never inside the call,
+ * exactly once unless cancelled (struct offload_job hand-back).  A store
+ * that cannot answer says so (ACK_LOOKUP_UNAVAILABLE, ACK_STORE_FAILED):
+ * the caller then shows the caution page again or answers 503, never allows.
  *
  * State file and journal format (UTF-8 text, '\n'-terminated lines):
  *   # comment                          (the writer puts a header line first)
@@ -85,6 +88,7 @@
 #ifndef AIGATE_ACK_H
 #define AIGATE_ACK_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -141,22 +145,24 @@ enum ack_verdict ack_token_check(const unsigned char key[ACK_KEY_LEN], const cha
 /* A short English phrase for logs ("ok", "forged", ...). */
 const char *ack_verdict_text(enum ack_verdict v);
 
-/* Open the store: load state_file and replay state_file.journal (missing
+/* Open the file store: load state_file and replay state_file.journal (missing
  * files are an empty store), cut a torn last journal line off, and start the
  * journal and state writer threads.  A journal that cannot be created is
  * warned about and tried again at each commit (which fails until it can).
  * NULL with err ("FILE:LINE: message" for a corrupt line) on failure. */
 struct ack_store *ack_store_open(const char *state_file, char *err, size_t errlen);
 
-/* Finish the queued commits, write the state file, empty the journal it
- * covers, stop the threads and free.  Call once no worker can commit any
- * more and before the workers are freed (finished commits are handed back to
- * them).  NULL is a no-op. */
+/* Close any store.  The file store finishes the queued commits, writes the
+ * state file, empties the journal it covers, stops its threads and frees; a
+ * shared store closes its connections (calls in flight answer failure).
+ * Call once no worker can call the store any more (their loops have ended)
+ * and before the workers are freed (answers are handed back to them).  NULL
+ * is a no-op. */
 void ack_store_close(struct ack_store *s);
 
 struct ack_commit;
 
-/* v: ACK_OK once the commit is on disk, else why not (see ack_store_commit). */
+/* v: ACK_OK once the commit is durable, else why not (see ack_store_commit). */
 typedef void (*ack_commit_cb)(enum ack_verdict v, void *arg);
 
 /*
@@ -168,10 +174,12 @@ typedef void (*ack_commit_cb)(enum ack_verdict v, void *arg);
  * cb(v, arg) runs exactly once, on w's thread from its event loop, unless
  * the commit is cancelled first; never from inside this call.  v is ACK_OK
  * when both are durable (the grant is visible to ack_store_check() from then
- * on), ACK_REPLAYED when the nonce was used before (also while that earlier
- * commit is still in flight), ACK_MALFORMED when token does not parse or a
- * name is too long, ACK_STORE_FAILED when writing or
- * syncing the journal failed (the nonce stays used).  The nonce is taken at
+ * on; the file store has synced its journal, a shared store has both keys),
+ * ACK_REPLAYED when the nonce was used before, through any node of a shared
+ * store (also while that earlier commit is still in flight), ACK_MALFORMED
+ * when token does not parse or a name is too long, ACK_STORE_FAILED when
+ * writing or syncing the journal failed or a shared store could not be
+ * reached or did not answer in time (the nonce may stay used).  The nonce is taken at
  * once, so of two concurrent commits of one token exactly one can succeed.
  *
  * Call it on w's thread.  Returns the handle for ack_store_cancel(), valid
@@ -195,11 +203,111 @@ struct ack_store_stats {
     unsigned long compactions; /* journals replaced by their uncovered tail */
 };
 
-/* Counters since ack_store_open(). */
+/* The file store's journal counters since ack_store_open() (zeros for other stores). */
 void ack_store_stats(struct ack_store *s, struct ack_store_stats *out);
 
-/* 1 if user acknowledged service and that has not expired at now, else 0. */
+/* 1 if user acknowledged service and that has not expired at now, else 0.
+ * Synchronous: the file store looks in memory; a store without a local
+ * answer (Redis) says 0, so the caution page is shown again.  The live path
+ * should use ack_store_lookup(), which every store answers. */
 int ack_store_check(struct ack_store *s, const char *user, const char *service, time_t now);
+
+enum ack_lookup_answer {
+    ACK_LOOKUP_NO = 0,      /* not acknowledged, or expired */
+    ACK_LOOKUP_YES,         /* acknowledged until after now */
+    ACK_LOOKUP_UNAVAILABLE, /* the store could not answer: show the caution page again */
+};
+
+struct ack_lookup;
+
+typedef void (*ack_lookup_cb)(enum ack_lookup_answer a, void *arg);
+
+/*
+ * Ask whether user has acknowledged service and that holds at now.
+ *
+ * cb(a, arg) runs exactly once, on w's thread from its event loop, unless
+ * the lookup is cancelled first; never from inside this call (the file
+ * store knows at once and still answers through w's loop).  A name that is
+ * too long or holds '\n' is ACK_LOOKUP_NO.  A store that is unreachable, or
+ * does not answer within its timeout, answers ACK_LOOKUP_UNAVAILABLE.
+ *
+ * Call it on w's thread.  Returns the handle for ack_store_lookup_cancel(),
+ * valid until cb runs or the lookup is cancelled; NULL on immediate failure
+ * (out of memory: then cb never runs).  The store owns the handle.
+ */
+struct ack_lookup *ack_store_lookup(struct ack_store *s, struct worker *w, const char *user,
+                                    const char *service, time_t now, ack_lookup_cb cb, void *arg);
+
+/* Forget the callback of a lookup in flight: cb will not run.  Only on the
+ * thread of the worker it was submitted for.  NULL is a no-op. */
+void ack_store_lookup_cancel(struct ack_lookup *l);
+
+/* Get w's share of the store ready now (a shared store connects at once, so
+ * its health is known before the first request).  Call on w's thread when
+ * its loop starts; optional, the first call does the same.  No-op for the
+ * file store. */
+void ack_store_attach(struct ack_store *s, struct worker *w);
+
+/* 1 if the store answers, 0 if it is unreachable, with why ("redis
+ * 10.0.0.5:6379: Connection refused") in why (cap bytes).  Any thread. */
+int ack_store_healthy(struct ack_store *s, char *why, size_t cap);
+
+/* Latency buckets of ack_store_metrics (upper bounds in seconds, "le"). */
+#define ACK_LATENCY_BUCKETS 12
+extern const double ack_latency_le[ACK_LATENCY_BUCKETS];
+
+struct ack_store_metrics {
+    unsigned long long calls;  /* lookups and commits the store answered */
+    unsigned long long errors; /* of them: unavailable, not recorded, timed out */
+    unsigned long long latency_ns;
+    unsigned long long le[ACK_LATENCY_BUCKETS]; /* cumulative, as Prometheus wants */
+};
+
+/* Counters since open, for /metrics.  Any thread. */
+void ack_store_metrics(struct ack_store *s, struct ack_store_metrics *out);
+
+/*
+ * Store implementations.  A store is a struct ack_store followed by its own
+ * state; ops says how it does each call.  Rules every store keeps: a handle
+ * it returns (struct ack_commit, struct ack_lookup) begins with the struct
+ * offload_job through which the answer is handed to the worker
+ * (offload_finish), so cancelling is offload_cancel() on it; each answered
+ * call is counted with ack_store_observe().
+ */
+struct ack_store_ops {
+    const char *name; /* "file", "redis" */
+    struct ack_commit *(*commit)(struct ack_store *s, struct worker *w, const char *token,
+                                 size_t len, time_t nonce_expires, const char *user,
+                                 const char *service, time_t grant_expires, ack_commit_cb cb,
+                                 void *arg);
+    struct ack_lookup *(*lookup)(struct ack_store *s, struct worker *w, const char *user,
+                                 const char *service, time_t now, ack_lookup_cb cb, void *arg);
+    int (*check)(struct ack_store *s, const char *user, const char *service,
+                 time_t now);                                        /* or NULL */
+    void (*attach)(struct ack_store *s, struct worker *w);           /* or NULL */
+    int (*healthy)(struct ack_store *s, char *why, size_t cap);      /* or NULL: always */
+    void (*stats)(struct ack_store *s, struct ack_store_stats *out); /* or NULL: zeros */
+    void (*close)(struct ack_store *s);
+};
+
+struct ack_store {
+    const struct ack_store_ops *ops;
+    atomic_ullong calls, errors, latency_ns;
+    atomic_ullong le[ACK_LATENCY_BUCKETS];
+};
+
+/* Set up the common part of a new store. */
+void ack_store_init(struct ack_store *s, const struct ack_store_ops *ops);
+/* Nanoseconds on the monotonic clock, for ack_store_observe(). */
+long long ack_store_clock(void);
+/* Count a call answered now that began at start (ack_store_clock()); failed: it was an error. */
+void ack_store_observe(struct ack_store *s, long long start, int failed);
+
+/* The NONCE part of a token that parses (len bytes) into nonce (24 hex
+ * characters and a NUL).  0, or -1 if the token does not parse. */
+int ack_token_nonce(const char *token, size_t len, char nonce[ACK_NONCE_HEX + 1]);
+/* 1 if name is at most max bytes and holds no '\n' (what the store takes). */
+int ack_name_ok(const char *name, size_t max);
 
 /* Parse an application/x-www-form-urlencoded body (len bytes) for the fields
  * "url" and "token" (any order, other fields ignored), undoing %XX and '+'.
