@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "aigate/ack.h"
 #include "aigate/audit.h"
 #include "aigate/config.h"
 #include "aigate/log.h"
@@ -72,12 +73,47 @@ admin_healthz(struct evhttp_request *req, void *arg)
         evbuffer_add_printf(b, "audit log: lines are being dropped (the writer cannot keep up: "
                                "disk full or too slow)\n");
     }
+    char why[512];
+    if (rt.acks && !ack_store_healthy(rt.acks, why, sizeof(why))) {
+        status = 503;
+        evbuffer_add_printf(b, "ack store: unreachable (%s)\n", why);
+    }
     if (status == 200)
         evbuffer_add_printf(b, "ok\n");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
     evhttp_send_reply(req, status, status == 200 ? "OK" : "Service Unavailable", b);
     evbuffer_free(b);
+}
+
+/* The acknowledgement store's answers: latency histogram, errors, reachability. */
+static void
+admin_ack_metrics(struct evbuffer *b)
+{
+    struct ack_store_metrics m;
+    char why[8];
+    ack_store_metrics(rt.acks, &m);
+    evbuffer_add_printf(b,
+                        "# HELP aigate_ack_store_seconds Time from an acknowledgement store call "
+                        "to its answer.\n"
+                        "# TYPE aigate_ack_store_seconds histogram\n");
+    for (int i = 0; i < ACK_LATENCY_BUCKETS; i++)
+        evbuffer_add_printf(b, "aigate_ack_store_seconds_bucket{le=\"%g\"} %llu\n",
+                            ack_latency_le[i], m.le[i]);
+    evbuffer_add_printf(
+        b,
+        "aigate_ack_store_seconds_bucket{le=\"+Inf\"} %llu\n"
+        "aigate_ack_store_seconds_sum %.6f\n"
+        "aigate_ack_store_seconds_count %llu\n"
+        "# HELP aigate_ack_store_errors_total Store calls that failed (unreachable, "
+        "timed out, error reply, not recorded).\n"
+        "# TYPE aigate_ack_store_errors_total counter\n"
+        "aigate_ack_store_errors_total %llu\n"
+        "# HELP aigate_ack_store_up 1 when the acknowledgement store answers.\n"
+        "# TYPE aigate_ack_store_up gauge\n"
+        "aigate_ack_store_up %d\n",
+        m.calls, (double)m.latency_ns / 1e9, m.calls, m.errors,
+        ack_store_healthy(rt.acks, why, sizeof(why)));
 }
 
 static void
@@ -110,6 +146,10 @@ admin_metrics(struct evhttp_request *req, void *arg)
         "# HELP aigate_accept_paused_total Times accepting paused for lack of file descriptors.\n"
         "# TYPE aigate_accept_paused_total counter\n"
         "aigate_accept_paused_total %llu\n"
+        "# HELP aigate_proxy_protocol_refused_total Connections closed for a missing or invalid "
+        "PROXY protocol header, or refused for one from an unlisted address.\n"
+        "# TYPE aigate_proxy_protocol_refused_total counter\n"
+        "aigate_proxy_protocol_refused_total %llu\n"
         "# HELP aigate_reloads_total Successful configuration reloads.\n"
         "# TYPE aigate_reloads_total counter\n"
         "aigate_reloads_total %lu\n"
@@ -118,7 +158,10 @@ admin_metrics(struct evhttp_request *req, void *arg)
         "aigate_start_time_seconds %lld\n",
         atomic_load(&rt.nconns), (unsigned long long)atomic_load(&rt.requests),
         (unsigned long long)lines, (unsigned long long)waits, (unsigned long long)dropped,
-        (unsigned long long)atomic_load(&rt.accept_paused), a->reloads, (long long)a->started);
+        (unsigned long long)atomic_load(&rt.accept_paused),
+        (unsigned long long)atomic_load(&rt.proxy_refused), a->reloads, (long long)a->started);
+    if (rt.acks)
+        admin_ack_metrics(b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "aigate/ackredis.h"
 #include "aigate/auth.h"
 #include "aigate/catalog.h"
 #include "aigate/dirgroups.h"
@@ -543,13 +544,26 @@ load_tls(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
 static int
 load_ack(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
 {
-    static const char *const keys[] = {"ttl_s", "state_file", "secret_file", NULL};
+    static const char *const keys[] = {"ttl_s", "state_file", "secret_file", "store", NULL};
     long long v = c->ack.ttl_s;
+    const char *store = "";
     if (cfg_known_keys(x, g, "ack", keys) < 0 || cfg_int(x, g, "ttl_s", 1, 31536000, &v) < 0 ||
         cfg_path_key(x, g, "state_file", "acks.state", &c->ack.state_file) < 0 ||
-        cfg_path_key(x, g, "secret_file", "ack.secret", &c->ack.secret_file) < 0)
+        cfg_path_key(x, g, "secret_file", "ack.secret", &c->ack.secret_file) < 0 ||
+        cfg_str(x, g, "store", &store) < 0)
         return -1;
     c->ack.ttl_s = (int)v;
+    free(c->ack.store);
+    c->ack.store = NULL;
+    if (store[0]) {
+        /* The syntax only: whether the server answers is the running proxy's business. */
+        struct ack_redis_url u;
+        char why[256];
+        if (ack_redis_url_parse(store, &u, why, sizeof(why)) < 0)
+            return cfg_fail(x, cfg_member(g, "store"), "%s", why);
+        if (!(c->ack.store = strdup(store)))
+            return cfg_fail(x, g, "out of memory");
+    }
     return 0;
 }
 
@@ -931,6 +945,7 @@ config_unref(struct config *c)
     free(c->tls.upstream_ca_file);
     free(c->ack.state_file);
     free(c->ack.secret_file);
+    free(c->ack.store);
     free(c->audit.path);
     free(c->audit.chain_key_file);
     free(c->audit.checkpoint_file);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "aigate/ack.h"
+#include "aigate/ackredis.h"
 #include "aigate/admin.h"
 #include "aigate/audit.h"
 #include "aigate/auth.h"
@@ -285,7 +286,8 @@ run_proxy(struct config *c, int foreground)
         goto out;
     }
     if (ack_secret_load(c->ack.secret_file, rt.ack_key, err, sizeof(err)) < 0 ||
-        !(rt.acks = ack_store_open(c->ack.state_file, err, sizeof(err)))) {
+        !(rt.acks = c->ack.store ? ack_redis_open(c->ack.store, c->workers, err, sizeof(err))
+                                 : ack_store_open(c->ack.state_file, err, sizeof(err)))) {
         log_warnx("acknowledgements: %s", err);
         goto out;
     }

@@ -80,6 +80,7 @@ struct config {
     struct {
         int ttl_s;
         char *state_file, *secret_file;
+        char *store; /* NULL: the file store; else the redis:// URL (checked) */
     } ack;
 
     struct {

@@ -36,6 +36,7 @@ struct runtime {
     struct ack_store *acks;            /* acknowledgements, shared by all workers */
     atomic_int draining;               /* SIGTERM: stopping, /healthz says so */
     atomic_ullong accept_paused;       /* accepting paused for lack of descriptors */
+    atomic_ullong proxy_refused;       /* connections refused for their PROXY protocol header */
 };
 
 extern struct runtime rt;

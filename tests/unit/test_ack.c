@@ -578,6 +578,59 @@ START_TEST(store_cancel)
 }
 END_TEST
 
+static void
+on_lookup(enum ack_lookup_answer a, void *arg)
+{
+    *(int *)arg = (int)a;
+    ndone++;
+}
+
+/* The asynchronous lookup every store answers: the file store knows at once
+ * and still answers through the worker's loop. */
+START_TEST(store_lookup)
+{
+    struct ack_store *s = open_store();
+    time_t now = time(NULL);
+    int a = -1, b = -1, gone = -1;
+    char why[64];
+
+    ck_assert_ptr_nonnull(ack_store_lookup(s, &tw, "alice", "deepseek", now, on_lookup, &a));
+    ck_assert_int_eq(ndone, 0);
+    run_until(1);
+    ck_assert_int_eq(a, ACK_LOOKUP_NO);
+    ck_assert_int_eq(grant(s, "alice", "deepseek", now + 60), ACK_OK);
+    int before = ndone;
+    ck_assert_ptr_nonnull(ack_store_lookup(s, &tw, "alice", "deepseek", now, on_lookup, &a));
+    ck_assert_ptr_nonnull(ack_store_lookup(s, &tw, "alice", "claude", now, on_lookup, &b));
+    struct ack_lookup *l = ack_store_lookup(s, &tw, "alice", "deepseek", now, on_lookup, &gone);
+    ck_assert_ptr_nonnull(l);
+    ack_store_lookup_cancel(l);
+    ack_store_lookup_cancel(NULL);
+    ck_assert_int_eq(ndone, before);
+    run_until(before + 2);
+    event_base_loop(tw.base, EVLOOP_NONBLOCK);
+    ck_assert_int_eq(ndone, before + 2);
+    ck_assert_int_eq(a, ACK_LOOKUP_YES);
+    ck_assert_int_eq(b, ACK_LOOKUP_NO);
+    ck_assert_int_eq(gone, -1);
+    /* Expired at a later now; names the store cannot hold are never acknowledged. */
+    ck_assert_ptr_nonnull(ack_store_lookup(s, &tw, "alice", "deepseek", now + 61, on_lookup, &a));
+    ck_assert_ptr_nonnull(ack_store_lookup(s, &tw, "al\nice", "deepseek", now, on_lookup, &b));
+    run_until(before + 4);
+    ck_assert_int_eq(a, ACK_LOOKUP_NO);
+    ck_assert_int_eq(b, ACK_LOOKUP_NO);
+
+    /* The file store is always healthy and counts its answers, none of them errors. */
+    ck_assert_int_eq(ack_store_healthy(s, why, sizeof(why)), 1);
+    struct ack_store_metrics m;
+    ack_store_metrics(s, &m);
+    ck_assert_uint_eq(m.calls, 7); /* 6 lookups answered, 1 commit */
+    ck_assert_uint_eq(m.errors, 0);
+    ck_assert_uint_eq(m.le[ACK_LATENCY_BUCKETS - 1], m.calls);
+    ack_store_close(s);
+}
+END_TEST
+
 START_TEST(store_persists)
 {
     time_t now = time(NULL);
@@ -1318,6 +1371,7 @@ ack_suite(void)
     tcase_add_test(tc, store_grant_check_expiry);
     tcase_add_test(tc, store_replay);
     tcase_add_test(tc, store_cancel);
+    tcase_add_test(tc, store_lookup);
     tcase_add_test(tc, store_persists);
     tcase_add_test(tc, store_writes_without_close);
     tcase_add_test(tc, store_atomic_file);

@@ -83,16 +83,17 @@ END_TEST
 START_TEST(test_values)
 {
     char err[512];
-    struct config *c = load("listen = [ \"127.0.0.1:8080\", \"[::1]:8081\" ];\n"
-                            "workers = 3;\n"
-                            "client_networks = [ \"10.0.0.0/8\" ];\n"
-                            "connect_ports = [ 443, 8443 ];\n"
-                            "limits : { max_connections = 5; header_timeout_ms = 1000; };\n"
-                            "audit : { path = \"/var/tmp/x.jsonl\"; scope = \"ai\"; };\n"
-                            "dns : { hosts_file = \"hosts\"; nameservers = [ \"127.0.0.1:53\" ]; };\n"
-                            "tls : { warn_fallback = \"allow\"; };\n"
-                            "admin : { listen = \"127.0.0.1:3129\"; };\n",
-                            err, sizeof(err));
+    struct config *c =
+        load("listen = [ \"127.0.0.1:8080\", \"[::1]:8081\" ];\n"
+             "workers = 3;\n"
+             "client_networks = [ \"10.0.0.0/8\" ];\n"
+             "connect_ports = [ 443, 8443 ];\n"
+             "limits : { max_connections = 5; header_timeout_ms = 1000; };\n"
+             "audit : { path = \"/var/tmp/x.jsonl\"; scope = \"ai\"; };\n"
+             "dns : { hosts_file = \"hosts\"; nameservers = [ \"127.0.0.1:53\" ]; };\n"
+             "tls : { warn_fallback = \"allow\"; };\n"
+             "admin : { listen = \"127.0.0.1:3129\"; };\n",
+             err, sizeof(err));
     ck_assert_msg(c != NULL, "%s", err);
     ck_assert_uint_eq(c->nlisten, 2);
     ck_assert_int_eq(c->workers, 3);
@@ -132,6 +133,14 @@ static const struct bad_case bad_cases[] = {
     {"workers = 100;\n", ":1: \"workers\" must be between"},
     {"listen = [ \"127.0.0.1:3128\" \n", ":2:"}, /* syntax error */
     {"limits = 5;\n", ":1: \"limits\" must be a group"},
+    {"proxy_protocol = [ \"10.0.0.0/33\" ];\n", ":1: bad network \"10.0.0.0/33\""},
+    {"proxy_protocol = [ \"lb.example\" ];\n", ":1: bad network"},
+    {"proxy_protocol = 5;\n", ":1: \"proxy_protocol\" must be a list of strings"},
+    {"\nack : { store = \"http://redis:6379/0\"; };\n", ":2: ack.store: want redis://"},
+    {"ack : { store = \"rediss://r:6379/0\"; };\n", ":1: ack.store: rediss:// (TLS)"},
+    {"ack : { store = \"redis://r:0/0\"; };\n", ":1: ack.store: port must be"},
+    {"ack : { store = \"redis://:@r/0\"; };\n", ":1: ack.store: empty password"},
+    {"ack : { store = 6379; };\n", ":1: \"store\" must be a string"},
 };
 
 START_TEST(test_errors)
@@ -144,6 +153,29 @@ START_TEST(test_errors)
     snprintf(prefix, sizeof(prefix), "%s/aigate.conf:", dir);
     ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "case %d: %s", _i, err);
     ck_assert_msg(strstr(err, bc->want) != NULL, "case %d: want %s, got %s", _i, bc->want, err);
+}
+END_TEST
+
+/* SPEC 10: the fleet keys; -t checks the store's syntax, never its reachability. */
+START_TEST(test_fleet_keys)
+{
+    char err[512];
+    struct config *c = load("proxy_protocol = [ \"10.0.0.0/8\", \"fd00::/8\" ];\n"
+                            "ack : { store = \"redis://:s3cret@10.9.9.9:1/2\"; };\n",
+                            err, sizeof(err));
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_uint_eq(c->proxy_protocol.n, 2);
+    ck_assert_str_eq(c->ack.store, "redis://:s3cret@10.9.9.9:1/2");
+    config_unref(c);
+    c = load("ack : { store = \"\"; };\n", err, sizeof(err));
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_ptr_null(c->ack.store);
+    ck_assert_uint_eq(c->proxy_protocol.n, 0);
+    config_unref(c);
+    /* A bad URL's error never repeats the password. */
+    c = load("ack : { store = \"redis://:s3cret@bad host/0\"; };\n", err, sizeof(err));
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_null(strstr(err, "s3cret"));
 }
 END_TEST
 
@@ -187,6 +219,7 @@ main(void)
     tcase_add_test(tc, test_values);
     tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, test_include_error_names_included_file);
+    tcase_add_test(tc, test_fleet_keys);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_shipped_config);
     suite_add_tcase(s, tc);
