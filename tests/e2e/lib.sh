@@ -842,4 +842,93 @@ freeze() {
 }
 thaw() {
     kill -CONT "$1"
+# ---- a fleet: Redis, HAProxy, rsyslog ------------------------------------------------
+# start_redis DIR [PORT]: redis-server on 127.0.0.1:$REDIS_PORT (a fresh port, or PORT to
+# come back on the same one after stop_redis), nothing saved to disk, its folder and log
+# in DIR; REDIS_ARGS adds options (e.g. "--requirepass s3cret").  $REDIS_PID is its pid.
+start_redis() {
+    local dir=$1
+    command -v redis-server >/dev/null || die "redis-server is missing: make test-deps"
+    mkdir -p "$dir"
+    REDIS_PORT=${2:-$(free_port)}
+    # shellcheck disable=SC2086 # REDIS_ARGS is a list of options
+    spawn redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$dir" --logfile "$dir/redis.log" --daemonize no ${REDIS_ARGS:-}
+    REDIS_PID=$LAST_PID
+    wait_port "$REDIS_PORT" 10 || die "redis-server did not start: $(tail -n 5 "$dir/redis.log" 2>/dev/null)"
+}
+
+# stop_redis: stop the redis-server of start_redis by its pid and wait for it
+stop_redis() {
+    local i
+    kill -TERM "$REDIS_PID" 2>/dev/null
+    for ((i = 0; i < 200; i++)); do
+        alive "$REDIS_PID" || break
+        sleep 0.05
+    done
+    alive "$REDIS_PID" && kill -KILL "$REDIS_PID" 2>/dev/null
+    wait "$REDIS_PID" 2>/dev/null
+}
+
+# haproxy_conf FRONT_PORT SEND NODE...: an HAProxy configuration like
+# contrib/fleet/haproxy.cfg for the test: TCP on 127.0.0.1:FRONT_PORT, round-robin
+# over NODE... ("PROXY_PORT:ADMIN_PORT" each, on 127.0.0.1), SEND ("send-proxy-v2" or
+# "send-proxy") on every server line, and a health check "GET /healthz" on each node's
+# admin port every 500 ms (2 failures down, 2 successes up).
+haproxy_conf() {
+    local front=$1 send=$2 n=0 node
+    shift 2
+    cat <<EOF
+global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+frontend aigate_in
+    bind 127.0.0.1:$front
+    default_backend aigate_nodes
+backend aigate_nodes
+    balance roundrobin
+    option httpchk
+    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost
+    http-check expect status 200
+    default-server inter 500ms fall 2 rise 2
+EOF
+    for node in "$@"; do
+        n=$((n + 1))
+        echo "    server node$n 127.0.0.1:${node%%:*} $send check port ${node##*:}"
+    done
+}
+
+# start_haproxy DIR CONF: write DIR/haproxy.cfg, check it (haproxy -c), run haproxy in the
+# foreground (-db) with its output in DIR/haproxy.log, and wait until the first
+# "bind 127.0.0.1:PORT" accepts.  $HAPROXY_PID is its pid.
+start_haproxy() {
+    local dir=$1 port
+    command -v haproxy >/dev/null || die "haproxy is missing: make test-deps"
+    mkdir -p "$dir"
+    printf '%s\n' "$2" >"$dir/haproxy.cfg"
+    haproxy -c -q -f "$dir/haproxy.cfg" >"$dir/haproxy.check" 2>&1 ||
+        die "haproxy.cfg does not check: $(cat "$dir/haproxy.check")"
+    port=$(grep -oE 'bind +127\.0\.0\.1:[0-9]+' "$dir/haproxy.cfg" | head -n 1 | grep -oE '[0-9]+$')
+    [ -n "$port" ] || die "start_haproxy: no bind 127.0.0.1:PORT in the configuration"
+    spawn haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1
+    HAPROXY_PID=$LAST_PID
+    wait_port "$port" 10 || die "haproxy did not start: $(tail -n 5 "$dir/haproxy.log")"
+}
+
+# start_rsyslog DIR: run rsyslogd in the foreground on DIR/rsyslog.conf (written by the
+# test; it must set global(workDirectory=...) inside DIR and load only modules that need
+# no privilege, such as imfile and omfile), pid file DIR/rsyslog.pid, its own messages in
+# DIR/rsyslog.log.  Checks the configuration first (rsyslogd -N1).  $RSYSLOG_PID is its pid.
+start_rsyslog() {
+    local dir=$1
+    command -v rsyslogd >/dev/null || die "rsyslogd is missing: make test-deps"
+    rsyslogd -N1 -f "$dir/rsyslog.conf" >"$dir/rsyslog.check" 2>&1 ||
+        die "rsyslog.conf does not check: $(tail -n 5 "$dir/rsyslog.check")"
+    spawn rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/rsyslog.pid" >"$dir/rsyslog.log" 2>&1
+    RSYSLOG_PID=$LAST_PID
+    wait_file "$dir/rsyslog.pid" 10 || die "rsyslogd did not start: $(tail -n 5 "$dir/rsyslog.log")"
 }
