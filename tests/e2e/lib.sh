@@ -842,6 +842,8 @@ freeze() {
 }
 thaw() {
     kill -CONT "$1"
+}
+
 # ---- a fleet: Redis, HAProxy, rsyslog ------------------------------------------------
 # start_redis DIR [PORT]: redis-server on 127.0.0.1:$REDIS_PORT (a fresh port, or PORT to
 # come back on the same one after stop_redis), nothing saved to disk, its folder and log
