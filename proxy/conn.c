@@ -36,6 +36,7 @@
 #include "aigate/inspect.h"
 #include "aigate/log.h"
 #include "aigate/policy.h"
+#include "aigate/proxyproto.h"
 #include "aigate/request.h"
 #include "aigate/respond.h"
 #include "aigate/tls_mitm.h"
@@ -133,9 +134,42 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
     bufferevent_setwatermark(c->bev, EV_READ, 0, c->cfg->limits.max_header_bytes + 4096);
     bufferevent_setwatermark(c->bev, EV_WRITE, CONN_LOW_WATER, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    c->stage = CS_HEAD;
+    c->stage = cidr_list_match(&c->cfg->proxy_protocol, sa) ? CS_PROXYHDR : CS_HEAD;
     timer_header(c);
     return c;
+}
+
+/*
+ * The PROXY header of a trusted balancer's connection (SPEC 10): the client
+ * it names is the connection's peer from now on, for client_networks,
+ * address users, rules and the audit line.  Anything but a valid header
+ * closes the connection: a listed peer is never read as if it had none.
+ */
+static void
+read_proxy_header(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t len = evbuffer_get_length(in);
+    size_t look = len < PROXYPROTO_MAX ? len : PROXYPROTO_MAX;
+    struct proxyproto_hdr ph;
+    int rc = proxyproto_parse(evbuffer_pullup(in, (ev_ssize_t)look), look, &ph);
+    if (rc == PROXYPROTO_AGAIN)
+        return;
+    if (rc == PROXYPROTO_INVALID) {
+        atomic_fetch_add_explicit(&rt.proxy_refused, 1, memory_order_relaxed);
+        log_warnx("connection from %s (a proxy_protocol peer) without a valid PROXY header: %s",
+                  c->peer_str, ph.error ? ph.error : "malformed");
+        return conn_close(c, "invalid PROXY header");
+    }
+    evbuffer_drain(in, ph.len);
+    if (ph.has_addr) {
+        memset(&c->peer, 0, sizeof(c->peer));
+        memcpy(&c->peer, &ph.src, ph.addrlen < sizeof(c->peer) ? ph.addrlen : sizeof(c->peer));
+        netaddr_ntop((struct sockaddr *)&c->peer, c->peer_str, sizeof(c->peer_str));
+        c->allowed = cidr_list_match(&c->cfg->client_networks, (struct sockaddr *)&c->peer);
+    }
+    c->stage = CS_HEAD;
+    conn_read_heads(c);
 }
 
 /* The request's audit line (SPEC 7), once. */
@@ -297,7 +331,7 @@ conn_drain_all(struct worker *w)
     struct conn *c, *next;
     for (c = TAILQ_FIRST(&w->conns); c; c = next) {
         next = TAILQ_NEXT(c, entry);
-        if ((c->stage == CS_IDLE || c->stage == CS_HEAD) &&
+        if ((c->stage == CS_IDLE || c->stage == CS_HEAD || c->stage == CS_PROXYHDR) &&
             evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
             conn_close(c, "shutdown");
     }
@@ -509,6 +543,14 @@ conn_read_heads(struct conn *c)
         if (rc == HTTP_PARSE_AGAIN && look <= max)
             return;
         if (rc != HTTP_PARSE_OK) {
+            if (proxyproto_is_header(buf, look)) {
+                /* A PROXY header from an address not in proxy_protocol: refused (400). */
+                atomic_fetch_add_explicit(&rt.proxy_refused, 1, memory_order_relaxed);
+                return bad_head(c, 400, "Bad request",
+                                "A PROXY protocol header is accepted only from the configured "
+                                "load balancers.",
+                                look);
+            }
             int st = rc == HTTP_PARSE_AGAIN  ? 431
                      : c->head->error_status ? c->head->error_status
                                              : 400;
@@ -924,6 +966,9 @@ client_read(struct bufferevent *bev, void *arg)
     (void)bev;
     touch(c);
     switch (c->stage) {
+    case CS_PROXYHDR:
+        read_proxy_header(c);
+        break;
     case CS_HEAD:
     case CS_IDLE:
         conn_read_heads(c);
@@ -1025,6 +1070,10 @@ conn_timer(evutil_socket_t fd, short what, void *arg)
         return req_end(c, AUDIT_AUTH_FAIL, 407);
     }
     if (c->timer_header) {
+        if (c->stage == CS_PROXYHDR) {
+            atomic_fetch_add_explicit(&rt.proxy_refused, 1, memory_order_relaxed);
+            return conn_close(c, "no PROXY header in time");
+        }
         if (c->stage == CS_HEAD && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
             return bad_head(c, 408, "Request timeout", "The request head did not arrive in time.",
                             evbuffer_get_length(bufferevent_get_input(c->bev)));

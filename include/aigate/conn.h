@@ -3,6 +3,9 @@
  * request path as a pipeline.  Each request moves through stages and
  * resumes where it waited, never from the start:
  *
+ *   CS_PROXYHDR  a connection from a trusted balancer (proxy_protocol): its
+ *                PROXY header, which names the real client, comes first;
+ *                header timeout
  *   CS_IDLE      keep-alive, no byte of the next request yet; idle timeout
  *   CS_HEAD      reading a head; the parser keeps its place across reads
  *                (c->head), so a head that trickles in costs O(n); header
@@ -48,6 +51,7 @@ struct event;
 struct bufferevent;
 
 enum conn_stage {
+    CS_PROXYHDR,
     CS_IDLE,
     CS_HEAD,
     CS_IDENTITY,
