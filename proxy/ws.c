@@ -21,9 +21,9 @@
  * an RSV1 message goes in as it arrives, 00 00 ff ff after its last frame
  * (RFC 7692 7.2.2), and the stream is reset after each message when the
  * client agreed not to keep its context.  A block with BFINAL set ends a
- * zlib stream but not the WebSocket's: the stream is restarted with the
- * last 32 KiB of output as its dictionary, so later data can still refer
- * back as the sender's would.
+ * zlib stream but not the WebSocket's (RFC 7692 7.2.3.4): the stream is
+ * restarted with the last 32 KiB of output as its dictionary, so later data
+ * can still refer back as the sender's would.
  */
 #include "aigate/ws.h"
 #include "aigate/dlp.h"
@@ -92,6 +92,7 @@ struct ws_parser {
     enum ws_mode mode;
     unsigned text : 1, compressed : 1;
     unsigned skip_inflate : 1; /* truncated, and no later message needs the rest */
+    unsigned stream_end : 1;   /* the zlib stream ended (BFINAL) with nothing after it yet */
     uint64_t msg_start;        /* offset of its first frame */
     uint64_t inflated;
     unsigned char *buf;
@@ -327,7 +328,8 @@ ws_inflate(struct ws_parser *p, const unsigned char *in, size_t n)
         if (zrc == Z_STREAM_END) {
             if (ws_inflate_restart(p) < 0)
                 return WS_ERROR;
-            if (z->avail_in == 0)
+            p->stream_end = z->avail_in == 0;
+            if (p->stream_end)
                 return WS_AGAIN;
             continue;
         }
@@ -351,6 +353,7 @@ ws_data(struct ws_parser *p, const unsigned char *in, size_t n)
         for (size_t done = 0; done < n && !p->skip_inflate;) {
             take = n - done < WS_SCRATCH ? n - done : WS_SCRATCH;
             ws_unmask(p->zs->in, in + done, take, p->mask, p->pos + done);
+            p->stream_end = 0;
             if ((rc = ws_inflate(p, p->zs->in, take)) != WS_AGAIN)
                 return rc;
             done += take;
@@ -477,9 +480,16 @@ ws_frame_end(struct ws_parser *p)
     }
     if (p->opcode >= WS_OP_CLOSE || !p->fin)
         return WS_AGAIN;
-    if (p->compressed && p->zs != NULL &&
+    /*
+     * The trailer completes the empty stored block a sync flush leaves
+     * open.  A sender that ended the message with a final block should
+     * have added the block's first byte (RFC 7692 7.2.3.4); without it the
+     * trailer is no block at all, and is skipped as zlib users do.
+     */
+    if (p->compressed && p->zs != NULL && !p->stream_end &&
         (rc = ws_inflate(p, ws_trailer, sizeof(ws_trailer))) != WS_AGAIN)
         return rc;
+    p->stream_end = 0;
     if (p->mode == WS_M_HOLD && (rc = ws_verdict(p, 0)) != WS_AGAIN)
         return rc;
     ws_msg_end(p);
