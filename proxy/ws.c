@@ -325,6 +325,9 @@ ws_inflate(struct ws_parser *p, const unsigned char *in, size_t n)
             p->len += got;
         else if (got > 0 && p->mode == WS_M_HOLD && (rc = ws_verdict(p, 1)) != WS_AGAIN)
             return rc;
+        /* Truncated, the rest unread: whatever zlib found further on is no matter. */
+        if (p->skip_inflate)
+            return WS_AGAIN;
         if (zrc == Z_STREAM_END) {
             if (ws_inflate_restart(p) < 0)
                 return WS_ERROR;

@@ -816,6 +816,28 @@ START_TEST(deflate_corrupt)
     ck_assert_uint_eq(r.released, s.len - 10);
     run_free(&r);
     free(s.p);
+
+    /*
+     * Without context takeover nothing past a truncated message's limit is
+     * inflated: damage there is the origin's to find, however the bytes come.
+     */
+    {
+        unsigned char out[64];
+        z_stream z;
+        size_t c;
+
+        memset(&s, 0, sizeof(s));
+        deflater(&z);
+        c = compress_msg(&z, "hello world", 11, out, sizeof(out) - 4);
+        memcpy(out + c, "\xff\xff\xff\xff", 4);
+        frame(&s, FIN | RSV1 | OP_TEXT, out, c + 4);
+        deflateEnd(&z);
+        feed_all_ways(&r, &s, &pmd_reset, 4);
+        ck_assert_int_eq(r.rc, WS_AGAIN);
+        expect_msg(&r, 0, 1, "hell", 4, 1);
+        run_free(&r);
+        free(s.p);
+    }
 }
 END_TEST
 
