@@ -111,6 +111,7 @@ def open_stream(args, url):
 
     def tcp(h, p):
         s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if args.rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
         s.settimeout(args.timeout)
@@ -497,7 +498,7 @@ def main():
     ap.add_argument("--rcvbuf", type=int)
     ap.add_argument("--timeout", type=float, default=10)
     ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     args.resolve = dict(r.split(":", 1) for r in args.resolve)
     if args.mode == "ws":
         res = cmd_ws(args)

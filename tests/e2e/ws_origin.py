@@ -48,6 +48,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import socket
 import ssl
 import sys
 import time
@@ -370,6 +371,9 @@ async def main():
         ctx.set_alpn_protocols(["http/1.1"])
 
     async def handle(reader, writer):
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await Conn(args, reader, writer).run()
 
     server = await asyncio.start_server(handle, "127.0.0.1", args.port, ssl=ctx,
