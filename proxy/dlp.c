@@ -36,6 +36,23 @@
  *                11 digits in a row; "(02) 123-4567"; and +82 forms
  *                ("+82 10-1234-5678", "+82-2-123-4567", "+821012345678",
  *                "+82 (0)10 ...").
+ *   api-key      well-known key formats, each a whole token (not preceded or
+ *                followed by a letter, digit, '-' or '_'):
+ *                OpenAI "sk-" + 48 letters/digits, or "sk-proj-", "sk-svcacct-",
+ *                  "sk-admin-", "sk-None-" + 40-250 of [A-Za-z0-9_-];
+ *                Anthropic "sk-ant-" + a tag (api03, admin01, oat01, ...) + '-'
+ *                  + 32-250 of [A-Za-z0-9_-];
+ *                AWS access key ids "AKIA"/"ASIA" + 16 of [A-Z0-9] (not the
+ *                  documentation's ...EXAMPLE);
+ *                GitHub "ghp_", "gho_", "ghu_", "ghs_", "ghr_" + 36 letters/
+ *                  digits, "github_pat_" + 82 of [A-Za-z0-9_];
+ *                Slack "xoxa-", "xoxb-", "xoxp-", "xoxr-" + 1-13 digits and
+ *                  one or more '-'-separated groups of letters/digits, 20-250
+ *                  bytes after the prefix;
+ *                Google "AIza" + 35 of [A-Za-z0-9_-].
+ *   private-key  a PEM block "-----BEGIN [RSA |EC |DSA |OPENSSH |ENCRYPTED ]
+ *                PRIVATE KEY-----" (or "PGP PRIVATE KEY BLOCK") followed, after
+ *                at most four header lines, by at least 64 base64 characters.
  */
 #include "aigate/dlp.h"
 #include "aigate/cfgerr.h"
@@ -56,6 +73,7 @@
 #define DLP_BUILTIN                                                                                \
     (POLICY_DLP_KR_RRN | POLICY_DLP_CREDIT_CARD | POLICY_DLP_EMAIL | POLICY_DLP_PHONE_KR)
 #define DLP_MAX_CODINGS 4
+#define DLP_KEY_MIN 20 /* the shortest API key: an AWS access key id */
 #define DLP_CUSTOM_PREFIX "custom:"
 
 struct dlp_pattern {
@@ -68,7 +86,10 @@ struct dlp {
     size_t n;
 };
 
-static const char *const dlp_builtin_names[] = {"kr-rrn", "credit-card", "email", "phone-kr"};
+static const char *const dlp_builtin_names[] = {"kr-rrn",   "credit-card", "email",
+                                                "phone-kr", "api-key",     "private-key"};
+_Static_assert(sizeof(dlp_builtin_names) / sizeof(dlp_builtin_names[0]) == POLICY_DLP_CUSTOM_FIRST,
+               "a name for every built-in kind");
 
 /* ---- loading ------------------------------------------------------------ */
 
@@ -656,6 +677,257 @@ dlp_builtin(const unsigned char *s, size_t n, unsigned found)
     return found;
 }
 
+/* ---- secrets: api-key, private-key --------------------------------------- */
+
+/* A byte of a key's random part: base64url, the alphabet all of them use. */
+static int
+dlp_key_char(unsigned char c)
+{
+    return dlp_alnum(c) || c == '-' || c == '_';
+}
+
+/* Can a key end at j?  Not inside a longer token. */
+static int
+dlp_key_rdelim(const unsigned char *s, size_t n, size_t j)
+{
+    return j == n || !dlp_key_char(s[j]);
+}
+
+/* Does s[i..n) start with the literal lit? */
+static int
+dlp_lit(const unsigned char *s, size_t n, size_t i, const char *lit)
+{
+    size_t l = strlen(lit);
+
+    return n - i >= l && memcmp(s + i, lit, l) == 0;
+}
+
+/* Length of the run of key bytes at s[i..n), counted up to max + 1. */
+static size_t
+dlp_key_run(const unsigned char *s, size_t n, size_t i, size_t max)
+{
+    size_t j = i;
+
+    while (j < n && j - i <= max && dlp_key_char(s[j]))
+        j++;
+    return j - i;
+}
+
+/* Exactly len bytes of class ok() at i, then the end of the token. */
+static int
+dlp_key_exact(const unsigned char *s, size_t n, size_t i, size_t len, int (*ok)(unsigned char))
+{
+    if (n - i < len)
+        return 0;
+    for (size_t k = 0; k < len; k++)
+        if (!ok(s[i + k]))
+            return 0;
+    return dlp_key_rdelim(s, n, i + len);
+}
+
+static int
+dlp_upper_digit(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || dlp_digit(c);
+}
+
+static int
+dlp_word_char(unsigned char c)
+{
+    return dlp_alnum(c) || c == '_';
+}
+
+/*
+ * OpenAI and Anthropic keys at i ("sk-" seen).  Anthropic: "sk-ant-", a
+ * version tag (letters and two digits: api03, admin01, oat01, ort01), '-',
+ * 32-250 key bytes (api03 and admin01 keys have 95).  OpenAI: 48 letters and
+ * digits (user keys, "T3BlbkFJ" in the middle), or a tag proj, svcacct, admin
+ * or None, '-', and 40-250 key bytes (today 74 + "T3BlbkFJ" + 74).
+ */
+static int
+dlp_sk_at(const unsigned char *s, size_t n, size_t i)
+{
+    static const char *const tags[] = {"proj-", "svcacct-", "admin-", "None-"};
+    size_t j = i + 3, run;
+
+    if (dlp_lit(s, n, j, "ant-")) {
+        size_t letters = 0;
+
+        j += 4;
+        while (j < n && s[j] >= 'a' && s[j] <= 'z' && letters < 10) {
+            letters++;
+            j++;
+        }
+        if (letters == 0 || n - j < 3 || !dlp_digit(s[j]) || !dlp_digit(s[j + 1]) ||
+            s[j + 2] != '-')
+            return 0;
+        run = dlp_key_run(s, n, j + 3, 250);
+        return run >= 32 && run <= 250;
+    }
+    for (size_t k = 0; k < sizeof(tags) / sizeof(tags[0]); k++) {
+        if (dlp_lit(s, n, j, tags[k])) {
+            run = dlp_key_run(s, n, j + strlen(tags[k]), 250);
+            return run >= 40 && run <= 250;
+        }
+    }
+    return dlp_key_exact(s, n, j, 48, dlp_alnum);
+}
+
+/*
+ * Slack at i ("xox" seen): xoxa-, xoxb-, xoxp- or xoxr-, a group of 1-13
+ * digits, then one or more '-' and a group of letters and digits, 20-250
+ * bytes after the prefix in all.
+ */
+static int
+dlp_slack_at(const unsigned char *s, size_t n, size_t i)
+{
+    size_t j = i + 5, st = j, digits, groups = 0;
+
+    if (n - i < 5 || memchr("abpr", s[i + 3], 4) == NULL || s[i + 4] != '-')
+        return 0;
+    digits = dlp_run(s, n, j);
+    if (digits == 0 || digits > 13)
+        return 0;
+    j += digits;
+    while (j + 1 < n && s[j] == '-' && dlp_alnum(s[j + 1]) && j - st <= 250) {
+        j++;
+        while (j < n && dlp_alnum(s[j]))
+            j++;
+        groups++;
+    }
+    return groups > 0 && j - st >= 20 && j - st <= 250 && dlp_key_rdelim(s, n, j);
+}
+
+static int
+dlp_api_key_at(const unsigned char *s, size_t n, size_t i)
+{
+    switch (s[i]) {
+    case 's':
+        return dlp_lit(s, n, i, "sk-") && dlp_sk_at(s, n, i);
+    case 'A':
+        if (dlp_lit(s, n, i, "AIza"))
+            return dlp_key_exact(s, n, i + 4, 35, dlp_key_char);
+        /* AWS access key ids; AWS's documentation uses AKIAIOSFODNN7EXAMPLE. */
+        return (dlp_lit(s, n, i, "AKIA") || dlp_lit(s, n, i, "ASIA")) &&
+               dlp_key_exact(s, n, i + 4, 16, dlp_upper_digit) && memcmp(s + i + 13, "EXAMPLE", 7);
+    case 'g':
+        if (dlp_lit(s, n, i, "github_pat_"))
+            return dlp_key_exact(s, n, i + 11, 82, dlp_word_char);
+        return n - i >= 4 && s[i + 1] == 'h' && memchr("pousr", s[i + 2], 5) != NULL &&
+               s[i + 3] == '_' && dlp_key_exact(s, n, i + 4, 36, dlp_alnum);
+    case 'x':
+        return dlp_lit(s, n, i, "xox") && dlp_slack_at(s, n, i);
+    default:
+        return 0;
+    }
+}
+
+/* Skip blanks at j, including the two-byte escapes "\n", "\r", "\t" of JSON text not unescaped. */
+static size_t
+dlp_pem_blank(const unsigned char *s, size_t n, size_t j)
+{
+    for (;;) {
+        if (j < n && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r' || s[j] == '\n'))
+            j++;
+        else if (j + 1 < n && s[j] == '\\' &&
+                 (s[j + 1] == 'n' || s[j + 1] == 'r' || s[j + 1] == 't'))
+            j += 2;
+        else
+            return j;
+    }
+}
+
+static int
+dlp_b64_char(unsigned char c)
+{
+    return dlp_alnum(c) || c == '+' || c == '/' || c == '=';
+}
+
+/*
+ * A PEM private key at i ("-----BEGIN " seen): the label PRIVATE KEY, RSA
+ * PRIVATE KEY, EC PRIVATE KEY, DSA PRIVATE KEY, OPENSSH PRIVATE KEY,
+ * ENCRYPTED PRIVATE KEY or PGP PRIVATE KEY BLOCK, "-----", then up to four
+ * header lines ("Proc-Type: 4,ENCRYPTED", "Version: ...") and at least 64
+ * base64 characters of the key itself (blanks between them allowed): the
+ * label alone, as in a question about the format, is not a key.
+ */
+static int
+dlp_pem_at(const unsigned char *s, size_t n, size_t i)
+{
+    static const char *const labels[] = {"PRIVATE KEY-----",          "RSA PRIVATE KEY-----",
+                                         "EC PRIVATE KEY-----",       "DSA PRIVATE KEY-----",
+                                         "OPENSSH PRIVATE KEY-----",  "ENCRYPTED PRIVATE KEY-----",
+                                         "PGP PRIVATE KEY BLOCK-----"};
+    size_t j = i + 11, b64 = 0, k;
+
+    for (k = 0; k < sizeof(labels) / sizeof(labels[0]); k++)
+        if (dlp_lit(s, n, j, labels[k]))
+            break;
+    if (k == sizeof(labels) / sizeof(labels[0]))
+        return 0;
+    j = dlp_pem_blank(s, n, j + strlen(labels[k]));
+    for (int h = 0; h < 4; h++) {
+        size_t e = j;
+
+        while (e < n && e - j < 128 && s[e] != ':' && s[e] != '\n' && s[e] != '\\')
+            e++;
+        if (e == n || s[e] != ':')
+            break;
+        while (e < n && e - j < 128 && s[e] != '\n' &&
+               !(s[e] == '\\' && e + 1 < n && s[e + 1] == 'n'))
+            e++;
+        j = dlp_pem_blank(s, n, e);
+    }
+    while (j < n && b64 < 64) {
+        size_t b = dlp_pem_blank(s, n, j);
+
+        if (b == n || !dlp_b64_char(s[b]))
+            return 0;
+        b64++;
+        j = b + 1;
+    }
+    return b64 == 64;
+}
+
+/*
+ * Secrets: api-key and private-key (what they accept is in the comment at the
+ * top).  Every API key is a whole run of key bytes (letters, digits, '-', '_')
+ * at least DLP_KEY_MIN long, so the text is probed every DLP_KEY_MIN bytes: a
+ * probe on a key byte finds its run's ends and the run's start is tried.  Any
+ * run that long holds a probe, each run is walked once, and prose (short
+ * words) costs a fraction of a read per byte.  PEM blocks are found with
+ * memmem(), each candidate reading at most a few hundred bytes on.
+ */
+static unsigned
+dlp_secrets(const unsigned char *s, size_t n, unsigned found)
+{
+    const unsigned char *p = s;
+    size_t i = DLP_KEY_MIN - 1;
+
+    while (i < n && !(found & POLICY_DLP_API_KEY)) {
+        size_t b = i, e = i + 1;
+
+        if (!dlp_key_char(s[i])) {
+            i += DLP_KEY_MIN;
+            continue;
+        }
+        while (b > 0 && dlp_key_char(s[b - 1]))
+            b--;
+        while (e < n && dlp_key_char(s[e]))
+            e++;
+        if (e - b >= DLP_KEY_MIN && dlp_api_key_at(s, n, b))
+            found |= POLICY_DLP_API_KEY;
+        i = e + DLP_KEY_MIN; /* s[e] ends the run; the next one starts after it */
+    }
+    while (n > 0 && !(found & POLICY_DLP_PRIVATE_KEY) &&
+           (p = memmem(p, n - (size_t)(p - s), "-----BEGIN ", 11)) != NULL) {
+        if (dlp_pem_at(s, n, (size_t)(p - s)))
+            found |= POLICY_DLP_PRIVATE_KEY;
+        p += 11;
+    }
+    return found;
+}
+
 /* ---- normalisation ------------------------------------------------------ */
 
 static int
@@ -983,7 +1255,7 @@ dlp_scan_text(const struct dlp *d, const unsigned char *text, size_t tlen, const
     size_t nlen;
     int mode;
 
-    found = dlp_builtin(text, tlen, found);
+    found = dlp_secrets(text, tlen, dlp_builtin(text, tlen, found));
     mode = dlp_norm_mode(content_type, ctlen, text, tlen);
     /* Without anything to decode, normalising would give the same text again. */
     if (tlen == 0)
@@ -1001,7 +1273,7 @@ dlp_scan_text(const struct dlp *d, const unsigned char *text, size_t tlen, const
     if ((mode & DLP_NORM_JSON) || ((mode & DLP_NORM_FORM) && memchr(norm, '\\', nlen) != NULL))
         nlen = dlp_json_unescape(norm, nlen);
     if (nlen != tlen || memcmp(norm, text, nlen) != 0)
-        found = dlp_builtin(norm, nlen, found);
+        found = dlp_secrets(norm, nlen, dlp_builtin(norm, nlen, found));
     if (d != NULL && d->n > 0) {
         unsigned char *z = norm;
 

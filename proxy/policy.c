@@ -68,7 +68,10 @@ struct pol_ctx {
 };
 
 static const char *const pol_days[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
-static const char *const pol_dlp_kinds[] = {"kr-rrn", "credit-card", "email", "phone-kr"};
+static const char *const pol_dlp_kinds[] = {"kr-rrn",   "credit-card", "email",
+                                            "phone-kr", "api-key",     "private-key"};
+_Static_assert(sizeof(pol_dlp_kinds) / sizeof(pol_dlp_kinds[0]) == POLICY_DLP_CUSTOM_FIRST,
+               "a name for every built-in dlp kind");
 
 static void pol_err(struct pol_ctx *x, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -273,11 +276,13 @@ pol_dlp(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m)
             r->dlp_mask |= POLICY_DLP_CUSTOM((unsigned)c);
             continue;
         }
-        for (d = 0; d < 4 && strcmp(k, pol_dlp_kinds[d]) != 0; d++)
+        for (d = 0; d < POLICY_DLP_CUSTOM_FIRST && strcmp(k, pol_dlp_kinds[d]) != 0; d++)
             ;
-        if (d == 4) {
+        if (d == POLICY_DLP_CUSTOM_FIRST) {
             pol_err(x, m,
-                    "dlp \"%s\": expected kr-rrn, credit-card, email, phone-kr or custom:NAME", k);
+                    "dlp \"%s\": expected kr-rrn, credit-card, email, phone-kr, api-key, "
+                    "private-key or custom:NAME",
+                    k);
             return -1;
         }
         r->dlp_mask |= 1u << d;

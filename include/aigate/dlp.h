@@ -1,7 +1,8 @@
 /*
- * Personal data in request bodies (SPEC 5a): Korean resident registration
- * numbers, card numbers, e-mail addresses, Korean phone numbers and custom
- * POSIX ERE patterns from the top-level `dlp_patterns` list.
+ * Personal data in request bodies and WebSocket messages (SPEC 5a, 6a):
+ * Korean resident registration numbers, card numbers, e-mail addresses, Korean
+ * phone numbers, secrets (API keys of well-known formats, PEM private keys)
+ * and custom POSIX ERE patterns from the top-level `dlp_patterns` list.
  *
  * Pure: no I/O.  dlp_scan() is handed a whole (bounded) body once; it undoes
  * Content-Encoding, scans the text as it is and once more after undoing JSON
@@ -56,8 +57,9 @@ unsigned dlp_scan(const struct dlp *d, const char *body, size_t len, const char 
                   size_t celen, const char *content_type, size_t ctlen, size_t max_decoded);
 
 /*
- * Name of bit bit_index: "kr-rrn", "credit-card", "email", "phone-kr" or
- * "custom:NAME" (owned by d).  NULL for a bit with no kind.  d may be NULL.
+ * Name of bit bit_index: "kr-rrn", "credit-card", "email", "phone-kr",
+ * "api-key", "private-key" or "custom:NAME" (owned by d).  NULL for a bit with no kind.  d may be
+ * NULL.
  */
 const char *dlp_kind_name(unsigned bit_index, const struct dlp *d);
 

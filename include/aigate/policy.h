@@ -28,9 +28,11 @@ enum policy_action { POLICY_ALLOW, POLICY_BLOCK, POLICY_WARN };
 #define POLICY_DLP_CREDIT_CARD (1u << 1)
 #define POLICY_DLP_EMAIL (1u << 2)
 #define POLICY_DLP_PHONE_KR (1u << 3)
+#define POLICY_DLP_API_KEY (1u << 4)
+#define POLICY_DLP_PRIVATE_KEY (1u << 5)
 /* "custom:NAME": bit for the i-th entry of the top-level dlp_patterns list. */
-#define POLICY_DLP_CUSTOM_FIRST 4
-#define POLICY_DLP_CUSTOM_MAX 28
+#define POLICY_DLP_CUSTOM_FIRST 6
+#define POLICY_DLP_CUSTOM_MAX 26
 #define POLICY_DLP_CUSTOM(i) (1u << (POLICY_DLP_CUSTOM_FIRST + (i)))
 
 struct policy_strs {

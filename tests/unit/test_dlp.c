@@ -115,6 +115,160 @@ START_TEST(phone_forms)
 }
 END_TEST
 
+/* Made-up keys in the formats of dlp.c's api-key (random, never issued). */
+#define K_OPENAI "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"
+#define K_PROJ                                                                                     \
+    "sk-proj-CfrL1spNxnyVmihA_2O76UMFxFkM_R5Kjp1vRt-1fjORS_6ilI8ihN5KXSc7Tvo_hBKqFYY_"             \
+    "kvT3BlbkFJ5ZJr3J1TWDtkwtDDb-xHKas1VOqg6YYZYn9ZhyiA4uoRgnatmUdjAWtGSU8po-799NksnRH9uc"
+#define K_ANT                                                                                      \
+    "sk-ant-api03-FHz5r1pY4OjE2jBMptUsGr7CmY-uCu3ZR1zTOlUcR64cXQLioDnkHIfxIq2HZt_"                 \
+    "PlJhx2jIclHkCiHp6bR1IqfEouHgxzAA"
+#define K_AWS "AKIATTNS4LRWBQCABM6P"
+#define K_GHP "ghp_eOV4qBkdfQ1y3GQsMpSscDlkrCaqx9vJupc9"
+#define K_PAT                                                                                      \
+    "github_pat_2WjQ5TY4MyWuUFjsUNPjc0_"                                                           \
+    "1T5GOBUSZGi6HWGK10Zb0RLZ5TR9SPofbciOx9gy1CJdObOIRpFqaDZeV7G"
+#define K_SLACK "xoxb-1234567890123-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+#define K_GOOGLE "AIzali8GjHEAD6_Wj9KfzjsQGMrb9h-ImB-LK77"
+
+START_TEST(api_key_forms)
+{
+    EXPECT(
+        POLICY_DLP_API_KEY, 1, K_OPENAI, K_PROJ, K_ANT, K_AWS, K_GHP, K_PAT, K_SLACK, K_GOOGLE,
+        "OPENAI_API_KEY=" K_OPENAI "\n", "Authorization: Bearer " K_PROJ, "{\"key\":\"" K_ANT "\"}",
+        "x-api-key: '" K_ANT "'",
+        "sk-svcacct-AUsdMlHUvTCQCyEZDz_TddJ8HyS5SUkCnD8zRA9a9SkpXz9w3QlY7ZkuvqT3BlbkFJdt7s8Stqcbnr3"
+        "yBdGBLEPH1qhT61qtc4xatws8phP9nhFyJfm5di4PzJ59",
+        "sk-ant-admin01-FHz5r1pY4OjE2jBMptUsGr7CmY-uCu3ZR1zTOlUcR64cXQLioDnkHIfxIq2HZt_PlJhx2jIcl"
+        "HkCiHp6bR1IqfEouHgxzAA",
+        "aws_access_key_id = ASIA4G37ZTNOVMIZWDIA", "gho_eOV4qBkdfQ1y3GQsMpSscDlkrCaqx9vJupc9",
+        "ghu_eOV4qBkdfQ1y3GQsMpSscDlkrCaqx9vJupc9", "ghs_4tnwlavyfErGPmpGXafq0fjzLczbttOofL9H",
+        "ghr_eOV4qBkdfQ1y3GQsMpSscDlkrCaqx9vJupc9",
+        "xoxp-41684372915-1320496754-45609968301-e708ba56e1517a99f6b5fb07349476ef",
+        "xoxa-2-511111111-31111111111-3111111111111-e039d02840a0b9379c",
+        "xoxr-1-4614724432022-OPsWQqkSkt9u", "maps?key=" K_GOOGLE "&q=seoul",
+        "\xed\x82\xa4\xeb\x8a\x94 " K_GHP "\xec\x9e\x85\xeb\x8b\x88\xeb\x8b\xa4");
+    EXPECT(POLICY_DLP_API_KEY, 0,
+           /* one byte short or long, or inside a longer token */
+           "sk-u8jzPde0IgxLd6GncfBAT3BlbkFJepfJBd0Kh8oOOL8dKLz",
+           "sk-u8jzPde0IgxLd6GncfBAT3BlbkFJepfJBd0Kh8oOOL8dKLzdx", "x" K_OPENAI, K_OPENAI "-x",
+           "AKIATTNS4LRWBQCABM6", "AKIATTNS4LRWBQCABM6PQ", "TODAYINASIAASACKOFRICEFELLOVER",
+           "ghp_eOV4qBkdfQ1y3GQsMpSscDlkrCaqx9vJupc", "ghp_eOV4qBkdfQ1y3GQsMpSscDlkrCaqx9vJupc9a",
+           "xghp_eOV4qBkdfQ1y3GQsMpSscDlkrCaqx9vJupc9", "ghx_eOV4qBkdfQ1y3GQsMpSscDlkrCaqx9vJupc9",
+           "github_pat_2WjQ5TY4MyWuUFjsUNPjc0_1T5GOBUSZGi6HWGK10Zb0RLZ5TR9SPofbciOx9gy1CJdObOIRpFq"
+           "aDZeV7",
+           "AIzali8GjHEAD6_Wj9KfzjsQGMrb9h-ImB-LK7", "AIzali8GjHEAD6_Wj9KfzjsQGMrb9h-ImB-LK77x",
+           /* placeholders and prose */
+           "AKIAIOSFODNN7EXAMPLE", "sk-proj-REPLACE_ME", "sk-ant-api03-xxxx", "sk-ant-xyz-" K_GHP,
+           "xoxb-your-bot-token-goes-here", "xoxb-123", "xoxb-12345-abcd234",
+           "xoxb-12345678901234-abcdefghijklmnopqrstuvwxyz", "use sk-learn or scikit-learn",
+           "a risk-proj-management-plan-with-a-long-name-that-goes-on-and-on-and-on-forever",
+           "task-force", "AKIA is how an access key id starts; ghp_ a GitHub token",
+           "The AIza prefix marks Google API keys.");
+}
+END_TEST
+
+#define PEM_BODY                                                                                   \
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgVcB9Hq8u1qRw0xGk\n"                           \
+    "yN2cZ7uGzlqKc1mY9fL0Xb+hRANCAAS3Qx5mQm0cQ1Yg5pXl9vJt3pN8a2rWcEjk\n"
+
+START_TEST(private_key_forms)
+{
+    EXPECT(
+        POLICY_DLP_PRIVATE_KEY, 1, "-----BEGIN PRIVATE KEY-----\n" PEM_BODY,
+        "key:\r\n-----BEGIN RSA PRIVATE KEY-----\r\n" PEM_BODY "-----END RSA PRIVATE KEY-----",
+        "-----BEGIN EC PRIVATE KEY-----\n" PEM_BODY "-----END EC PRIVATE KEY-----\n",
+        "-----BEGIN DSA PRIVATE KEY-----\n" PEM_BODY,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n" PEM_BODY,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n" PEM_BODY,
+        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,"
+        "0123456789ABCDEF0123456789ABCDEF\n\n" PEM_BODY,
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\n" PEM_BODY,
+        /* pasted as one line, or with the JSON escapes still in */
+        "-----BEGIN PRIVATE KEY----- MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgVcB9Hq8u1qRw0x"
+        "Gk -----END PRIVATE KEY-----",
+        "{\"text\":\"-----BEGIN PRIVATE KEY-----\\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIB\\n"
+        "AQQgVcB9Hq8u1qRw0xGkyN2cZ7uGzlqKc1mY9fL0Xb\\n\"}");
+    EXPECT(POLICY_DLP_PRIVATE_KEY, 0, "-----BEGIN PRIVATE KEY-----",
+           "What goes after -----BEGIN PRIVATE KEY----- in a PEM file?",
+           "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----",
+           "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgVcB9Hq8u1q"
+           "\n-----END PRIVATE KEY-----",
+           "-----BEGIN CERTIFICATE-----\n" PEM_BODY, "-----BEGIN PUBLIC KEY-----\n" PEM_BODY,
+           "-----BEGIN RSA PUBLIC KEY-----\n" PEM_BODY, "-----BEGIN  PRIVATE KEY-----\n" PEM_BODY,
+           "-----BEGIN private key-----\n" PEM_BODY);
+}
+END_TEST
+
+/* Each secret as the whole body, at every offset of filler text, and in a JSON string. */
+START_TEST(secrets_everywhere)
+{
+    static const char *const keys[] = {K_OPENAI, K_PROJ, K_ANT,   K_AWS,
+                                       K_GHP,    K_PAT,  K_SLACK, K_GOOGLE};
+    char buf[512];
+
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        for (int pad = 0; pad < 24; pad++) {
+            int n = snprintf(buf, sizeof(buf), "%.*s %s.", pad, "lorem ipsum dolor sit amet, co",
+                             keys[k]);
+
+            ck_assert_uint_eq(dlp_scan(NULL, buf, (size_t)n, NULL, 0, NULL, 0, MAX_DECODED),
+                              POLICY_DLP_API_KEY);
+        }
+        snprintf(buf, sizeof(buf), "{\"messages\":[{\"content\":\"my key is\\n%s\"}]}", keys[k]);
+        ck_assert_uint_eq(scan_ct(buf, "application/json"), POLICY_DLP_API_KEY);
+    }
+    snprintf(buf, sizeof(buf), "%s %s", K_AWS, "-----BEGIN PRIVATE KEY-----\n" PEM_BODY);
+    ck_assert_uint_eq(scan_plain(buf), POLICY_DLP_API_KEY | POLICY_DLP_PRIVATE_KEY);
+    /* form-encoded: the key's '-' and '_' survive, its neighbours are decoded */
+    ck_assert_uint_eq(scan_ct("q=my+key+%22" K_GHP "%22", "application/x-www-form-urlencoded"),
+                      POLICY_DLP_API_KEY);
+}
+END_TEST
+
+/* Ordinary prose and code with plenty of 's', 'A', 'g', 'x' and '-' find nothing. */
+START_TEST(secrets_quiet_on_prose)
+{
+    static const char text[] =
+        "Ask the assistant: a sk-learn pipeline (scikit-learn) with AdaBoost and AIC scores; "
+        "github issues, gh pr list, xo-xo, xox, -----, --- BEGIN ---, AKIA-less ASIAN markets. "
+        "int main(void) { return get_value(x_axis, gho, ghp); } /* ghp_ */ ----- BEGIN";
+    char *big = malloc(1 << 20);
+    size_t n = 0;
+
+    ck_assert_uint_eq(scan_plain(text), 0);
+    while (n + sizeof(text) < (1u << 20)) {
+        memcpy(big + n, text, sizeof(text) - 1);
+        n += sizeof(text) - 1;
+    }
+    ck_assert_uint_eq(dlp_scan(NULL, big, n, NULL, 0, "text/plain", 10, MAX_DECODED), 0);
+    free(big);
+}
+END_TEST
+
+/* Hostile shapes stay linear: one endless token, endless prefixes, endless PEM headers. */
+START_TEST(secrets_linear)
+{
+    static const char *const units[] = {
+        "a", "sk-", "sk-ant-api03-", "xoxb-1-", "-----BEGIN ", "-----BEGIN PRIVATE KEY-----\nA:"};
+    size_t size = 4u << 20;
+    char *big = malloc(size);
+
+    for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+        size_t l = strlen(units[u]), n = 0;
+
+        while (n + l <= size) {
+            memcpy(big + n, units[u], l);
+            n += l;
+        }
+        ck_assert_uint_eq(dlp_scan(NULL, big, n, NULL, 0, "text/plain", 10, MAX_DECODED) &
+                              (POLICY_DLP_API_KEY | POLICY_DLP_PRIVATE_KEY),
+                          0);
+    }
+    free(big);
+}
+END_TEST
+
 START_TEST(several_kinds)
 {
     const char *s = "call 010-1234-5678 or mail bob@example.com; card 4111111111111111";
@@ -433,10 +587,12 @@ START_TEST(kind_names)
     ck_assert_str_eq(dlp_kind_name(1, NULL), "credit-card");
     ck_assert_str_eq(dlp_kind_name(2, d), "email");
     ck_assert_str_eq(dlp_kind_name(3, d), "phone-kr");
-    ck_assert_str_eq(dlp_kind_name(4, d), "custom:emp");
-    ck_assert_str_eq(dlp_kind_name(5, d), "custom:proj.x_1");
-    ck_assert_ptr_null(dlp_kind_name(7, d));
-    ck_assert_ptr_null(dlp_kind_name(4, NULL));
+    ck_assert_str_eq(dlp_kind_name(4, d), "api-key");
+    ck_assert_str_eq(dlp_kind_name(5, NULL), "private-key");
+    ck_assert_str_eq(dlp_kind_name(POLICY_DLP_CUSTOM_FIRST, d), "custom:emp");
+    ck_assert_str_eq(dlp_kind_name(POLICY_DLP_CUSTOM_FIRST + 1, d), "custom:proj.x_1");
+    ck_assert_ptr_null(dlp_kind_name(POLICY_DLP_CUSTOM_FIRST + 3, d));
+    ck_assert_ptr_null(dlp_kind_name(POLICY_DLP_CUSTOM_FIRST, NULL));
     ck_assert_ptr_null(dlp_kind_name(40, d));
 
     ck_assert_uint_eq(dlp_kinds(POLICY_DLP_EMAIL | POLICY_DLP_KR_RRN | POLICY_DLP_CUSTOM(1) |
@@ -548,12 +704,13 @@ START_TEST(too_many_patterns)
     many_patterns(text, sizeof(text), POLICY_DLP_CUSTOM_MAX);
     d = load(text);
     ck_assert_msg(d != NULL, "%s", err);
-    ck_assert_str_eq(dlp_kind_name(POLICY_DLP_CUSTOM_FIRST + 27, d), "custom:p27");
-    ck_assert_uint_eq(dlp_scan(d, "P27", 3, NULL, 0, NULL, 0, MAX_DECODED),
-                      POLICY_DLP_CUSTOM(27) | POLICY_DLP_CUSTOM(2));
+    ck_assert_uint_eq(POLICY_DLP_CUSTOM_FIRST + POLICY_DLP_CUSTOM_MAX, 32);
+    ck_assert_str_eq(dlp_kind_name(POLICY_DLP_CUSTOM_FIRST + 25, d), "custom:p25");
+    ck_assert_uint_eq(dlp_scan(d, "P25", 3, NULL, 0, NULL, 0, MAX_DECODED),
+                      POLICY_DLP_CUSTOM(25) | POLICY_DLP_CUSTOM(2));
     done(d);
     many_patterns(text, sizeof(text), POLICY_DLP_CUSTOM_MAX + 1);
-    load_fails(text, "<config>:30: dlp_patterns: more than 28 patterns");
+    load_fails(text, "<config>:28: dlp_patterns: more than 26 patterns");
 }
 END_TEST
 
@@ -589,6 +746,11 @@ dlp_suite(void)
     tcase_add_test(t, card_forms);
     tcase_add_test(t, email_forms);
     tcase_add_test(t, phone_forms);
+    tcase_add_test(t, api_key_forms);
+    tcase_add_test(t, private_key_forms);
+    tcase_add_test(t, secrets_everywhere);
+    tcase_add_test(t, secrets_quiet_on_prose);
+    tcase_add_test(t, secrets_linear);
     tcase_add_test(t, several_kinds);
     tcase_add_test(t, found_at_every_offset);
     tcase_add_test(t, json_escapes);

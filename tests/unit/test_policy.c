@@ -340,6 +340,18 @@ START_TEST(connect_sees_host_level_only)
 }
 END_TEST
 
+START_TEST(dlp_secret_kinds)
+{
+    load("policy = (\n"
+         "{ name = \"secrets\"; action = \"block\"; dlp = [ \"api-key\", \"private-key\" ]; }\n"
+         ");\n");
+    ck_assert_msg(pol != NULL, "%s", err);
+    ck_assert_uint_eq(policy_rule_at(pol, 0)->dlp_mask,
+                      POLICY_DLP_API_KEY | POLICY_DLP_PRIVATE_KEY);
+    unload();
+}
+END_TEST
+
 static void
 expect_error(const char *text, const char *prefix, const char *what)
 {
@@ -629,6 +641,7 @@ policy_suite(void)
     tcase_add_test(t, path_globs);
     tcase_add_test(t, hours_and_days);
     tcase_add_test(t, connect_sees_host_level_only);
+    tcase_add_test(t, dlp_secret_kinds);
     tcase_add_test(t, load_errors);
     tcase_add_test(t, explain_checks);
     tcase_add_test(t, shipped_policy);
