@@ -10,8 +10,8 @@
  * in whole commits, except after a failed write, which is cut off before the
  * next; a commit's nonce is in memory before its journal line is written and
  * its grant right after the line is synced, so every line before s->jend is
- * in memory; hash keys are hashed with SipHash-2-4 under a per-store random
- * key, so clients cannot aim entries at one bucket.
+ * in memory; table keys are hashed with the process's keyed hash (hash.h),
+ * so clients cannot aim entries at one bucket.
  */
 #include "aigate/ack.h"
 
@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -32,6 +31,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "aigate/hash.h"
 #include "aigate/keyfile.h"
 #include "aigate/log.h"
 #include "aigate/offload.h"
@@ -303,58 +303,6 @@ struct ack_table {
     size_t cursor;   /* next bucket to sweep or evict from when full */
 };
 
-static uint64_t
-ack_rotl(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static void
-ack_sipround(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = ack_rotl(v[1], 13) ^ v[0];
-    v[0] = ack_rotl(v[0], 32);
-    v[2] += v[3];
-    v[3] = ack_rotl(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = ack_rotl(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = ack_rotl(v[1], 17) ^ v[2];
-    v[2] = ack_rotl(v[2], 32);
-}
-
-/* SipHash-2-4 of in (len bytes) under key k. */
-static uint64_t
-ack_siphash(const uint64_t k[2], const unsigned char *in, size_t len)
-{
-    uint64_t v[4] = {0x736f6d6570736575ULL ^ k[0], 0x646f72616e646f6dULL ^ k[1],
-                     0x6c7967656e657261ULL ^ k[0], 0x7465646279746573ULL ^ k[1]};
-    size_t full = len & ~(size_t)7;
-    uint64_t m;
-
-    for (size_t i = 0; i < full; i += 8) {
-        m = 0;
-        for (int j = 7; j >= 0; j--)
-            m = m << 8 | in[i + (size_t)j];
-        v[3] ^= m;
-        ack_sipround(v);
-        ack_sipround(v);
-        v[0] ^= m;
-    }
-    m = (uint64_t)len << 56;
-    for (size_t j = 0; j < (len & 7); j++)
-        m |= (uint64_t)in[full + j] << (8 * j);
-    v[3] ^= m;
-    ack_sipround(v);
-    ack_sipround(v);
-    v[0] ^= m;
-    v[2] ^= 0xff;
-    for (int r = 0; r < 4; r++)
-        ack_sipround(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
 static int
 ack_table_init(struct ack_table *t, size_t max)
 {
@@ -492,7 +440,6 @@ struct ack_store {
     pthread_cond_t cv;  /* wakes the state writer */
     pthread_cond_t jcv; /* wakes the journal thread */
     struct ack_table acks, nonces;
-    uint64_t sipkey[2];
     char *path, *jpath;
     unsigned long gen; /* bumped on every change */
     int stop, jstop;
@@ -554,7 +501,7 @@ ack_store_check(struct ack_store *s, const char *user, const char *service, time
     size_t klen = ack_pair_key(user, service, key);
     if (!klen)
         return 0;
-    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
+    uint64_t h = hash_bytes(key, klen);
     pthread_mutex_lock(&s->mu);
     int ok = ack_table_find(&s->acks, h, key, klen, now) != NULL;
     pthread_mutex_unlock(&s->mu);
@@ -1026,7 +973,7 @@ ack_store_commit(struct ack_store *s, struct worker *w, const char *token, size_
     memcpy(c->key, key, klen);
     c->key[klen] = '\0';
     c->klen = klen;
-    c->hash = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
+    c->hash = hash_bytes(key, klen);
     c->grant_expires = grant_expires;
     char *o = c->text = c->key + klen + 1;
     memcpy(o, p.nonce, ACK_NONCE_HEX);
@@ -1034,7 +981,7 @@ ack_store_commit(struct ack_store *s, struct worker *w, const char *token, size_
     o = ack_put_line_end(ack_put_pair(o, key, klen), grant_expires);
     c->tlen = (size_t)(o - c->text);
 
-    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)p.nonce, ACK_NONCE_HEX);
+    uint64_t h = hash_bytes(p.nonce, ACK_NONCE_HEX);
     time_t now = time(NULL);
     pthread_mutex_lock(&s->mu);
     int rc = ack_table_put(&s->nonces, h, p.nonce, ACK_NONCE_HEX, nonce_expires, now, 0);
@@ -1110,7 +1057,7 @@ ack_load_line(struct ack_store *s, char *l, size_t n, time_t now, const char **m
         }
         if ((time_t)exp <= now)
             return 0;
-        uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)f[0], ACK_NONCE_HEX);
+        uint64_t h = hash_bytes(f[0], ACK_NONCE_HEX);
         if (ack_table_put(&s->nonces, h, f[0], ACK_NONCE_HEX, (time_t)exp, now, 1) < 0)
             goto oom;
         return 0;
@@ -1125,7 +1072,7 @@ ack_load_line(struct ack_store *s, char *l, size_t n, time_t now, const char **m
     if ((time_t)exp <= now)
         return 0;
     size_t klen = ack_pair_key(user, service, key);
-    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
+    uint64_t h = hash_bytes(key, klen);
     if (ack_table_put(&s->acks, h, key, klen, (time_t)exp, now, 1) < 0)
         goto oom;
     return 0;
@@ -1268,10 +1215,6 @@ ack_store_open(const char *state_file, char *err, size_t errlen)
     }
     s->jfd = -1;
     s->qtail = &s->qhead;
-    if (getrandom(s->sipkey, sizeof(s->sipkey), 0) != (ssize_t)sizeof(s->sipkey)) {
-        snprintf(err, errlen, "%s: getrandom: %s", state_file, strerror(errno));
-        goto fail;
-    }
     size_t jl = strlen(state_file) + sizeof(ACK_JOURNAL_SUFFIX);
     if (!(s->path = strdup(state_file)) || !(s->jpath = malloc(jl)) ||
         ack_table_init(&s->acks, ACK_STORE_MAX_ACKS) < 0 ||

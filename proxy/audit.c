@@ -23,6 +23,7 @@
  */
 #include "aigate/audit.h"
 
+#include "aigate/hash.h"
 #include "aigate/keyfile.h"
 #include "aigate/log.h"
 
@@ -2213,15 +2214,6 @@ struct audit_rep_tab {
     size_t cap, n;
 };
 
-static uint64_t
-audit_fnv(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-    return h;
-}
-
 static struct audit_rep_row *
 audit_rep_get(struct audit_rep_tab *t, const char *name)
 {
@@ -2233,7 +2225,7 @@ audit_rep_get(struct audit_rep_tab *t, const char *name)
         for (size_t i = 0; i < t->cap; i++) {
             if (!t->v[i].name)
                 continue;
-            size_t j = audit_fnv(t->v[i].name) & (ncap - 1);
+            size_t j = hash_bytes(t->v[i].name, strlen(t->v[i].name)) & (ncap - 1);
             while (nv[j].name)
                 j = (j + 1) & (ncap - 1);
             nv[j] = t->v[i];
@@ -2242,7 +2234,7 @@ audit_rep_get(struct audit_rep_tab *t, const char *name)
         t->v = nv;
         t->cap = ncap;
     }
-    size_t j = audit_fnv(name) & (t->cap - 1);
+    size_t j = hash_bytes(name, strlen(name)) & (t->cap - 1);
     while (t->v[j].name) {
         if (strcmp(t->v[j].name, name) == 0)
             return &t->v[j];

@@ -8,6 +8,7 @@
  * back-off table has a fixed size whatever clients send.
  */
 #include "aigate/auth.h"
+#include "aigate/hash.h"
 
 #include <crypt.h>
 #include <errno.h>
@@ -605,7 +606,6 @@ struct auth_bo_entry {
 
 struct auth_backoff {
     pthread_mutex_t mu;
-    uint64_t seed;
     atomic_uint used[AUTH_BO_SETS];
     struct auth_bo_entry v[AUTH_BO_SETS * AUTH_BO_WAYS];
 };
@@ -616,8 +616,7 @@ auth_backoff_new(void)
     struct auth_backoff *b = calloc(1, sizeof(*b));
     if (!b)
         return NULL;
-    if (RAND_bytes((unsigned char *)&b->seed, sizeof(b->seed)) != 1 ||
-        pthread_mutex_init(&b->mu, NULL) != 0) {
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
         free(b);
         return NULL;
     }
@@ -648,18 +647,9 @@ auth_bo_addr(const struct sockaddr *sa, uint8_t addr[16])
 }
 
 static size_t
-auth_bo_set(const struct auth_backoff *b, const uint8_t addr[16])
+auth_bo_set(const uint8_t addr[16])
 {
-    uint64_t h = b->seed, w;
-    for (int i = 0; i < 2; i++) {
-        memcpy(&w, addr + 8 * i, 8);
-        h ^= w;
-        h *= 0x9e3779b97f4a7c15ull;
-        h ^= h >> 29;
-        h *= 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 32;
-    }
-    return (size_t)(h % AUTH_BO_SETS);
+    return (size_t)(hash_bytes(addr, 16) % AUTH_BO_SETS);
 }
 
 unsigned
@@ -667,7 +657,7 @@ auth_backoff_fail(struct auth_backoff *b, const struct sockaddr *client, time_t 
 {
     uint8_t addr[16];
     auth_bo_addr(client, addr);
-    size_t set = auth_bo_set(b, addr);
+    size_t set = auth_bo_set(addr);
     struct auth_bo_entry *base = &b->v[set * AUTH_BO_WAYS], *e = NULL, *victim = &base[0];
 
     pthread_mutex_lock(&b->mu);
@@ -709,7 +699,7 @@ auth_backoff_ok(struct auth_backoff *b, const struct sockaddr *client)
 {
     uint8_t addr[16];
     auth_bo_addr(client, addr);
-    size_t set = auth_bo_set(b, addr);
+    size_t set = auth_bo_set(addr);
     if (atomic_load_explicit(&b->used[set], memory_order_relaxed) == 0)
         return;
     struct auth_bo_entry *base = &b->v[set * AUTH_BO_WAYS];

@@ -7,6 +7,7 @@
  * idle means it is no longer usable, and it is closed.
  */
 #include "aigate/upstream.h"
+#include "aigate/hash.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -56,13 +57,11 @@ struct upstream_req {
     int cancelled;
 };
 
+/* Keys come from clients (host:port): keyed hash (hash.h). */
 static unsigned
 pool_hash(const char *key)
 {
-    unsigned h = 2166136261u;
-    for (; *key; key++)
-        h = (h ^ (unsigned char)*key) * 16777619u;
-    return h % POOL_BUCKETS;
+    return (unsigned)(hash_bytes(key, strlen(key)) % POOL_BUCKETS);
 }
 
 static long
