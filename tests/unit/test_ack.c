@@ -1292,7 +1292,9 @@ START_TEST(url_open_redirects)
 }
 END_TEST
 
-static Suite *
+Suite *ack_suite(void);
+
+Suite *
 ack_suite(void)
 {
     Suite *s = suite_create("ack");
@@ -1334,15 +1336,4 @@ ack_suite(void)
     tcase_add_test(tc, journal_survives_kill);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(ack_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1247,7 +1247,9 @@ START_TEST(test_report)
 }
 END_TEST
 
-static Suite *
+Suite *audit_suite(void);
+
+Suite *
 audit_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -1281,15 +1283,4 @@ audit_suite(void)
     tcase_add_test(tc, test_report);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(audit_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
 }

@@ -83,16 +83,17 @@ END_TEST
 START_TEST(test_values)
 {
     char err[512];
-    struct config *c = load("listen = [ \"127.0.0.1:8080\", \"[::1]:8081\" ];\n"
-                            "workers = 3;\n"
-                            "client_networks = [ \"10.0.0.0/8\" ];\n"
-                            "connect_ports = [ 443, 8443 ];\n"
-                            "limits : { max_connections = 5; header_timeout_ms = 1000; };\n"
-                            "audit : { path = \"/var/tmp/x.jsonl\"; scope = \"ai\"; };\n"
-                            "dns : { hosts_file = \"hosts\"; nameservers = [ \"127.0.0.1:53\" ]; };\n"
-                            "tls : { warn_fallback = \"allow\"; };\n"
-                            "admin : { listen = \"127.0.0.1:3129\"; };\n",
-                            err, sizeof(err));
+    struct config *c =
+        load("listen = [ \"127.0.0.1:8080\", \"[::1]:8081\" ];\n"
+             "workers = 3;\n"
+             "client_networks = [ \"10.0.0.0/8\" ];\n"
+             "connect_ports = [ 443, 8443 ];\n"
+             "limits : { max_connections = 5; header_timeout_ms = 1000; };\n"
+             "audit : { path = \"/var/tmp/x.jsonl\"; scope = \"ai\"; };\n"
+             "dns : { hosts_file = \"hosts\"; nameservers = [ \"127.0.0.1:53\" ]; };\n"
+             "tls : { warn_fallback = \"allow\"; };\n"
+             "admin : { listen = \"127.0.0.1:3129\"; };\n",
+             err, sizeof(err));
     ck_assert_msg(c != NULL, "%s", err);
     ck_assert_uint_eq(c->nlisten, 2);
     ck_assert_int_eq(c->workers, 3);
@@ -177,8 +178,10 @@ START_TEST(test_shipped_config)
 }
 END_TEST
 
-int
-main(void)
+Suite *config_suite(void);
+
+Suite *
+config_suite(void)
 {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("load");
@@ -190,9 +193,5 @@ main(void)
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_shipped_config);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return s;
 }

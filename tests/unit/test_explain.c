@@ -206,7 +206,9 @@ START_TEST(bad_urls)
 }
 END_TEST
 
-static Suite *
+Suite *explain_suite(void);
+
+Suite *
 explain_suite(void)
 {
     Suite *s = suite_create("explain");
@@ -220,17 +222,4 @@ explain_suite(void)
     tcase_add_test(t, bad_urls);
     suite_add_tcase(s, t);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(explain_suite());
-    int failed;
-
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

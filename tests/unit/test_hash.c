@@ -79,16 +79,3 @@ hash_suite(void)
     suite_add_tcase(s, t);
     return s;
 }
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(hash_suite());
-    int failed;
-
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}

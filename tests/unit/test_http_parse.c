@@ -902,7 +902,9 @@ START_TEST(test_host_matches)
 }
 END_TEST
 
-static Suite *
+Suite *http_parse_suite(void);
+
+Suite *
 http_parse_suite(void)
 {
     Suite *s = suite_create("http_parse");
@@ -928,17 +930,4 @@ http_parse_suite(void)
     tcase_add_loop_test(tc, test_conformance, 0, (int)(sizeof(conf_cases) / sizeof(conf_cases[0])));
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(http_parse_suite());
-    int failed;
-
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

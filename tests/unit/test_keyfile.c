@@ -275,7 +275,9 @@ START_TEST(fsync_dir)
 }
 END_TEST
 
-static Suite *
+Suite *keyfile_suite(void);
+
+Suite *
 keyfile_suite(void)
 {
     Suite *s = suite_create("keyfile");
@@ -291,15 +293,4 @@ keyfile_suite(void)
     tcase_add_test(tc, fsync_dir);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(keyfile_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
