@@ -32,6 +32,7 @@
 #include <openssl/rand.h>
 
 #include "aigate/hash.h"
+#include "aigate/http_parse.h"
 #include "aigate/keyfile.h"
 #include "aigate/log.h"
 #include "aigate/offload.h"
@@ -46,20 +47,7 @@
 #define ACK_JOURNAL_SUFFIX ".journal"
 #define ACK_STATE_HEADER "# aigate acknowledgements v1: USER\tSERVICE\tEXPIRES | NONCE\tEXPIRES\n"
 
-static const char ack_hexdig[] = "0123456789abcdef";
 static const char ack_b64tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int
-ack_unhex(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static int
 ack_is_lower_hex(const char *s, size_t n)
@@ -95,28 +83,10 @@ ack_parse_dec(const char *s, size_t n, long long *v)
 static int
 ack_pct_decode(const char *s, size_t n, char *out, size_t cap, int plus, size_t *outlen)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '%') {
-            if (i + 2 >= n)
-                return -1;
-            int hi = ack_unhex((unsigned char)s[i + 1]), lo = ack_unhex((unsigned char)s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = (unsigned char)(hi << 4 | lo);
-            i += 2;
-        } else if (c == '+' && plus) {
-            c = ' ';
-        }
-        if (c == '\0' || o + 1 >= cap)
-            return -1;
-        out[o++] = (char)c;
-    }
-    if (cap == 0)
+    if (cap == 0 || http_pct_decode(s, n, out, cap - 1,
+                                    HTTP_PCT_STRICT | (plus ? HTTP_PCT_PLUS : 0), outlen) < 0)
         return -1;
-    out[o] = '\0';
-    *outlen = o;
+    out[*outlen] = '\0';
     return 0;
 }
 
@@ -204,16 +174,13 @@ ack_mac(const unsigned char key[ACK_KEY_LEN], const char *user, const char *serv
     if (!HMAC(EVP_sha256(), key, ACK_KEY_LEN, (const unsigned char *)msg, (size_t)n, md, &mdlen) ||
         mdlen != 32)
         return -1;
-    size_t o = 0, i = 0;
-    for (; i + 3 <= 32; i += 3) {
-        uint32_t v = (uint32_t)md[i] << 16 | (uint32_t)md[i + 1] << 8 | md[i + 2];
-        for (int k = 18; k >= 0; k -= 6)
-            out[o++] = ack_b64tbl[(v >> k) & 63];
-    }
-    uint32_t v = (uint32_t)md[i] << 16 | (uint32_t)md[i + 1] << 8;
-    out[o++] = ack_b64tbl[(v >> 18) & 63];
-    out[o++] = ack_b64tbl[(v >> 12) & 63];
-    out[o] = ack_b64tbl[(v >> 6) & 63];
+    /* base64 of 32 bytes is 43 characters and one '='; base64url drops it and
+     * spells 62 and 63 '-' and '_' (RFC 4648 section 5). */
+    unsigned char b64[4 * ((32 + 2) / 3) + 1];
+    if (EVP_EncodeBlock(b64, md, 32) != ACK_MAC_B64 + 1)
+        return -1;
+    for (size_t i = 0; i < ACK_MAC_B64; i++)
+        out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
     return 0;
 }
 
@@ -231,10 +198,8 @@ ack_token_make(const unsigned char key[ACK_KEY_LEN], const char *user, const cha
     if (n < 2 || n > ACK_ISSUED_DIGITS_MAX + 1)
         return -1;
     char *nonce = buf + n;
-    for (size_t i = 0; i < sizeof(rnd); i++) {
-        nonce[2 * i] = ack_hexdig[rnd[i] >> 4];
-        nonce[2 * i + 1] = ack_hexdig[rnd[i] & 0xf];
-    }
+    if (keyfile_hex(nonce, sizeof(buf) - (size_t)n, rnd, sizeof(rnd)) < 0)
+        return -1;
     nonce[ACK_NONCE_HEX] = '.';
     if (ack_mac(key, user, service, buf, (size_t)n - 1, nonce, nonce + ACK_NONCE_HEX + 1) < 0)
         return -1;

@@ -123,12 +123,14 @@ audit_action_name(enum audit_action a)
 void
 audit_new_id(char out[33])
 {
+    unsigned char b[16];
+
     for (int w = 0; w < 2; w++) {
         uint64_t v = audit_rand64();
-        for (int i = 0; i < 16; i++)
-            out[w * 16 + i] = audit_hex[(v >> (60 - 4 * i)) & 0xf];
+        for (int i = 0; i < 8; i++)
+            b[w * 8 + i] = (unsigned char)(v >> (56 - 8 * i));
     }
-    out[32] = '\0';
+    keyfile_hex(out, 33, b, sizeof(b));
 }
 
 /* ---- JSON ------------------------------------------------------------------------- */
@@ -418,10 +420,10 @@ audit_mac_hex(struct audit_mac *m, const void *p1, size_t l1, const void *p2, si
     if (!ok || !EVP_MAC_update(m->ctx, p1, l1) || (l2 && !EVP_MAC_update(m->ctx, p2, l2)) ||
         !EVP_MAC_final(m->ctx, md, &mdlen, sizeof(md)) || mdlen != sizeof(md))
         return -1;
-    for (size_t i = 0; i < sizeof(md); i++) {
-        out[2 * i] = audit_hex[md[i] >> 4];
-        out[2 * i + 1] = audit_hex[md[i] & 0xf];
-    }
+    char hex[2 * sizeof(md) + 1];
+    if (keyfile_hex(hex, sizeof(hex), md, sizeof(md)) < 0)
+        return -1;
+    memcpy(out, hex, AUDIT_CHAIN_HEX);
     return 0;
 }
 

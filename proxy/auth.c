@@ -13,6 +13,7 @@
 #include <crypt.h>
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <pthread.h>
@@ -278,58 +279,26 @@ auth_db_generation(const struct auth_db *db)
     return db->generation;
 }
 
-static int
-auth_b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Strict RFC 4648 base64: padded, canonical (unused bits zero).  Returns the
- * decoded length or -1. */
+/*
+ * Strict RFC 4648 base64: padded and canonical (unused bits zero), decoded by
+ * OpenSSL.  Canonical means the encoding of what it decodes to is the input
+ * itself, which also refuses the whitespace EVP_DecodeBlock would skip.
+ * Returns the decoded length or -1.
+ */
 static long
 auth_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap)
 {
-    size_t o = 0;
-    if (len == 0 || len % 4 != 0)
+    unsigned char again[AUTH_HEADER_MAX + 1];
+    int n;
+
+    if (len == 0 || len % 4 != 0 || len > AUTH_HEADER_MAX || len / 4 * 3 > cap)
         return -1;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4], pad = 0;
-        for (int k = 0; k < 4; k++) {
-            unsigned char c = (unsigned char)s[i + (size_t)k];
-            if (c == '=' && i + 4 == len && k >= 2) {
-                pad++;
-                v[k] = 0;
-                continue;
-            }
-            if (pad)
-                return -1;
-            if ((v[k] = auth_b64_value(c)) < 0)
-                return -1;
-        }
-        uint32_t w =
-            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        if ((pad == 2 && (w & 0xffff)) || (pad == 1 && (w & 0xff)))
-            return -1;
-        size_t nbytes = 3 - (size_t)pad;
-        if (o + nbytes > cap)
-            return -1;
-        out[o++] = (unsigned char)(w >> 16);
-        if (nbytes > 1)
-            out[o++] = (unsigned char)(w >> 8);
-        if (nbytes > 2)
-            out[o++] = (unsigned char)w;
-    }
-    return (long)o;
+    if ((n = EVP_DecodeBlock(out, (const unsigned char *)s, (int)len)) < 0)
+        return -1;
+    n -= (s[len - 1] == '=') + (s[len - 2] == '=');
+    int ok = n >= 0 && EVP_EncodeBlock(again, out, n) == (int)len && memcmp(again, s, len) == 0;
+    OPENSSL_cleanse(again, sizeof(again));
+    return ok ? n : -1;
 }
 
 int

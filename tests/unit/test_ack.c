@@ -1292,6 +1292,23 @@ START_TEST(url_open_redirects)
 }
 END_TEST
 
+/* A token made by an earlier build (base64url HMAC-SHA256, computed
+ * independently) still checks. */
+START_TEST(known_token_checks)
+{
+    static const char tok[] =
+        "1700000000.00112233445566778899aabb.9lACwZ-pr3I4vRqQ-c0KqjsQu8sbpucTjBmlyh3R8jw";
+    unsigned char key[ACK_KEY_LEN];
+
+    for (int i = 0; i < ACK_KEY_LEN; i++)
+        key[i] = (unsigned char)i;
+    ck_assert_int_eq(ack_token_check(key, tok, strlen(tok), "alice", "chatgpt", 1700000005, 600),
+                     ACK_OK);
+    ck_assert_int_ne(ack_token_check(key, tok, strlen(tok), "bob", "chatgpt", 1700000005, 600),
+                     ACK_OK);
+}
+END_TEST
+
 Suite *ack_suite(void);
 
 Suite *
@@ -1299,6 +1316,7 @@ ack_suite(void)
 {
     Suite *s = suite_create("ack");
     TCase *tc = tcase_create("core");
+    tcase_add_test(tc, known_token_checks);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, secret_created_then_reused);

@@ -275,6 +275,19 @@ START_TEST(fsync_dir)
 }
 END_TEST
 
+START_TEST(hex_is_lower_case)
+{
+    static const unsigned char in[] = {0x00, 0x9f, 0xab, 0xff, 0x10};
+    char out[11];
+
+    ck_assert_int_eq(keyfile_hex(out, sizeof(out), in, sizeof(in)), 0);
+    ck_assert_str_eq(out, "009fabff10");
+    ck_assert_int_eq(keyfile_hex(out, 10, in, sizeof(in)), -1);
+    ck_assert_int_eq(keyfile_hex(out, 1, in, 0), 0);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
 Suite *keyfile_suite(void);
 
 Suite *
@@ -284,6 +297,7 @@ keyfile_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, hex_is_lower_case);
     tcase_add_test(tc, create_then_reload);
     tcase_add_test(tc, hex_formats);
     tcase_add_test(tc, raw_format);
