@@ -8,9 +8,11 @@
  */
 #include "aigate/hash.h"
 
+#include <endian.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
 static uint8_t hash_key[HASH_KEY_LEN];
@@ -25,11 +27,10 @@ hash_rotl(uint64_t x, unsigned b)
 static uint64_t
 hash_le64(const uint8_t *p)
 {
-    uint64_t v = 0;
+    uint64_t v;
 
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
+    memcpy(&v, p, sizeof(v));
+    return le64toh(v);
 }
 
 static void
