@@ -2,7 +2,8 @@
  * Client connections: the request pipeline (see conn.h for the stages).
  *
  * A request is read (resumable parse), identified (identity.c), decided
- * (conn_decide: the policy, with the body when a dlp rule needs it), then
+ * (conn_decide acts on the gate's verdict, gate.h; the body is awaited
+ * when a dlp rule needs it), then
  * answered here (pages, errors, the acknowledgement form), relayed to its
  * origin (exchange.c), tunnelled (tunnel.c) or intercepted (tls_mitm.c).
  * Keep-alive: one exchange at a time, later pipelined requests wait in the
