@@ -18,7 +18,7 @@
 static uint8_t hash_key[HASH_KEY_LEN];
 static pthread_once_t hash_once = PTHREAD_ONCE_INIT;
 
-static uint64_t
+static inline uint64_t
 hash_rotl(uint64_t x, unsigned b)
 {
     return (x << b) | (x >> (64 - b));
@@ -33,7 +33,7 @@ hash_le64(const uint8_t *p)
     return le64toh(v);
 }
 
-static void
+static inline void
 hash_sipround(uint64_t v[4])
 {
     v[0] += v[1];
@@ -48,7 +48,7 @@ hash_sipround(uint64_t v[4])
     v[2] = hash_rotl(v[2], 32);
 }
 
-static void
+static inline void
 hash_absorb(uint64_t v[4], uint64_t m)
 {
     v[3] ^= m;

@@ -31,9 +31,9 @@ keyfile_hex(char *out, size_t cap, const unsigned char *in, size_t n)
 
     if (cap < 2 * n + 1 || OPENSSL_buf2hexstr_ex(out, cap, &len, in, n, '\0') != 1)
         return -1;
+    /* OpenSSL writes 0-9 and A-F; 0x20 lower-cases the letters and leaves the digits. */
     for (size_t i = 0; i < 2 * n; i++)
-        if (out[i] >= 'A' && out[i] <= 'F')
-            out[i] = (char)(out[i] - 'A' + 'a');
+        out[i] = (char)(out[i] | 0x20);
     return 0;
 }
 

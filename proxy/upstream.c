@@ -76,7 +76,7 @@ static void
 pool_unlink(struct upstream *u)
 {
     struct upstream_pool *p = u->pool;
-    unsigned b = pool_hash(u->key);
+    unsigned b = u->bucket;
     if (u->prev_idle)
         u->prev_idle->next_idle = u->next_idle;
     else
@@ -181,7 +181,7 @@ upstream_release(struct upstream *u, int reusable)
         upstream_free(u);
         return;
     }
-    unsigned b = pool_hash(u->key), same = 0;
+    unsigned b = u->bucket, same = 0;
     for (struct upstream *x = p->bucket[b]; x; x = x->next_idle)
         if (strcmp(x->key, u->key) == 0)
             same++;
@@ -346,6 +346,7 @@ connect_event(struct bufferevent *bev, short what, void *arg)
         u->bev = r->bev;
         u->pool = r->p;
         memcpy(u->key, r->key, sizeof(u->key));
+        u->bucket = pool_hash(u->key);
         r->bev = NULL;
         bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
         bufferevent_set_timeouts(u->bev, NULL, NULL);
