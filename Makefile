@@ -38,8 +38,10 @@ build/libaigate.a: $(patsubst proxy/%.c,build/obj/%.o,$(LIBSRCS))
 	$(AR) rcs $@ $^
 build/aigate: build/obj/main.o build/libaigate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-build/unit/%: tests/unit/%.c build/libaigate.a | build/unit
-	$(CC) $(CFLAGS) $(HARDEN) $(LDFLAGS) -o $@ $< build/libaigate.a $(CHECK_LIBS) $(LDLIBS)
+# Each suite is linked with the one main() in tests/unit/runner.c, which calls NAME_suite().
+UNIT_MAIN = tests/unit/runner.c -DUNIT_SUITE=$(patsubst test_%,%,$*)_suite
+build/unit/%: tests/unit/%.c tests/unit/runner.c build/libaigate.a | build/unit
+	$(CC) $(CFLAGS) $(HARDEN) $(LDFLAGS) -o $@ $< $(UNIT_MAIN) build/libaigate.a $(CHECK_LIBS) $(LDLIBS)
 
 # ---- sanitizer build (make test runs everything against it too) -------------
 build/asan/obj/%.o: proxy/%.c $(wildcard include/aigate/*.h) | build/asan/obj
@@ -48,8 +50,8 @@ build/asan/libaigate.a: $(patsubst proxy/%.c,build/asan/obj/%.o,$(LIBSRCS))
 	$(AR) rcs $@ $^
 build/asan/aigate: build/asan/obj/main.o build/asan/libaigate.a
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-build/asan/unit/%: tests/unit/%.c build/asan/libaigate.a | build/asan/unit
-	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $< build/asan/libaigate.a $(CHECK_LIBS) $(LDLIBS)
+build/asan/unit/%: tests/unit/%.c tests/unit/runner.c build/asan/libaigate.a | build/asan/unit
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $< $(UNIT_MAIN) build/asan/libaigate.a $(CHECK_LIBS) $(LDLIBS)
 
 build/obj build/unit build/asan/obj build/asan/unit build/e2e build/asan/e2e:
 	mkdir -p $@
@@ -75,8 +77,10 @@ e2e: build/aigate build/asan/aigate $(addprefix build/e2e/,$(E2E_DRIVERS)) \
 
 # The same warnings must hold under clang (compile only).
 clang-check:
-	@for f in $(SRCS) $(wildcard tests/unit/test_*.c) $(patsubst %,tests/e2e/%.c,$(E2E_DRIVERS)); do \
-	  clang $(filter-out -fstack-protector-strong,$(CFLAGS)) $(HARDEN) -fsyntax-only $$f || exit 1; \
+	@for f in $(SRCS) $(wildcard tests/unit/test_*.c) tests/unit/runner.c \
+	    $(patsubst %,tests/e2e/%.c,$(E2E_DRIVERS)); do \
+	  clang $(filter-out -fstack-protector-strong,$(CFLAGS)) $(HARDEN) -DUNIT_SUITE=unit_suite \
+	    -fsyntax-only $$f || exit 1; \
 	done; echo "clang: warning-clean"
 
 test: deps test-deps

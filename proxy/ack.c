@@ -10,8 +10,8 @@
  * in whole commits, except after a failed write, which is cut off before the
  * next; a commit's nonce is in memory before its journal line is written and
  * its grant right after the line is synced, so every line before s->jend is
- * in memory; hash keys are hashed with SipHash-2-4 under a per-store random
- * key, so clients cannot aim entries at one bucket.
+ * in memory; table keys are hashed with the process's keyed hash (hash.h),
+ * so clients cannot aim entries at one bucket.
  */
 #include "aigate/ack.h"
 
@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -32,6 +31,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "aigate/hash.h"
+#include "aigate/http_parse.h"
 #include "aigate/keyfile.h"
 #include "aigate/log.h"
 #include "aigate/offload.h"
@@ -46,20 +47,7 @@
 #define ACK_JOURNAL_SUFFIX ".journal"
 #define ACK_STATE_HEADER "# aigate acknowledgements v1: USER\tSERVICE\tEXPIRES | NONCE\tEXPIRES\n"
 
-static const char ack_hexdig[] = "0123456789abcdef";
 static const char ack_b64tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int
-ack_unhex(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static int
 ack_is_lower_hex(const char *s, size_t n)
@@ -95,28 +83,10 @@ ack_parse_dec(const char *s, size_t n, long long *v)
 static int
 ack_pct_decode(const char *s, size_t n, char *out, size_t cap, int plus, size_t *outlen)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '%') {
-            if (i + 2 >= n)
-                return -1;
-            int hi = ack_unhex((unsigned char)s[i + 1]), lo = ack_unhex((unsigned char)s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = (unsigned char)(hi << 4 | lo);
-            i += 2;
-        } else if (c == '+' && plus) {
-            c = ' ';
-        }
-        if (c == '\0' || o + 1 >= cap)
-            return -1;
-        out[o++] = (char)c;
-    }
-    if (cap == 0)
+    if (cap == 0 || http_pct_decode(s, n, out, cap - 1,
+                                    HTTP_PCT_STRICT | (plus ? HTTP_PCT_PLUS : 0), outlen) < 0)
         return -1;
-    out[o] = '\0';
-    *outlen = o;
+    out[*outlen] = '\0';
     return 0;
 }
 
@@ -204,16 +174,13 @@ ack_mac(const unsigned char key[ACK_KEY_LEN], const char *user, const char *serv
     if (!HMAC(EVP_sha256(), key, ACK_KEY_LEN, (const unsigned char *)msg, (size_t)n, md, &mdlen) ||
         mdlen != 32)
         return -1;
-    size_t o = 0, i = 0;
-    for (; i + 3 <= 32; i += 3) {
-        uint32_t v = (uint32_t)md[i] << 16 | (uint32_t)md[i + 1] << 8 | md[i + 2];
-        for (int k = 18; k >= 0; k -= 6)
-            out[o++] = ack_b64tbl[(v >> k) & 63];
-    }
-    uint32_t v = (uint32_t)md[i] << 16 | (uint32_t)md[i + 1] << 8;
-    out[o++] = ack_b64tbl[(v >> 18) & 63];
-    out[o++] = ack_b64tbl[(v >> 12) & 63];
-    out[o] = ack_b64tbl[(v >> 6) & 63];
+    /* base64 of 32 bytes is 43 characters and one '='; base64url drops it and
+     * spells 62 and 63 '-' and '_' (RFC 4648 section 5). */
+    unsigned char b64[4 * ((32 + 2) / 3) + 1];
+    if (EVP_EncodeBlock(b64, md, 32) != ACK_MAC_B64 + 1)
+        return -1;
+    for (size_t i = 0; i < ACK_MAC_B64; i++)
+        out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
     return 0;
 }
 
@@ -231,10 +198,8 @@ ack_token_make(const unsigned char key[ACK_KEY_LEN], const char *user, const cha
     if (n < 2 || n > ACK_ISSUED_DIGITS_MAX + 1)
         return -1;
     char *nonce = buf + n;
-    for (size_t i = 0; i < sizeof(rnd); i++) {
-        nonce[2 * i] = ack_hexdig[rnd[i] >> 4];
-        nonce[2 * i + 1] = ack_hexdig[rnd[i] & 0xf];
-    }
+    if (keyfile_hex(nonce, sizeof(buf) - (size_t)n, rnd, sizeof(rnd)) < 0)
+        return -1;
     nonce[ACK_NONCE_HEX] = '.';
     if (ack_mac(key, user, service, buf, (size_t)n - 1, nonce, nonce + ACK_NONCE_HEX + 1) < 0)
         return -1;
@@ -314,58 +279,6 @@ struct ack_table {
     size_t keybytes; /* sum of klen over entries */
     size_t cursor;   /* next bucket to sweep or evict from when full */
 };
-
-static uint64_t
-ack_rotl(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static void
-ack_sipround(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = ack_rotl(v[1], 13) ^ v[0];
-    v[0] = ack_rotl(v[0], 32);
-    v[2] += v[3];
-    v[3] = ack_rotl(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = ack_rotl(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = ack_rotl(v[1], 17) ^ v[2];
-    v[2] = ack_rotl(v[2], 32);
-}
-
-/* SipHash-2-4 of in (len bytes) under key k. */
-static uint64_t
-ack_siphash(const uint64_t k[2], const unsigned char *in, size_t len)
-{
-    uint64_t v[4] = {0x736f6d6570736575ULL ^ k[0], 0x646f72616e646f6dULL ^ k[1],
-                     0x6c7967656e657261ULL ^ k[0], 0x7465646279746573ULL ^ k[1]};
-    size_t full = len & ~(size_t)7;
-    uint64_t m;
-
-    for (size_t i = 0; i < full; i += 8) {
-        m = 0;
-        for (int j = 7; j >= 0; j--)
-            m = m << 8 | in[i + (size_t)j];
-        v[3] ^= m;
-        ack_sipround(v);
-        ack_sipround(v);
-        v[0] ^= m;
-    }
-    m = (uint64_t)len << 56;
-    for (size_t j = 0; j < (len & 7); j++)
-        m |= (uint64_t)in[full + j] << (8 * j);
-    v[3] ^= m;
-    ack_sipround(v);
-    ack_sipround(v);
-    v[0] ^= m;
-    v[2] ^= 0xff;
-    for (int r = 0; r < 4; r++)
-        ack_sipround(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
 
 static int
 ack_table_init(struct ack_table *t, size_t max)
@@ -505,7 +418,6 @@ struct ack_fstore {
     pthread_cond_t cv;  /* wakes the state writer */
     pthread_cond_t jcv; /* wakes the journal thread */
     struct ack_table acks, nonces;
-    uint64_t sipkey[2];
     char *path, *jpath;
     unsigned long gen; /* bumped on every change */
     int stop, jstop;
@@ -571,7 +483,7 @@ ack_file_check(struct ack_store *base, const char *user, const char *service, ti
     size_t klen = ack_pair_key(user, service, key);
     if (!klen)
         return 0;
-    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
+    uint64_t h = hash_bytes(key, klen);
     pthread_mutex_lock(&s->mu);
     int ok = ack_table_find(&s->acks, h, key, klen, now) != NULL;
     pthread_mutex_unlock(&s->mu);
@@ -1046,7 +958,7 @@ ack_file_commit(struct ack_store *base, struct worker *w, const char *token, siz
     memcpy(c->key, key, klen);
     c->key[klen] = '\0';
     c->klen = klen;
-    c->hash = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
+    c->hash = hash_bytes(key, klen);
     c->grant_expires = grant_expires;
     char *o = c->text = c->key + klen + 1;
     memcpy(o, p.nonce, ACK_NONCE_HEX);
@@ -1054,7 +966,7 @@ ack_file_commit(struct ack_store *base, struct worker *w, const char *token, siz
     o = ack_put_line_end(ack_put_pair(o, key, klen), grant_expires);
     c->tlen = (size_t)(o - c->text);
 
-    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)p.nonce, ACK_NONCE_HEX);
+    uint64_t h = hash_bytes(p.nonce, ACK_NONCE_HEX);
     time_t now = time(NULL);
     pthread_mutex_lock(&s->mu);
     int rc = ack_table_put(&s->nonces, h, p.nonce, ACK_NONCE_HEX, nonce_expires, now, 0);
@@ -1161,7 +1073,7 @@ ack_load_line(struct ack_fstore *s, char *l, size_t n, time_t now, const char **
         }
         if ((time_t)exp <= now)
             return 0;
-        uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)f[0], ACK_NONCE_HEX);
+        uint64_t h = hash_bytes(f[0], ACK_NONCE_HEX);
         if (ack_table_put(&s->nonces, h, f[0], ACK_NONCE_HEX, (time_t)exp, now, 1) < 0)
             goto oom;
         return 0;
@@ -1176,7 +1088,7 @@ ack_load_line(struct ack_fstore *s, char *l, size_t n, time_t now, const char **
     if ((time_t)exp <= now)
         return 0;
     size_t klen = ack_pair_key(user, service, key);
-    uint64_t h = ack_siphash(s->sipkey, (const unsigned char *)key, klen);
+    uint64_t h = hash_bytes(key, klen);
     if (ack_table_put(&s->acks, h, key, klen, (time_t)exp, now, 1) < 0)
         goto oom;
     return 0;
@@ -1320,10 +1232,6 @@ ack_store_open(const char *state_file, char *err, size_t errlen)
     ack_store_init(&s->base, &ack_file_ops);
     s->jfd = -1;
     s->qtail = &s->qhead;
-    if (getrandom(s->sipkey, sizeof(s->sipkey), 0) != (ssize_t)sizeof(s->sipkey)) {
-        snprintf(err, errlen, "%s: getrandom: %s", state_file, strerror(errno));
-        goto fail;
-    }
     size_t jl = strlen(state_file) + sizeof(ACK_JOURNAL_SUFFIX);
     if (!(s->path = strdup(state_file)) || !(s->jpath = malloc(jl)) ||
         ack_table_init(&s->acks, ACK_STORE_MAX_ACKS) < 0 ||

@@ -23,6 +23,7 @@
  */
 #include "aigate/audit.h"
 
+#include "aigate/hash.h"
 #include "aigate/keyfile.h"
 #include "aigate/log.h"
 
@@ -122,12 +123,14 @@ audit_action_name(enum audit_action a)
 void
 audit_new_id(char out[33])
 {
+    unsigned char b[16];
+
     for (int w = 0; w < 2; w++) {
         uint64_t v = audit_rand64();
-        for (int i = 0; i < 16; i++)
-            out[w * 16 + i] = audit_hex[(v >> (60 - 4 * i)) & 0xf];
+        for (int i = 0; i < 8; i++)
+            b[w * 8 + i] = (unsigned char)(v >> (56 - 8 * i));
     }
-    out[32] = '\0';
+    keyfile_hex(out, 33, b, sizeof(b));
 }
 
 /* ---- JSON ------------------------------------------------------------------------- */
@@ -417,10 +420,10 @@ audit_mac_hex(struct audit_mac *m, const void *p1, size_t l1, const void *p2, si
     if (!ok || !EVP_MAC_update(m->ctx, p1, l1) || (l2 && !EVP_MAC_update(m->ctx, p2, l2)) ||
         !EVP_MAC_final(m->ctx, md, &mdlen, sizeof(md)) || mdlen != sizeof(md))
         return -1;
-    for (size_t i = 0; i < sizeof(md); i++) {
-        out[2 * i] = audit_hex[md[i] >> 4];
-        out[2 * i + 1] = audit_hex[md[i] & 0xf];
-    }
+    char hex[2 * sizeof(md) + 1];
+    if (keyfile_hex(hex, sizeof(hex), md, sizeof(md)) < 0)
+        return -1;
+    memcpy(out, hex, AUDIT_CHAIN_HEX);
     return 0;
 }
 
@@ -2213,15 +2216,6 @@ struct audit_rep_tab {
     size_t cap, n;
 };
 
-static uint64_t
-audit_fnv(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-    return h;
-}
-
 static struct audit_rep_row *
 audit_rep_get(struct audit_rep_tab *t, const char *name)
 {
@@ -2233,7 +2227,7 @@ audit_rep_get(struct audit_rep_tab *t, const char *name)
         for (size_t i = 0; i < t->cap; i++) {
             if (!t->v[i].name)
                 continue;
-            size_t j = audit_fnv(t->v[i].name) & (ncap - 1);
+            size_t j = hash_bytes(t->v[i].name, strlen(t->v[i].name)) & (ncap - 1);
             while (nv[j].name)
                 j = (j + 1) & (ncap - 1);
             nv[j] = t->v[i];
@@ -2242,7 +2236,7 @@ audit_rep_get(struct audit_rep_tab *t, const char *name)
         t->v = nv;
         t->cap = ncap;
     }
-    size_t j = audit_fnv(name) & (t->cap - 1);
+    size_t j = hash_bytes(name, strlen(name)) & (t->cap - 1);
     while (t->v[j].name) {
         if (strcmp(t->v[j].name, name) == 0)
             return &t->v[j];

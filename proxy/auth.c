@@ -8,10 +8,12 @@
  * back-off table has a fixed size whatever clients send.
  */
 #include "aigate/auth.h"
+#include "aigate/hash.h"
 
 #include <crypt.h>
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <pthread.h>
@@ -277,58 +279,26 @@ auth_db_generation(const struct auth_db *db)
     return db->generation;
 }
 
-static int
-auth_b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Strict RFC 4648 base64: padded, canonical (unused bits zero).  Returns the
- * decoded length or -1. */
+/*
+ * Strict RFC 4648 base64: padded and canonical (unused bits zero), decoded by
+ * OpenSSL.  Canonical means the encoding of what it decodes to is the input
+ * itself, which also refuses the whitespace EVP_DecodeBlock would skip.
+ * Returns the decoded length or -1.
+ */
 static long
 auth_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap)
 {
-    size_t o = 0;
-    if (len == 0 || len % 4 != 0)
+    unsigned char again[AUTH_HEADER_MAX + 1];
+    int n;
+
+    if (len == 0 || len % 4 != 0 || len > AUTH_HEADER_MAX || len / 4 * 3 > cap)
         return -1;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4], pad = 0;
-        for (int k = 0; k < 4; k++) {
-            unsigned char c = (unsigned char)s[i + (size_t)k];
-            if (c == '=' && i + 4 == len && k >= 2) {
-                pad++;
-                v[k] = 0;
-                continue;
-            }
-            if (pad)
-                return -1;
-            if ((v[k] = auth_b64_value(c)) < 0)
-                return -1;
-        }
-        uint32_t w =
-            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        if ((pad == 2 && (w & 0xffff)) || (pad == 1 && (w & 0xff)))
-            return -1;
-        size_t nbytes = 3 - (size_t)pad;
-        if (o + nbytes > cap)
-            return -1;
-        out[o++] = (unsigned char)(w >> 16);
-        if (nbytes > 1)
-            out[o++] = (unsigned char)(w >> 8);
-        if (nbytes > 2)
-            out[o++] = (unsigned char)w;
-    }
-    return (long)o;
+    if ((n = EVP_DecodeBlock(out, (const unsigned char *)s, (int)len)) < 0)
+        return -1;
+    n -= (s[len - 1] == '=') + (s[len - 2] == '=');
+    int ok = n >= 0 && EVP_EncodeBlock(again, out, n) == (int)len && memcmp(again, s, len) == 0;
+    OPENSSL_cleanse(again, sizeof(again));
+    return ok ? n : -1;
 }
 
 int
@@ -605,7 +575,6 @@ struct auth_bo_entry {
 
 struct auth_backoff {
     pthread_mutex_t mu;
-    uint64_t seed;
     atomic_uint used[AUTH_BO_SETS];
     struct auth_bo_entry v[AUTH_BO_SETS * AUTH_BO_WAYS];
 };
@@ -616,8 +585,7 @@ auth_backoff_new(void)
     struct auth_backoff *b = calloc(1, sizeof(*b));
     if (!b)
         return NULL;
-    if (RAND_bytes((unsigned char *)&b->seed, sizeof(b->seed)) != 1 ||
-        pthread_mutex_init(&b->mu, NULL) != 0) {
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
         free(b);
         return NULL;
     }
@@ -648,18 +616,9 @@ auth_bo_addr(const struct sockaddr *sa, uint8_t addr[16])
 }
 
 static size_t
-auth_bo_set(const struct auth_backoff *b, const uint8_t addr[16])
+auth_bo_set(const uint8_t addr[16])
 {
-    uint64_t h = b->seed, w;
-    for (int i = 0; i < 2; i++) {
-        memcpy(&w, addr + 8 * i, 8);
-        h ^= w;
-        h *= 0x9e3779b97f4a7c15ull;
-        h ^= h >> 29;
-        h *= 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 32;
-    }
-    return (size_t)(h % AUTH_BO_SETS);
+    return (size_t)(hash_bytes(addr, 16) % AUTH_BO_SETS);
 }
 
 unsigned
@@ -667,7 +626,7 @@ auth_backoff_fail(struct auth_backoff *b, const struct sockaddr *client, time_t 
 {
     uint8_t addr[16];
     auth_bo_addr(client, addr);
-    size_t set = auth_bo_set(b, addr);
+    size_t set = auth_bo_set(addr);
     struct auth_bo_entry *base = &b->v[set * AUTH_BO_WAYS], *e = NULL, *victim = &base[0];
 
     pthread_mutex_lock(&b->mu);
@@ -709,7 +668,7 @@ auth_backoff_ok(struct auth_backoff *b, const struct sockaddr *client)
 {
     uint8_t addr[16];
     auth_bo_addr(client, addr);
-    size_t set = auth_bo_set(b, addr);
+    size_t set = auth_bo_set(addr);
     if (atomic_load_explicit(&b->used[set], memory_order_relaxed) == 0)
         return;
     struct auth_bo_entry *base = &b->v[set * AUTH_BO_WAYS];

@@ -21,6 +21,7 @@
 
 #include "aigate/catalog.h"
 #include "aigate/config.h"
+#include "aigate/gate.h"
 #include "aigate/policy.h"
 #include "aigate/request.h"
 #include "aigate/respond.h"
@@ -84,32 +85,37 @@ caution_page(struct evbuffer *out, const struct caution_req *cr, time_t now, int
     return respond_page(out, cr->cfg->pages, PAGE_CAUTION, &v, html, extra, keep, r->is_head);
 }
 
-/* The TTL of the warn rule that governs url for this user (the rule may set ack_ttl_s). */
+/*
+ * The TTL of the warn rule that governs url for this user (the rule may set
+ * ack_ttl_s): the gate's verdict for a GET of url's path (url_path points
+ * into url) on this request's host.
+ */
 static int
-ack_ttl(const struct caution_req *cr, const char *url_path, time_t now)
+ack_ttl(const struct caution_req *cr, const char *url, const char *url_path, time_t now)
 {
     const struct req *r = cr->r;
-    const struct config *cfg = cr->cfg;
-    const char *const *groups = NULL;
-    size_t ngroups = r->user[0] ? users_groups(cfg->users, r->user, &groups) : 0;
+    struct gate_cfg g;
+    struct gate_req q = {0};
+    struct gate_verdict v;
+    struct http_url u = r->url;
     struct tm local;
     localtime_r(&now, &local);
-    struct policy_req pr = {0};
-    pr.user = r->user[0] ? r->user : NULL;
-    pr.groups = groups;
-    pr.ngroups = ngroups;
-    pr.client = cr->peer;
-    pr.svc = r->svc;
-    pr.host = r->url.host;
-    pr.local = &local;
-    pr.have_request = 1;
-    pr.method = "GET";
-    pr.path = url_path;
-    pr.pathlen = strcspn(url_path, "?");
-    const struct policy_rule *rule = policy_eval(cfg->policy, &pr);
-    if (rule && rule->action == POLICY_WARN && rule->ack_ttl_s > 0)
-        return rule->ack_ttl_s;
-    return cfg->ack.ttl_s;
+
+    gate_cfg_init(&g, cr->cfg);
+    u.pathname.off = (uint32_t)(url_path - url);
+    u.pathname.len = (uint32_t)strcspn(url_path, "?");
+    q.client = cr->peer;
+    q.user = r->user[0] ? r->user : NULL;
+    q.authenticated = 1;
+    q.ngroups = q.user ? users_groups(cr->cfg->users, q.user, &q.groups) : 0;
+    q.groups_from = GATE_GROUPS_CONFIG;
+    q.method = "GET";
+    q.url = &u;
+    q.buf = url;
+    q.ack = GATE_ACK_NO;
+    q.local = &local;
+    gate_decide(&g, &q, &v);
+    return v.ack_ttl_s;
 }
 
 void
@@ -169,7 +175,7 @@ caution_ack(const struct caution_req *cr, struct ack_store *store, struct worker
     }
     const char *path = strstr(url, "://");
     path = path ? strchr(path + 3, '/') : NULL;
-    int ttl = ack_ttl(cr, path ? path : "/", now);
+    int ttl = path ? ack_ttl(cr, url, path, now) : ack_ttl(cr, "/", "/", now);
 
     size_t ulen = strlen(url);
     struct caution_wait *cw = malloc(sizeof(*cw) + ulen + 1);

@@ -2,7 +2,8 @@
  * Client connections: the request pipeline (see conn.h for the stages).
  *
  * A request is read (resumable parse), identified (identity.c), decided
- * (conn_decide: the policy, with the body when a dlp rule needs it), then
+ * (conn_decide acts on the gate's verdict, gate.h; the body is awaited
+ * when a dlp rule needs it), then
  * answered here (pages, errors, the acknowledgement form), relayed to its
  * origin (exchange.c), tunnelled (tunnel.c) or intercepted (tls_mitm.c).
  * Keep-alive: one exchange at a time, later pipelined requests wait in the
@@ -31,6 +32,7 @@
 #include "aigate/config.h"
 #include "aigate/dlp.h"
 #include "aigate/exchange.h"
+#include "aigate/gate.h"
 #include "aigate/http_msg.h"
 #include "aigate/identity.h"
 #include "aigate/inspect.h"
@@ -53,7 +55,7 @@ static void client_write(struct bufferevent *bev, void *arg);
 static void client_event(struct bufferevent *bev, short what, void *arg);
 static void conn_timer(evutil_socket_t fd, short what, void *arg);
 static void conn_read_heads(struct conn *c);
-static void conn_identified(struct conn *c);
+static void conn_decided(struct conn *c);
 
 /* ---- timers -------------------------------------------------------------- */
 
@@ -456,7 +458,7 @@ identity_done(void *arg, enum identity_rc rc, const struct identity_result *res)
     c->idwait = NULL;
     snprintf(r->user, sizeof(r->user), "%s", res->user);
     if (rc == IDENTITY_OK)
-        conn_identified(c);
+        conn_decided(c);
     else
         answer_407(c, res->delay_ms);
 }
@@ -608,79 +610,83 @@ wait_body(struct conn *c, const struct http_head *h)
     return DECIDE_WAIT;
 }
 
+static void intercept(struct conn *c);
+static void ack_request(struct conn *c);
+
 /*
- * Apply the policy.  DECIDE_GO: allowed (r->action set); DECIDE_ANSWERED: a
- * page went out and the request ended; DECIDE_WAIT: the body is awaited.
+ * Ask the gate (gate.h) and act on its verdict.  DECIDE_GO: allowed
+ * (r->action set); DECIDE_ANSWERED: a page went out and the request ended,
+ * or the request was taken over (interception, the acknowledgement form);
+ * DECIDE_WAIT: the body a dlp rule needs is awaited.
  */
 static enum decide_rc
 conn_decide(struct conn *c, const char *buf, const struct http_head *h)
 {
     struct req *r = c->req;
     const struct config *cfg = c->cfg;
-    const char *const *groups = NULL;
-    size_t ngroups = r->user[0] ? users_groups(cfg->users, r->user, &groups) : 0;
+    struct gate_cfg g;
+    struct gate_req q = {0};
+    struct gate_verdict v;
     time_t now = time(NULL);
     struct tm local;
     localtime_r(&now, &local);
 
-    struct policy_req pr = {0};
-    char path0[1];
-    pr.user = r->user[0] ? r->user : NULL;
-    pr.groups = groups;
-    pr.ngroups = ngroups;
-    pr.client = (const struct sockaddr *)&c->peer;
-    pr.svc = r->svc;
-    pr.host = r->url.host;
-    pr.local = &local;
-    if (!r->is_connect) {
-        pr.have_request = 1;
-        pr.method = r->method;
-        size_t plen = r->url.path.len - (r->url.query.len ? r->url.query.len + 1 : 0);
-        pr.path = plen ? buf + r->url.path.off : (path0[0] = '/', path0);
-        pr.pathlen = plen ? plen : 1;
-    }
-    if (pr.have_request && r->body != HTTP_BODY_NONE && !r->body_done) {
+    gate_cfg_init(&g, cfg);
+    q.client = (const struct sockaddr *)&c->peer;
+    q.user = r->user[0] ? r->user : NULL;
+    q.authenticated = 1; /* identity.c answered the others */
+    q.ngroups = q.user ? users_groups(cfg->users, q.user, &q.groups) : 0;
+    q.groups_from = GATE_GROUPS_CONFIG;
+    q.method = r->method;
+    q.connect = r->is_connect;
+    q.url = &r->url;
+    q.buf = buf;
+    q.has_body = r->body != HTTP_BODY_NONE && !r->body_done;
+    q.body_scanned = r->dlp_scanned;
+    q.dlp_found = r->dlp_mask;
+    q.local = &local;
+    gate_decide(&g, &q, &v);
+    r->svc = v.service;
+    if (v.needs & GATE_NEED_BODY) {
         /* Inspect the body only when what it holds could change the decision. */
-        pr.body_inspected = 1;
-        pr.dlp_found = ~0u;
-        const struct policy_rule *with = policy_eval(cfg->policy, &pr);
-        pr.body_inspected = 0;
-        pr.dlp_found = 0;
-        if (with != policy_eval(cfg->policy, &pr)) {
-            if (!r->dlp_scanned && wait_body(c, h) == DECIDE_WAIT)
-                return DECIDE_WAIT;
-            pr.body_inspected = 1;
-            pr.dlp_found = r->dlp_mask;
-        }
+        if (wait_body(c, h) == DECIDE_WAIT)
+            return DECIDE_WAIT;
+        q.body_scanned = 1;
+        q.dlp_found = r->dlp_mask;
+        gate_resume(&g, &q, &v);
     }
-    r->rule = policy_eval(cfg->policy, &pr);
-    r->is_ai = r->svc != NULL;
-    r->action = AUDIT_ALLOW;
-    if (!r->rule)
-        return DECIDE_GO;
-    switch (r->rule->action) {
-    case POLICY_BLOCK:
-        r->is_ai = 1;
-        answer_block(c);
-        return DECIDE_ANSWERED;
-    case POLICY_WARN: {
-        r->is_ai = 1;
+    if (v.needs & GATE_NEED_ACK_STATE) {
         struct caution_req cr = {cfg, r, (struct sockaddr *)&c->peer, c->peer_str, rt.ack_key};
-        if (caution_acknowledged(&cr, rt.acks, now))
-            return DECIDE_GO; /* acknowledged earlier: passes, logged as allowed under the rule */
-        if (r->is_connect) {
-            /* A blind tunnel cannot show the page: tls.warn_fallback decides. */
-            if (!cfg->tls.warn_fallback_block)
-                return DECIDE_GO;
-            answer_block(c);
+        q.ack = caution_acknowledged(&cr, rt.acks, now) ? GATE_ACK_YES : GATE_ACK_NO;
+        gate_resume(&g, &q, &v);
+    }
+    r->rule = v.rule;
+    r->is_ai = v.ai;
+    switch (v.action) {
+    case GATE_ALLOW:
+        if (r->is_connect && v.tls == GATE_TLS_INTERCEPT) {
+            intercept(c);
             return DECIDE_ANSWERED;
         }
+        r->action = AUDIT_ALLOW;
+        return DECIDE_GO;
+    case GATE_BLOCK:
+        r->action = AUDIT_BLOCK;
+        answer_block(c);
+        return DECIDE_ANSWERED;
+    case GATE_WARN:
         answer_caution(c);
         return DECIDE_ANSWERED;
+    case GATE_ACK:
+        ack_request(c);
+        return DECIDE_ANSWERED;
+    case GATE_AUTH_NEEDED:
+    case GATE_ERROR:
+        break;
     }
-    default:
-        return DECIDE_GO;
-    }
+    answer_error(c, 500, "proxy_internal_error", "Internal error",
+                 "The proxy could not decide on this request.", 1);
+    return DECIDE_ANSWERED;
 }
 
 /* ---- acting on the decision ---------------------------------------------------------- */
@@ -910,16 +916,7 @@ ack_request(struct conn *c)
     ack_body(c);
 }
 
-/* 1 if the request is the caution page's acknowledgement POST. */
-static int
-is_ack_request(const struct req *r, const char *buf)
-{
-    size_t n = sizeof(CAUTION_ACK_PATH) - 1;
-    return !r->is_connect && r->url.pathname.len == n &&
-           memcmp(buf + r->url.pathname.off, CAUTION_ACK_PATH, n) == 0;
-}
-
-/* Decide (again, when the body came) and act: the stages after identity. */
+/* Who is asking is known: decide (again, when the body came) and act. */
 static void
 conn_decided(struct conn *c)
 {
@@ -940,21 +937,6 @@ conn_decided(struct conn *c)
         (mf = http_msg_max_forwards(buf, h)) == 0)
         return answer_max_forwards(c, buf, h);
     forward(c, buf, h);
-}
-
-/* Who is asking is known: the service, then interception, the ack form, or the decision. */
-static void
-conn_identified(struct conn *c)
-{
-    struct req *r = c->req;
-    r->svc = catalog_lookup(c->cfg->catalog, r->url.host, strlen(r->url.host));
-    if (r->is_connect && r->svc && c->cfg->tls.intercept) {
-        r->is_ai = 1;
-        return intercept(c);
-    }
-    if (is_ack_request(r, head_buf(c)))
-        return ack_request(c);
-    conn_decided(c);
 }
 
 /* ---- client callbacks ------------------------------------------------------------------ */

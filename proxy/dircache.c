@@ -8,12 +8,13 @@
  */
 #include "aigate/dircache.h"
 
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+
+#include "aigate/hash.h"
 
 struct dircache_set *
 dircache_set_new(const char *const *names, size_t n)
@@ -95,17 +96,14 @@ struct dcl {
     size_t mask; /* buckets - 1 */
     size_t n, capacity;
     int keep_s;
-    uint64_t seed;
     TAILQ_HEAD(, dcl_entry) by_age;
 };
 
+/* User names come from clients: keyed hash (hash.h). */
 static uint64_t
-dcl_hash(const struct dcl *l, const char *s)
+dcl_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL ^ l->seed;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h ^ (h >> 29);
+    return hash_bytes(s, strlen(s));
 }
 
 /* The link that points at user's entry (or the chain's terminating NULL). */
@@ -133,7 +131,7 @@ static int
 dcl_get(struct dircache *c, const char *user, struct dircache_set **set, time_t *read_at)
 {
     struct dcl *l = (struct dcl *)c;
-    uint64_t h = dcl_hash(l, user);
+    uint64_t h = dcl_hash(user);
     int found = 0;
     pthread_mutex_lock(&l->mu);
     struct dcl_entry **pp = dcl_slot(l, user, h);
@@ -152,7 +150,7 @@ static void
 dcl_put(struct dircache *c, const char *user, struct dircache_set *set, time_t read_at)
 {
     struct dcl *l = (struct dcl *)c;
-    uint64_t h = dcl_hash(l, user);
+    uint64_t h = dcl_hash(user);
     size_t ulen = strlen(user);
     struct dcl_entry *e = malloc(sizeof(*e) + ulen + 1);
     if (!e)
@@ -215,8 +213,6 @@ dircache_local_new(size_t capacity, int keep_s)
     while (nb < capacity && nb < ((size_t)1 << 20))
         nb <<= 1;
     if (!(l->buckets = calloc(nb, sizeof(*l->buckets))))
-        goto fail;
-    if (RAND_bytes((unsigned char *)&l->seed, sizeof(l->seed)) != 1)
         goto fail;
     l->base.ops = &dcl_ops;
     l->mask = nb - 1;

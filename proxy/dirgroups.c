@@ -40,6 +40,7 @@
 #include <time.h>
 
 #include "aigate/dircache.h"
+#include "aigate/hash.h"
 #include "aigate/log.h"
 #include "aigate/offload.h"
 #include "aigate/users.h"
@@ -792,13 +793,11 @@ dg_mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* User names come from clients: keyed hash (hash.h). */
 static unsigned
 dg_hash(const char *s)
 {
-    unsigned h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
+    return (unsigned)hash_bytes(s, strlen(s));
 }
 
 /* The flight for user (d->mu held), or NULL. */

@@ -68,6 +68,7 @@
 #define ZLIB_CONST
 #include <zlib.h>
 
+#include "aigate/http_parse.h"
 #include "aigate/policy.h"
 
 #define DLP_BUILTIN                                                                                \
@@ -1027,20 +1028,9 @@ dlp_json_unescape(unsigned char *s, size_t n)
 static size_t
 dlp_form_decode(unsigned char *s, size_t n)
 {
-    size_t r = 0, w = 0;
+    size_t w = n;
 
-    while (r < n) {
-        int hi, lo;
-
-        if (s[r] == '%' && r + 2 < n && (hi = dlp_hex(s[r + 1])) >= 0 &&
-            (lo = dlp_hex(s[r + 2])) >= 0) {
-            s[w++] = (unsigned char)(hi << 4 | lo);
-            r += 3;
-        } else {
-            s[w++] = s[r] == '+' ? ' ' : s[r];
-            r++;
-        }
-    }
+    http_pct_decode((const char *)s, n, (char *)s, n, HTTP_PCT_PLUS, &w);
     return w;
 }
 

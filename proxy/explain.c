@@ -1,192 +1,137 @@
 /*
- * The --explain report.  It builds the same struct policy_req the proxy would
- * for the request, takes the decision from policy_eval() (so the report can
- * never disagree with the proxy), and then walks the rules before the deciding
- * one with policy_rule_check() to show which nearly matched and why not.
- * Offline only: the walk over every rule is fine here.
+ * The --explain report.  It parses the URL with the live proxy's parser,
+ * builds the gate request the proxy would (gate.h), and takes the decision
+ * from gate_decide(), so the report can never disagree with the proxy.  Then
+ * it walks the rules before the deciding one with policy_rule_check() to
+ * show which nearly matched and why not.  Offline only: the walk over every
+ * rule is fine here.
  */
 #include "aigate/explain.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "aigate/catalog.h"
-#include "aigate/hostset.h"
+#include "aigate/dlp.h"
+#include "aigate/gate.h"
+#include "aigate/http_parse.h"
 #include "aigate/netaddr.h"
 #include "aigate/policy.h"
 
 /* Near misses listed at most; the rest are counted. */
 #define EXPLAIN_MAX_CLOSE 10
+/* Longest URL taken: the proxy's own head limit is larger, but no real URL is. */
+#define EXPLAIN_URL_MAX 65536
 
+/* The request as the proxy would see it. */
 struct exp_url {
-    int connect; /* bare host:port */
-    int https;
-    const char *authority; /* host[:port], as written */
-    size_t authlen;
-    char host[HOSTSET_NAME_MAX + 1];
-    unsigned port;
-    const char *path; /* without query */
-    size_t pathlen;
+    struct http_url u;
+    int connect; /* the proxy sees a CONNECT: a bare host:port, or https not intercepted */
+    int authority_form;
     const char *query; /* NULL if none */
     size_t querylen;
 };
 
+/* Parse url as the proxy does; -1 if it would refuse it. */
 static int
-exp_port(const char *s, size_t n, unsigned *port)
+exp_parse(const struct gate_cfg *g, const char *method, const char *url, struct exp_url *x)
 {
-    unsigned v = 0;
+    size_t len = strlen(url);
+    struct http_span t = {0, (uint32_t)len};
+    const struct service *svc;
 
-    if (n == 0 || n > 5)
+    memset(x, 0, sizeof(*x));
+    if (len == 0 || len > EXPLAIN_URL_MAX)
         return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (unsigned)(s[i] - '0');
+    if (strcasecmp(method, "CONNECT") == 0) {
+        x->connect = x->authority_form = 1;
+        return http_url_parse_authority(url, t, &x->u);
     }
-    if (v == 0 || v > 65535)
+    if (http_url_parse_absolute(url, t, &x->u) < 0)
         return -1;
-    *port = v;
-    return 0;
-}
-
-/* Split the authority into the normalised host and the port. */
-static int
-exp_authority(struct exp_url *u, const char **why)
-{
-    const char *a = u->authority, *end = a + u->authlen, *at, *colon = NULL;
-
-    while ((at = memchr(a, '@', (size_t)(end - a))))
-        a = at + 1; /* drop userinfo */
-    u->authority = a;
-    u->authlen = (size_t)(end - a);
-    if (a < end && *a == '[') {
-        const char *rb = memchr(a, ']', (size_t)(end - a));
-
-        if (!rb) {
-            *why = "unterminated [IPv6] address";
-            return -1;
-        }
-        if (rb + 1 < end) {
-            if (rb[1] != ':') {
-                *why = "junk after ]";
-                return -1;
-            }
-            colon = rb + 1;
-        }
-    } else if ((colon = memchr(a, ':', (size_t)(end - a))) &&
-               memchr(colon + 1, ':', (size_t)(end - colon - 1))) {
-        *why = "IPv6 addresses must be written in brackets";
-        return -1;
-    }
-    if (colon) {
-        if (exp_port(colon + 1, (size_t)(end - colon - 1), &u->port) < 0) {
-            *why = "bad port";
-            return -1;
-        }
-    } else {
-        u->port = u->https || u->connect ? 443 : 80;
-    }
-    if (hostset_host_normalise(a, u->authlen, u->host) < 0) {
-        *why = "missing or overlong host";
-        return -1;
-    }
-    return 0;
-}
-
-static int
-exp_parse(const char *method, const char *url, struct exp_url *u, const char **why)
-{
-    const char *sep = strstr(url, "://"), *p, *q;
-
-    memset(u, 0, sizeof(*u));
-    if (!sep) {
-        if (strcasecmp(method, "CONNECT") != 0) {
-            *why = "expected an absolute URL (http://... or https://...)";
-            return -1;
-        }
-        u->connect = 1;
-        u->authority = url;
-        u->authlen = strcspn(url, "/?#");
-        if (url[u->authlen]) {
-            *why = "a CONNECT target is host:port";
-            return -1;
-        }
-        return exp_authority(u, why);
-    }
-    if ((size_t)(sep - url) == 5 && strncasecmp(url, "https", 5) == 0)
-        u->https = 1;
-    else if (!((size_t)(sep - url) == 4 && strncasecmp(url, "http", 4) == 0)) {
-        *why = "the scheme must be http or https";
-        return -1;
-    }
-    u->connect = strcasecmp(method, "CONNECT") == 0;
-    u->authority = sep + 3;
-    u->authlen = strcspn(u->authority, "/?#");
-    if (exp_authority(u, why) < 0)
-        return -1;
-    p = u->authority + u->authlen;
-    u->path = *p == '/' ? p : "/";
-    u->pathlen = *p == '/' ? strcspn(p, "?#") : 1;
-    q = p + (*p == '/' ? u->pathlen : 0);
-    if (*q == '?') {
-        u->query = q + 1;
-        u->querylen = strcspn(q + 1, "#");
+    if (strcmp(x->u.scheme, "https") == 0 && !gate_intercepts(g, x->u.host, &svc))
+        x->connect = 1;
+    if (memchr(url + x->u.path.off, '?', x->u.path.len)) {
+        x->query = url + x->u.query.off;
+        x->querylen = x->u.query.len;
     }
     return 0;
 }
 
 static void
-exp_request(FILE *out, const struct exp_url *u, const struct policy_req *r, const char *method,
-            const char *const *sources, const char *directory)
+exp_request(FILE *out, const struct exp_url *x, const struct explain_req *e,
+            const struct gate_verdict *v)
 {
     char addr[64], when[64] = "(unknown)";
+    const struct http_url *u = &x->u;
 
     fprintf(out, "Request\n");
-    fprintf(out, "  user        %s", r->user ? r->user : "(anonymous)");
-    if (r->ngroups) {
+    fprintf(out, "  user        %s", e->user ? e->user : "(anonymous)");
+    if (e->ngroups) {
         fprintf(out, "  groups: ");
-        for (size_t i = 0; i < r->ngroups; i++)
-            fprintf(out, "%s%s%s%s%s", i ? ", " : "", r->groups[i], sources ? " (" : "",
-                    sources ? sources[i] : "", sources ? ")" : "");
+        for (size_t i = 0; i < e->ngroups; i++)
+            fprintf(out, "%s%s%s%s%s", i ? ", " : "", e->groups[i], e->sources ? " (" : "",
+                    e->sources ? e->sources[i] : "", e->sources ? ")" : "");
     } else {
         fprintf(out, "  (no groups)");
     }
-    if (directory)
-        fprintf(out, "\n  directory   %s", directory);
+    if (e->directory)
+        fprintf(out, "\n  directory   %s", e->directory);
     fprintf(out, "\n  client      %s\n",
-            r->client ? netaddr_ntop(r->client, addr, sizeof(addr)) : "(unknown)");
-    fprintf(out, "  method      %s\n", method);
-    if (u->path)
-        fprintf(out, "  url         %s://%.*s%.*s%s%.*s\n", u->https ? "https" : "http",
-                (int)u->authlen, u->authority, (int)u->pathlen, u->path, u->query ? "?" : "",
-                (int)u->querylen, u->query ? u->query : "");
+            e->client ? netaddr_ntop(e->client, addr, sizeof(addr)) : "(unknown)");
+    fprintf(out, "  method      %s\n", e->method);
+    if (x->authority_form)
+        fprintf(out, "  target      %s\n", e->url);
     else
-        fprintf(out, "  target      %.*s\n", (int)u->authlen, u->authority);
+        fprintf(out, "  url         %s\n", e->url);
     fprintf(out, "  host        %s  port %u\n", u->host, u->port);
-    if (u->path) {
-        fprintf(out, "  path        %.*s\n", (int)u->pathlen, u->path);
-        if (u->query)
-            fprintf(out, "  query       %.*s  (ignored by path conditions)\n", (int)u->querylen,
-                    u->query);
+    if (!x->authority_form) {
+        fprintf(out, "  path        %.*s\n", (int)(u->pathname.len ? u->pathname.len : 1),
+                u->pathname.len ? e->url + u->pathname.off : "/");
+        if (x->query)
+            fprintf(out, "  query       %.*s  (ignored by path conditions)\n", (int)x->querylen,
+                    x->query);
     }
-    if (r->local)
-        strftime(when, sizeof(when), "%a %Y-%m-%d %H:%M (local)", r->local);
+    if (e->now)
+        strftime(when, sizeof(when), "%a %Y-%m-%d %H:%M (local)", e->now);
     fprintf(out, "  time        %s\n", when);
-    if (u->connect)
+    if (x->authority_form && v->tls == GATE_TLS_INTERCEPT)
+        fprintf(out, "  seen as     CONNECT tunnel intercepted (tls.intercept = true, catalogued\n"
+                     "              host): the requests inside are evaluated one by one\n");
+    else if (x->authority_form)
         fprintf(out, "  seen as     CONNECT tunnel: only host-level conditions apply here; with\n"
                      "              interception the requests inside are evaluated one by one\n");
-    else if (!r->have_request)
+    else if (x->connect)
         fprintf(out, "  seen as     HTTPS tunnelled without interception (a host outside the\n"
                      "              catalog, or tls.intercept = false): only host-level\n"
                      "              conditions apply\n");
-    else if (u->https)
-        fprintf(out,
-                "  seen as     intercepted HTTPS request (tls.intercept = true): method and\n"
-                "              path conditions apply; no body given, so dlp rules do not match\n");
     else
-        fprintf(out, "  seen as     plain HTTP request: method and path conditions apply; no\n"
-                     "              body given, so dlp rules do not match\n");
+        fprintf(out,
+                "  seen as     %s: method and\n"
+                "              path conditions apply; %s\n",
+                v->tls == GATE_TLS_INTERCEPT ? "intercepted HTTPS request (tls.intercept = true)"
+                                             : "plain HTTP request",
+                e->has_body ? "the body given is scanned for dlp rules"
+                            : "no body given, so dlp rules do not match");
+}
+
+static void
+exp_body(FILE *out, const struct explain_req *e)
+{
+    int first = 1;
+
+    if (!e->has_body)
+        return;
+    fprintf(out, "  body        %zu bytes, personal data found: [", e->body_len);
+    for (unsigned d = 0; d < 32; d++) {
+        const char *name;
+
+        if (!(e->dlp_found & (1u << d)) || !(name = dlp_kind_name(d, e->dlp)))
+            continue;
+        fprintf(out, "%s%s", first ? "" : ", ", name);
+        first = 0;
+    }
+    fprintf(out, "]\n");
 }
 
 static void
@@ -278,47 +223,103 @@ exp_close(FILE *out, const struct policy *pol, const struct policy_rule *d,
         fprintf(out, "  ... and %zu more\n", more);
 }
 
-int
-explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, const char *user,
-              const char *const *groups, const char *const *sources, size_t ngroups,
-              const char *directory, const struct sockaddr *client, const char *method,
-              const char *url, const struct tm *now, int intercept)
+/* 1 if the policy was evaluated for the verdict (and not settled before it). */
+static int
+exp_evaluated(const struct exp_url *x, const struct gate_verdict *v)
 {
-    struct policy_req r;
-    const struct policy_rule *d;
-    struct exp_url u;
-    const char *why = NULL;
+    if (v->action != GATE_ALLOW && v->action != GATE_BLOCK && v->action != GATE_WARN)
+        return 0;
+    return !(x->connect && v->tls == GATE_TLS_INTERCEPT);
+}
 
-    if (exp_parse(method, url, &u, &why) < 0) {
-        fprintf(out, "explain: cannot parse \"%s\": %s\n", url, why);
+/* Why no rule was evaluated, for the verdicts settled before the policy. */
+static const char *
+exp_unevaluated(const struct gate_verdict *v)
+{
+    switch (v->action) {
+    case GATE_AUTH_NEEDED:
+        return "auth.mode asks for credentials and the request has none: the proxy\n"
+               "              answers 407 before any rule is tried";
+    case GATE_ACK:
+        return "this is the caution page's acknowledgement POST (" GATE_ACK_PATH "),\n"
+               "              which the proxy answers itself";
+    case GATE_ERROR:
+        return "the request cannot be decided";
+    default:
+        return "the tunnel is intercepted: no rule decides the CONNECT, the requests\n"
+               "              inside are decided one by one";
+    }
+}
+
+static void
+exp_effective(FILE *out, const struct explain_req *e, const struct gate_verdict *v)
+{
+    const struct policy_rule *d = v->rule;
+
+    fprintf(out, "\nEffective action: %s", gate_action_name(v->action));
+    if (d && v->fallback != GATE_FALLBACK_NONE)
+        fprintf(out,
+                " (rule \"%s\"; a warn on a tunnel that is not intercepted becomes\n"
+                "  tls.warn_fallback = %s)\n",
+                d->name, v->fallback == GATE_FALLBACK_BLOCK ? "block" : "allow");
+    else if (d)
+        fprintf(out, " (rule \"%s\")\n", d->name);
+    else if (v->action == GATE_ALLOW && v->tls == GATE_TLS_INTERCEPT && !v->request_visible)
+        fprintf(out, " (intercepted)\n");
+    else if (v->action == GATE_ALLOW)
+        fprintf(out, " (no rule matched)\n");
+    else
+        fprintf(out, "\n");
+    if (v->action == GATE_WARN)
+        fprintf(out, "  note: once %s acknowledges the caution page, allow for %d s\n",
+                e->user ? e->user : "the client", v->ack_ttl_s);
+    fprintf(out, "verdict: action=%s rule=%s service=%s page=%s tls=%s\n",
+            gate_action_name(v->action), d ? d->name : "-", v->service ? v->service->id : "-",
+            gate_page_name(v->page), gate_tls_name(v->tls));
+}
+
+int
+explain_print(FILE *out, const struct gate_cfg *g, const struct explain_req *e)
+{
+    struct exp_url x;
+    struct gate_req q;
+    struct gate_verdict v;
+    struct policy_req pr;
+
+    if (exp_parse(g, e->method, e->url, &x) < 0) {
+        fprintf(out, "explain: cannot parse \"%s\": %s\n", e->url,
+                strcasecmp(e->method, "CONNECT") == 0
+                    ? "a CONNECT target is host:port"
+                    : "expected an absolute http:// or https:// URL as the proxy accepts it");
         return -1;
     }
-    memset(&r, 0, sizeof(r));
-    r.user = user;
-    r.groups = groups;
-    r.ngroups = ngroups;
-    r.client = client;
-    r.svc = catalog_lookup(cat, u.authority, u.authlen);
-    r.host = u.host;
-    r.local = now;
-    r.have_request = !u.connect && (!u.https || (r.svc && intercept));
-    if (r.have_request) {
-        r.method = method;
-        r.path = u.path;
-        r.pathlen = u.pathlen;
+    memset(&q, 0, sizeof(q));
+    q.client = e->client;
+    q.user = e->user;
+    q.authenticated = e->user != NULL;
+    q.groups = e->groups;
+    q.ngroups = e->ngroups;
+    q.groups_from = GATE_GROUPS_CONFIG | GATE_GROUPS_DIRECTORY; /* all the caller could read */
+    q.method = x.connect ? "CONNECT" : e->method;
+    q.connect = x.connect;
+    q.url = &x.u;
+    q.buf = e->url;
+    q.has_body = e->has_body;
+    q.body_scanned = e->has_body;
+    q.dlp_found = e->dlp_found;
+    q.ack = GATE_ACK_NO;
+    q.local = e->now;
+    gate_decide(g, &q, &v);
+    gate_policy_req(&q, &v, &pr);
+    exp_request(out, &x, e, &v);
+    exp_body(out, e);
+    exp_service(out, v.service, x.u.host);
+    if (exp_evaluated(&x, &v)) {
+        exp_decision(out, v.rule, &pr);
+        exp_close(out, g->policy, v.rule, &pr);
+    } else {
+        fprintf(out, "\nDeciding rule\n  none: %s\n", exp_unevaluated(&v));
     }
-    exp_request(out, &u, &r, method, sources, directory);
-    exp_service(out, r.svc, u.host);
-    d = policy_eval(pol, &r);
-    exp_decision(out, d, &r);
-    exp_close(out, pol, d, &r);
-    fprintf(out, "\nEffective action: %s", d ? policy_action_name(d->action) : "allow");
-    if (d)
-        fprintf(out, " (rule \"%s\")\n", d->name);
-    else
-        fprintf(out, " (no rule matched)\n");
-    if (d && d->action == POLICY_WARN && !r.have_request)
-        fprintf(out,
-                "  note: a warn on a tunnel that is not intercepted becomes tls.warn_fallback\n");
+    exp_effective(out, e, &v);
     return 0;
 }

@@ -2,12 +2,13 @@
  * Host-name pattern sets (see hostset.h for the semantics).
  *
  * One open-addressing table with linear probing, kept at most half full, holds
- * every (name, wildcard) key with its 32-bit FNV-1a hash.  Entries are never
+ * every (name, wildcard) key with its keyed hash (hash.h).  Entries are never
  * removed, so probing stops at the first empty slot.  Matching never
  * allocates: it normalises into a caller stack buffer and probes at most
  * (labels + 1) keys.
  */
 #include "aigate/hostset.h"
+#include "aigate/hash.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,22 +29,11 @@ struct hostset {
     uint64_t wild_labels; /* bit k: a wildcard key of k labels exists (63: 63 or more) */
 };
 
+/* The keyed hash (hash.h); the wildcard flag flips bits so "x" and "*.x" part. */
 static uint32_t
 hs_hash(const char *s, size_t len, int wild)
 {
-    uint32_t h = 2166136261u ^ (wild ? 0x5bd1e995u : 0);
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    /* FNV's low bits, which pick the slot, mix poorly on similar names */
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
+    return (uint32_t)hash_bytes(s, len) ^ (wild ? 0x5bd1e995u : 0);
 }
 
 struct hostset *

@@ -898,6 +898,34 @@ http_url_parse_origin(const char *buf, struct http_span target, struct http_url 
 }
 
 int
+http_pct_decode(const char *s, size_t n, char *out, size_t cap, unsigned flags, size_t *outlen)
+{
+    size_t r = 0, w = 0;
+
+    while (r < n) {
+        int hi, lo;
+        unsigned char c = (unsigned char)s[r];
+
+        if (c == '%' && r + 2 < n && (hi = hexval((unsigned char)s[r + 1])) >= 0 &&
+            (lo = hexval((unsigned char)s[r + 2])) >= 0) {
+            c = (unsigned char)(hi << 4 | lo);
+            r += 3;
+        } else if (c == '%' && (flags & HTTP_PCT_STRICT)) {
+            return -1;
+        } else {
+            if (c == '+' && (flags & HTTP_PCT_PLUS))
+                c = ' ';
+            r++;
+        }
+        if (w >= cap || (c == '\0' && (flags & HTTP_PCT_STRICT)))
+            return -1;
+        out[w++] = (char)c;
+    }
+    *outlen = w;
+    return 0;
+}
+
+int
 http_host_matches(const char *buf, struct http_span value, const char *host, uint16_t port,
                   uint16_t default_port)
 {

@@ -24,7 +24,18 @@
 
 #define KEYFILE_HEX_LEN (2 * KEYFILE_KEY_LEN)
 
-static const char keyfile_hexdig[] = "0123456789abcdef";
+int
+keyfile_hex(char *out, size_t cap, const unsigned char *in, size_t n)
+{
+    size_t len = 0;
+
+    if (cap < 2 * n + 1 || OPENSSL_buf2hexstr_ex(out, cap, &len, in, n, '\0') != 1)
+        return -1;
+    /* OpenSSL writes 0-9 and A-F; 0x20 lower-cases the letters and leaves the digits. */
+    for (size_t i = 0; i < 2 * n; i++)
+        out[i] = (char)(out[i] | 0x20);
+    return 0;
+}
 
 /* Decode the n bytes of a key file into key: KEYFILE_KEY_LEN raw bytes, or
  * hex digits with at most one "\n" or "\r\n" after them.  buf has room for a
@@ -72,9 +83,9 @@ keyfile_create(const char *path, int *made, char *err, size_t errlen)
         snprintf(err, errlen, "%s: no randomness for a new key", path);
         goto out;
     }
-    for (size_t i = 0; i < sizeof(key); i++) {
-        hex[2 * i] = keyfile_hexdig[key[i] >> 4];
-        hex[2 * i + 1] = keyfile_hexdig[key[i] & 0xf];
+    if (keyfile_hex(hex, sizeof(hex), key, sizeof(key)) < 0) {
+        snprintf(err, errlen, "%s: cannot encode the new key", path);
+        goto out;
     }
     hex[KEYFILE_HEX_LEN] = '\n';
     if ((fd = keyfile_mktemp(path, tmp, sizeof(tmp))) < 0)

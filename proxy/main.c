@@ -25,7 +25,9 @@
 #include "aigate/config.h"
 #include "aigate/dircache.h"
 #include "aigate/dirgroups.h"
+#include "aigate/dlp.h"
 #include "aigate/explain.h"
+#include "aigate/gate.h"
 #include "aigate/log.h"
 #include "aigate/netaddr.h"
 #include "aigate/offload.h"
@@ -49,7 +51,7 @@ usage(FILE *out)
     fprintf(
         out,
         "usage: aigate [-c FILE] [-f] [-t] [-V] [-h]\n"
-        "       aigate [-c FILE] --explain USER METHOD URL\n"
+        "       aigate [-c FILE] --explain USER METHOD URL [BODY]\n"
         "       aigate [-c FILE] --verify-log [--from-any] [--checkpoint FILE|-] FILE [FILE...]\n"
         "       aigate --report FILE [FILE...]\n"
         "       aigate --gen-ca DIR\n"
@@ -57,9 +59,10 @@ usage(FILE *out)
         "  -c FILE       config file (default rules/aigate.conf, then /etc/aigate/aigate.conf)\n"
         "  -f            stay in the foreground, diagnostics to stderr\n"
         "  -t            check the whole configuration and exit (0 valid, 2 invalid)\n"
-        "  --explain USER METHOD URL\n"
+        "  --explain USER METHOD URL [BODY]\n"
         "                show which service, rule and action apply; USER is a name,\n"
-        "                '-' (anonymous) or '@ADDRESS'\n"
+        "                '-' (anonymous) or '@ADDRESS'; BODY is a file (- = stdin)\n"
+        "                holding the request body, scanned for dlp rules\n"
         "  --verify-log FILE...  check the audit log's hash chain\n"
         "  --checkpoint FILE|-   with --verify-log: also check that the log reaches the last\n"
         "                checkpoint in FILE (- = stdin, e.g. lines grepped from syslog)\n"
@@ -175,14 +178,37 @@ on_worker_exit(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(main_base, NULL);
 }
 
-static int
-run_explain(struct config *c, char **argv)
+/* Read the body for --explain (at most max bytes of it) into a new buffer; NULL on error. */
+static char *
+explain_body(const char *path, size_t max, size_t *len)
 {
-    const char *user = argv[0], *method = argv[1], *url = argv[2];
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    char *buf = f ? malloc(max + 1) : NULL;
+
+    if (buf) {
+        *len = fread(buf, 1, max, f);
+        if (ferror(f)) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    if (f && f != stdin)
+        fclose(f);
+    if (!buf)
+        fprintf(stderr, "aigate: %s: %s\n", path, f ? "read error" : strerror(errno));
+    return buf;
+}
+
+static int
+run_explain(struct config *c, char **argv, int argc)
+{
+    const char *user = argv[0];
     struct sockaddr_storage ss = {0};
     struct sockaddr_in *in = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-    const char *name = NULL;
+    struct explain_req e = {0};
+    struct gate_cfg g;
+    char *body = NULL;
     in->sin_family = AF_INET;
     in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (user[0] == '@') {
@@ -193,35 +219,50 @@ run_explain(struct config *c, char **argv)
                 return 2;
             }
         }
-        name = users_by_address(c->users, (struct sockaddr *)&ss);
+        e.user = users_by_address(c->users, (struct sockaddr *)&ss);
     } else if (strcmp(user, "-") != 0) {
-        name = user;
+        e.user = user;
+    }
+    if (argc > 3) {
+        if (!(body = explain_body(argv[3], c->limits.max_body_inspect_bytes, &e.body_len)))
+            return 2;
+        e.has_body = 1;
+        e.dlp_found =
+            dlp_scan(c->dlp, body, e.body_len, NULL, 0, NULL, 0, c->limits.max_body_inspect_bytes);
+        e.dlp = c->dlp;
     }
     /* With a directory, its groups are read now (the proxy would use its cache). */
     struct dirgroups_answer dir = {DIRGROUPS_DIRECTORY, NULL};
     struct dirgroups_list l;
     char why[512], dirnote[600];
-    if (c->ldap && name) {
-        if (dirgroups_lookup_now(c->ldap, name, &dir.set, why, sizeof(why)))
+    if (c->ldap && e.user) {
+        if (dirgroups_lookup_now(c->ldap, e.user, &dir.set, why, sizeof(why)))
             snprintf(dirnote, sizeof(dirnote), "%s: read now", c->ldap->uri);
         else
             snprintf(dirnote, sizeof(dirnote), "%s unavailable: %s", c->ldap->uri, why);
+        e.directory = dirnote;
     }
-    if (dirgroups_list_build(&l, c->users, name, c->ldap && name ? &dir : NULL) < 0) {
+    if (dirgroups_list_build(&l, c->users, e.user, c->ldap && e.user ? &dir : NULL) < 0) {
         fprintf(stderr, "aigate: out of memory\n");
         dircache_set_unref(dir.set);
+        free(body);
         return 2;
     }
+    e.groups = l.names;
+    e.sources = l.sources;
+    e.ngroups = l.n;
+    e.client = (struct sockaddr *)&ss;
+    e.method = argv[1];
+    e.url = argv[2];
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
-    int rc = explain_print(stdout, c->catalog, c->policy, name, l.names, l.sources, l.n,
-                           c->ldap && name ? dirnote : NULL, (struct sockaddr *)&ss, method, url,
-                           &tm, c->tls.intercept) < 0
-                 ? 2
-                 : 0;
+    e.now = &tm;
+    gate_cfg_init(&g, c);
+    int rc = explain_print(stdout, &g, &e) < 0 ? 2 : 0;
     dirgroups_list_free(&l);
     dircache_set_unref(dir.set);
+    free(body);
     return rc;
 }
 
@@ -430,7 +471,7 @@ main(int argc, char **argv)
         }
         return audit_report((const char *const *)argv, (size_t)argc, stdout) == 0 ? 0 : 2;
     }
-    if ((mode == OPT_EXPLAIN && argc != 3) || (mode == OPT_VERIFY && argc < 1) ||
+    if ((mode == OPT_EXPLAIN && (argc < 3 || argc > 4)) || (mode == OPT_VERIFY && argc < 1) ||
         (mode == 0 && argc != 0) || (checkpoint && mode != OPT_VERIFY)) {
         usage(stderr);
         return 2;
@@ -459,7 +500,7 @@ main(int argc, char **argv)
         return rc;
     }
     if (mode == OPT_EXPLAIN) {
-        rc = run_explain(c, argv);
+        rc = run_explain(c, argv, argc);
         config_unref(c);
         return rc;
     }

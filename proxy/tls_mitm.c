@@ -18,6 +18,7 @@
  * of its bucket and on the LRU list, or freed.
  */
 #include "aigate/tls_mitm.h"
+#include "aigate/hash.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,7 +35,6 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include "aigate/log.h"
@@ -75,7 +75,6 @@ struct tls_leaf_cache {
     size_t capacity, count, nbuckets; /* nbuckets: power of two */
     struct tls_leaf **buckets;
     struct tls_leaf *head, *tail;
-    uint64_t seed;
     uint64_t hits, misses;
 };
 
@@ -558,7 +557,7 @@ tls_leaf_cache_new(struct tls_ca *ca, size_t capacity)
     for (lc->nbuckets = 16; lc->nbuckets < capacity; lc->nbuckets <<= 1)
         ;
     lc->buckets = calloc(lc->nbuckets, sizeof(*lc->buckets));
-    if (lc->buckets == NULL || RAND_bytes((unsigned char *)&lc->seed, sizeof(lc->seed)) != 1)
+    if (lc->buckets == NULL)
         goto fail;
     lc->ctx = SSL_CTX_new(TLS_server_method());
     if (lc->ctx == NULL || tls_ctx_common(lc->ctx) < 0)
@@ -617,17 +616,11 @@ tls_leaf_cache_size(const struct tls_leaf_cache *lc)
     return lc->count;
 }
 
-/* FNV-1a with a per-cache random seed: hosts come from clients. */
+/* Hosts come from clients: keyed hash (hash.h). */
 static uint64_t
-tls_hash(const struct tls_leaf_cache *lc, const char *s)
+tls_hash(const char *s)
 {
-    uint64_t h = 14695981039346656037ULL ^ lc->seed;
-
-    for (; *s != '\0'; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
+    return hash_bytes(s, strlen(s));
 }
 
 static void
@@ -676,7 +669,7 @@ tls_cache_evict_tail(struct tls_leaf_cache *lc)
 static X509 *
 tls_cache_get(struct tls_leaf_cache *lc, const char *host, int is_ip, int *owned)
 {
-    uint64_t h = tls_hash(lc, host);
+    uint64_t h = tls_hash(host);
     struct tls_leaf *e;
     time_t refresh_at;
     X509 *x;

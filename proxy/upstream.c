@@ -7,6 +7,7 @@
  * idle means it is no longer usable, and it is closed.
  */
 #include "aigate/upstream.h"
+#include "aigate/hash.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -56,13 +57,11 @@ struct upstream_req {
     int cancelled;
 };
 
+/* Keys come from clients (host:port): keyed hash (hash.h). */
 static unsigned
 pool_hash(const char *key)
 {
-    unsigned h = 2166136261u;
-    for (; *key; key++)
-        h = (h ^ (unsigned char)*key) * 16777619u;
-    return h % POOL_BUCKETS;
+    return (unsigned)(hash_bytes(key, strlen(key)) % POOL_BUCKETS);
 }
 
 static long
@@ -77,7 +76,7 @@ static void
 pool_unlink(struct upstream *u)
 {
     struct upstream_pool *p = u->pool;
-    unsigned b = pool_hash(u->key);
+    unsigned b = u->bucket;
     if (u->prev_idle)
         u->prev_idle->next_idle = u->next_idle;
     else
@@ -182,7 +181,7 @@ upstream_release(struct upstream *u, int reusable)
         upstream_free(u);
         return;
     }
-    unsigned b = pool_hash(u->key), same = 0;
+    unsigned b = u->bucket, same = 0;
     for (struct upstream *x = p->bucket[b]; x; x = x->next_idle)
         if (strcmp(x->key, u->key) == 0)
             same++;
@@ -347,6 +346,7 @@ connect_event(struct bufferevent *bev, short what, void *arg)
         u->bev = r->bev;
         u->pool = r->p;
         memcpy(u->key, r->key, sizeof(u->key));
+        u->bucket = pool_hash(u->key);
         r->bev = NULL;
         bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
         bufferevent_set_timeouts(u->bev, NULL, NULL);

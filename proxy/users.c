@@ -8,6 +8,7 @@
  * arrays owned by struct users.
  */
 #include "aigate/users.h"
+#include "aigate/hash.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -77,13 +78,7 @@ users_fail(char *err, size_t errlen, const config_setting_t *s, const char *fmt,
 static uint64_t
 users_hash(const void *p, size_t n)
 {
-    const unsigned char *s = p;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h ^ (h >> 31);
+    return hash_bytes(p, n);
 }
 
 static int

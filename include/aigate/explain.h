@@ -1,8 +1,10 @@
 /*
- * `aigate --explain USER METHOD URL`: a readable account of how the loaded
- * catalog and policy treat one request -- the service it belongs to, the rule
- * that decides and why, and the earlier rules that nearly matched.  Pure: it
- * only writes to the stream it is given.
+ * `aigate --explain USER METHOD URL [BODY]`: a readable account of how the
+ * loaded catalog and policy treat one request -- the service it belongs to,
+ * the rule that decides and why, and the earlier rules that nearly matched --
+ * ending with one machine-readable verdict line.  The decision is the gate's
+ * (gate.h) on the URL as the live parser reads it, so the report and the
+ * proxy cannot disagree.  Pure: it only writes to the stream it is given.
  */
 #ifndef AIGATE_EXPLAIN_H
 #define AIGATE_EXPLAIN_H
@@ -12,22 +14,38 @@
 #include <sys/socket.h>
 #include <time.h>
 
-struct catalog;
-struct policy;
+struct dlp;
+struct gate_cfg;
+
+struct explain_req {
+    const char *user; /* NULL: anonymous */
+    const char *const *groups;
+    const char *const *sources; /* where each group came from (parallel to groups), or NULL */
+    size_t ngroups;
+    const char *directory; /* the directory's state, or NULL when none is configured */
+    const struct sockaddr *client;
+    const char *method;
+    /*
+     * "http://host[:port]/path?query" or "https://...", or for CONNECT an
+     * authority "host:port", as a client sends it to the proxy.  An https
+     * URL is seen as a request inside interception when the gate would
+     * intercept its host, otherwise as the CONNECT a client sends for it.
+     */
+    const char *url;
+    const struct tm *now;
+    int has_body;          /* a request body was given */
+    size_t body_len;       /* its length, for the report */
+    unsigned dlp_found;    /* POLICY_DLP_* kinds its scan found */
+    const struct dlp *dlp; /* names the kinds (custom patterns); may be NULL */
+};
 
 /*
- * Print the report for user (NULL: anonymous) in groups, each shown with
- * where it came from when sources (parallel to groups) is not NULL, with the
- * directory's state when directory is not NULL, connecting from client, sending method to url at
- * local time now.  url is "scheme://host[:port]/path?query" (http or https) or, for CONNECT, a bare
- * "host:port".  An https URL to a catalogued host is evaluated as an
- * intercepted request when intercept (tls.intercept) is set; otherwise, and
- * for any other host, only host-level conditions apply, as in the proxy.  Returns 0, or -1 if the
- * URL cannot be parsed (a message is written to out).
+ * Print the report for e under g.  The last line reads
+ * "verdict: action=A rule=R service=S page=P tls=T" ("-" for no rule or
+ * service), with the names of gate.h.  A warn rule is reported as not yet
+ * acknowledged.  Returns 0, or -1 if the URL is not one the proxy would
+ * accept (a message is written to out).
  */
-int explain_print(FILE *out, const struct catalog *cat, const struct policy *pol, const char *user,
-                  const char *const *groups, const char *const *sources, size_t ngroups,
-                  const char *directory, const struct sockaddr *client, const char *method,
-                  const char *url, const struct tm *now, int intercept);
+int explain_print(FILE *out, const struct gate_cfg *g, const struct explain_req *e);
 
 #endif

@@ -175,6 +175,19 @@ int http_url_parse_authority(const char *buf, struct http_span target, struct ht
  */
 int http_url_parse_origin(const char *buf, struct http_span target, struct http_url *u);
 
+/* Flags of http_pct_decode(). */
+#define HTTP_PCT_PLUS 1u   /* '+' stands for a space (application/x-www-form-urlencoded) */
+#define HTTP_PCT_STRICT 2u /* a '%' without two hex digits after it, or a NUL, is an error */
+
+/*
+ * Undo percent-encoding (RFC 3986 section 2.1) of s[0..n) into out, which
+ * holds cap bytes and may be s itself (the result is never longer).  Without
+ * HTTP_PCT_STRICT a '%' not followed by two hex digits is kept as it is and
+ * NUL bytes (raw or %00) pass.  No NUL is appended.  Returns 0 with the decoded
+ * length in *outlen, or -1 on a strict error or when out is too small.
+ */
+int http_pct_decode(const char *s, size_t n, char *out, size_t cap, unsigned flags, size_t *outlen);
+
 /*
  * 1 if the Host field value names host:port (host as http_url keeps it:
  * lower-cased, no brackets, no trailing dot), ignoring ASCII case, a trailing

@@ -33,6 +33,13 @@ int keyfile_load(const char *path, int create, unsigned char key[KEYFILE_KEY_LEN
  */
 int keyfile_mktemp(const char *path, char *tmp, size_t tmplen);
 
+/*
+ * Lower-case hex of in[0..n) (OpenSSL's encoder), 2n digits and a NUL in out,
+ * which holds cap >= 2n + 1 bytes: the spelling of key files, ack nonces and
+ * the audit chain.  0, or -1 if out is too small.
+ */
+int keyfile_hex(char *out, size_t cap, const unsigned char *in, size_t n);
+
 /* fsync the folder holding path ("." for a bare name), so a name just created,
  * renamed or removed in it survives a crash.  0, or -1 with errno. */
 int keyfile_fsync_dir(const char *path_in_dir);

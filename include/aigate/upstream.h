@@ -22,8 +22,9 @@ struct ssl_ctx_st;
 struct upstream {
     struct bufferevent *bev;
     struct upstream_pool *pool;
-    char key[272]; /* "host:port" */
-    int reused;    /* came from the pool */
+    char key[272];   /* "host:port" */
+    unsigned bucket; /* of key in the pool: hashed once, when connected */
+    int reused;      /* came from the pool */
     struct upstream *next_idle;
     struct upstream *prev_idle;
     struct upstream *lru_next, *lru_prev;

@@ -459,7 +459,9 @@ START_TEST(shipped_sample)
 }
 END_TEST
 
-static Suite *
+Suite *auth_suite(void);
+
+Suite *
 auth_suite(void)
 {
     Suite *s = suite_create("auth");
@@ -480,15 +482,4 @@ auth_suite(void)
     tcase_add_test(tc, shipped_sample);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(auth_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -42,20 +42,19 @@ id_of(const struct catalog *c, const char *host)
     "{ id = \"" id "\"; name = \"" id "\"; category = \"chat\"; vendor_country = \"US\"; "         \
     "hosts = [ " hosts " ]; }\n"
 
-static const char
-    precedence[] =
-        "services = (\n" SVC("wide", "\"*.example.com\"") "," SVC("api-wide", "\"*.api.example."
-                                                                              "com\"") "," SVC(
-            "api",
-            "\"api.example.com\"") "," SVC("bare",
-                                           "\"example.com\"") "," SVC("idn",
-                                                                      "\"xn--9n2bp8q.xn--"
-                                                                      "3e0b707e\"") "," SVC("ip",
-                                                                                            "\"10."
-                                                                                            "1.2."
-                                                                                            "3\"") ",{ id = \"last\"; name = \"Last\"; category = \"api\"; "
-                                                                                                   "vendor_country = \"KR\"; hosts = \"last.example.net\"; }\n"
-                                                                                                   ");\n";
+static const char precedence[] = "services = (\n" SVC("wide", "\"*.example.com\"") "," SVC(
+    "api-wide",
+    "\"*.api.example."
+    "com\"") "," SVC("api",
+                     "\"api.example.com\"") "," SVC("bare",
+                                                    "\"example.com\"") "," SVC("idn",
+                                                                               "\"xn--9n2bp8q.xn--"
+                                                                               "3e0b707e\"") "," SVC("ip",
+                                                                                                     "\"10."
+                                                                                                     "1.2."
+                                                                                                     "3\"") ",{ id = \"last\"; name = \"Last\"; category = \"api\"; "
+                                                                                                            "vendor_country = \"KR\"; hosts = \"last.example.net\"; }\n"
+                                                                                                            ");\n";
 
 START_TEST(exact_beats_wildcard_longest_wildcard_wins)
 {
@@ -347,7 +346,9 @@ START_TEST(shipped_catalog)
 }
 END_TEST
 
-static Suite *
+Suite *catalog_suite(void);
+
+Suite *
 catalog_suite(void)
 {
     Suite *s = suite_create("catalog");
@@ -366,17 +367,4 @@ catalog_suite(void)
     tcase_add_test(t, shipped_catalog);
     suite_add_tcase(s, t);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(catalog_suite());
-    int failed;
-
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

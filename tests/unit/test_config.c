@@ -209,8 +209,10 @@ START_TEST(test_shipped_config)
 }
 END_TEST
 
-int
-main(void)
+Suite *config_suite(void);
+
+Suite *
+config_suite(void)
 {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("load");
@@ -223,9 +225,5 @@ main(void)
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_shipped_config);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return s;
 }

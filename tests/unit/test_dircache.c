@@ -144,7 +144,9 @@ START_TEST(test_threads)
 }
 END_TEST
 
-static Suite *
+Suite *dircache_suite(void);
+
+Suite *
 dircache_suite(void)
 {
     Suite *s = suite_create("dircache");
@@ -156,15 +158,4 @@ dircache_suite(void)
     tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(dircache_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -536,7 +536,9 @@ START_TEST(test_lookup_now_unreachable)
 }
 END_TEST
 
-static Suite *
+Suite *dirgroups_suite(void);
+
+Suite *
 dirgroups_suite(void)
 {
     Suite *s = suite_create("dirgroups");
@@ -562,15 +564,4 @@ dirgroups_suite(void)
     tcase_add_test(tc, test_lookup_now_unreachable);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(dirgroups_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -736,7 +736,9 @@ START_TEST(errors_name_the_file)
 }
 END_TEST
 
-static Suite *
+Suite *dlp_suite(void);
+
+Suite *
 dlp_suite(void)
 {
     Suite *s = suite_create("dlp");
@@ -768,17 +770,4 @@ dlp_suite(void)
     tcase_add_test(t, errors_name_the_file);
     suite_add_tcase(s, t);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(dlp_suite());
-    int failed;
-
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -203,7 +203,9 @@ START_TEST(test_max_forwards)
 }
 END_TEST
 
-static Suite *
+Suite *http_msg_suite(void);
+
+Suite *
 http_msg_suite(void)
 {
     Suite *s = suite_create("http_msg");
@@ -217,17 +219,4 @@ http_msg_suite(void)
     tcase_add_test(tc, test_max_forwards);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(http_msg_suite());
-    int failed;
-
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

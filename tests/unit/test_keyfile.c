@@ -275,13 +275,29 @@ START_TEST(fsync_dir)
 }
 END_TEST
 
-static Suite *
+START_TEST(hex_is_lower_case)
+{
+    static const unsigned char in[] = {0x00, 0x9f, 0xab, 0xff, 0x10};
+    char out[11];
+
+    ck_assert_int_eq(keyfile_hex(out, sizeof(out), in, sizeof(in)), 0);
+    ck_assert_str_eq(out, "009fabff10");
+    ck_assert_int_eq(keyfile_hex(out, 10, in, sizeof(in)), -1);
+    ck_assert_int_eq(keyfile_hex(out, 1, in, 0), 0);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
+Suite *keyfile_suite(void);
+
+Suite *
 keyfile_suite(void)
 {
     Suite *s = suite_create("keyfile");
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, hex_is_lower_case);
     tcase_add_test(tc, create_then_reload);
     tcase_add_test(tc, hex_formats);
     tcase_add_test(tc, raw_format);
@@ -291,15 +307,4 @@ keyfile_suite(void)
     tcase_add_test(tc, fsync_dir);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(keyfile_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -322,7 +322,9 @@ START_TEST(test_config_negotiate_errors)
 }
 END_TEST
 
-static Suite *
+Suite *negotiate_suite(void);
+
+Suite *
 negotiate_suite(void)
 {
     Suite *s = suite_create("negotiate");
@@ -340,15 +342,4 @@ negotiate_suite(void)
     tcase_add_test(tc, test_config_negotiate_errors);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(negotiate_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -332,7 +332,9 @@ START_TEST(korean)
 }
 END_TEST
 
-static Suite *
+Suite *pages_suite(void);
+
+Suite *
 pages_suite(void)
 {
     Suite *s = suite_create("pages");
@@ -348,15 +350,4 @@ pages_suite(void)
     tcase_add_test(tc, korean);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(pages_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -628,7 +628,9 @@ START_TEST(index_matches_scan)
 }
 END_TEST
 
-static Suite *
+Suite *policy_suite(void);
+
+Suite *
 policy_suite(void)
 {
     Suite *s = suite_create("policy");
@@ -648,17 +650,4 @@ policy_suite(void)
     tcase_add_test(t, index_matches_scan);
     suite_add_tcase(s, t);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(policy_suite());
-    int failed;
-
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

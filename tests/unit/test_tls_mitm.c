@@ -817,7 +817,9 @@ START_TEST(client_ctx_errors)
 }
 END_TEST
 
-static Suite *
+Suite *tls_mitm_suite(void);
+
+Suite *
 tls_mitm_suite(void)
 {
     Suite *s = suite_create("tls_mitm");
@@ -846,17 +848,4 @@ tls_mitm_suite(void)
     tcase_add_test(t, client_ctx_errors);
     suite_add_tcase(s, t);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(tls_mitm_suite());
-    int failed;
-
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

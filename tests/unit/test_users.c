@@ -228,7 +228,9 @@ START_TEST(validation)
 }
 END_TEST
 
-static Suite *
+Suite *users_suite(void);
+
+Suite *
 users_suite(void)
 {
     Suite *s = suite_create("users");
@@ -241,15 +243,4 @@ users_suite(void)
     tcase_add_test(tc, validation);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(users_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
