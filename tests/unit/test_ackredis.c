@@ -382,7 +382,9 @@ START_TEST(worker_out_of_range)
 }
 END_TEST
 
-static Suite *
+Suite *ackredis_suite(void);
+
+Suite *
 ackredis_suite(void)
 {
     Suite *s = suite_create("ackredis");
@@ -402,15 +404,4 @@ ackredis_suite(void)
     tcase_add_test(tc, worker_out_of_range);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(ackredis_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -487,7 +487,9 @@ START_TEST(is_header)
 }
 END_TEST
 
-static Suite *
+Suite *proxyproto_suite(void);
+
+Suite *
 proxyproto_suite(void)
 {
     Suite *s = suite_create("proxyproto");
@@ -519,15 +521,4 @@ proxyproto_suite(void)
     tcase_add_test(tc, is_header);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(proxyproto_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1209,7 +1209,9 @@ START_TEST(dlp_secrets_in_messages)
 }
 END_TEST
 
-static Suite *
+Suite *ws_suite(void);
+
+Suite *
 ws_suite(void)
 {
     Suite *s = suite_create("ws");
@@ -1241,17 +1243,4 @@ ws_suite(void)
     tcase_add_test(t, dlp_secrets_in_messages);
     suite_add_tcase(s, t);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(ws_suite());
-    int failed;
-
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
