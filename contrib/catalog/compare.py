@@ -277,9 +277,10 @@ def compare(catalog_services, left_out, rules, with_ads):
     domains, fulls = set(), set()
     for r in rules:
         v = r["value"]
-        if "ads" in r["attrs"] and not with_ads:
+        if "ads" in r["attrs"]:
             ads.append(r)
-            continue
+            if not with_ads:
+                continue
         if r["kind"] in ("regexp", "keyword", "unknown"):
             incomparable.append(r)
             continue
@@ -311,7 +312,8 @@ def compare(catalog_services, left_out, rules, with_ads):
 
     listed = {r["value"] for r in rules if r["kind"] in ("domain", "full")}
     stale = sorted(d for d in left_out if not any(_under(x, d) or _under(d, x) for x in listed))
-    return add, part, skipped, incomparable, ads, not_listed, stale
+    conflicts = sorted((d, cat.lookup(d)) for d in left_out if cat.lookup(d))
+    return add, part, skipped, incomparable, ads, not_listed, stale, conflicts
 
 
 def _attrs(r):
@@ -319,7 +321,7 @@ def _attrs(r):
 
 
 def report(out, args, services, version, left_out, rules, files):
-    add, part, skipped, incomparable, ads, not_listed, stale = compare(
+    add, part, skipped, incomparable, ads, not_listed, stale, conflicts = compare(
         services, left_out, rules, args.with_ads)
     npat = sum(len(s["hosts"]) for s in services)
     w = out.write
@@ -349,10 +351,14 @@ def report(out, args, services, version, left_out, rules, files):
     w("\n== left-out notes whose domain the lists no longer have (%d): delete them\n" % len(stale))
     for d in stale:
         w("stale   %s\n" % d)
+    w("\n== left-out notes for domains the catalog lists anyway (%d): one of the two is wrong\n"
+      % len(conflicts))
+    for d, sid in conflicts:
+        w("both    %-40s %s\n" % (d, sid))
     w("\nsummary: %d to add, %d partly covered, %d not comparable, %d catalog hosts to check, "
-      "%d left out as reviewed, %d tracking (@ads) %s, %d stale notes\n"
+      "%d left out as reviewed, %d tracking (@ads) %s, %d stale notes, %d conflicts\n"
       % (len(add), len(part), len(incomparable), len(not_listed), len(skipped), len(ads),
-         "compared" if args.with_ads else "skipped", len(stale)))
+         "compared" if args.with_ads else "skipped", len(stale), len(conflicts)))
 
 
 def main(argv=None):
