@@ -21,11 +21,13 @@ struct catalog {
     size_t n;
     struct hostset *hosts; /* pattern -> struct service * */
     struct hostset *ids;   /* id -> struct service * */
+    char version[11];      /* catalog_version, "" if none */
 };
 
 static const char *const cat_categories[] = {"chat",   "api",   "image", "code",
                                              "search", "agent", "other", NULL};
-static const char *const cat_keys[] = {"id", "name", "category", "vendor_country", "hosts", NULL};
+static const char *const cat_keys[] = {"id",    "name",    "category", "vendor_country",
+                                       "hosts", "checked", NULL};
 
 static void cat_err(char *err, size_t errlen, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -57,6 +59,54 @@ cat_id_valid(const char *s)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
             return 0;
     return 1;
+}
+
+/* 1 if s is a real calendar date written "YYYY-MM-DD", year 2000 to 9999. */
+static int
+cat_date_valid(const char *s)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y = 0, m, d;
+
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !(s[i] >= '0' && s[i] <= '9'))
+            return 0;
+    for (int i = 0; i < 4; i++)
+        y = y * 10 + (s[i] - '0');
+    m = (s[5] - '0') * 10 + (s[6] - '0');
+    d = (s[8] - '0') * 10 + (s[9] - '0');
+    if (y < 2000 || m < 1 || m > 12 || d < 1)
+        return 0;
+    if (m == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+        return d <= 29;
+    return d <= mdays[m - 1];
+}
+
+/*
+ * An optional date member: absent leaves out[] empty; present must be a string
+ * holding a real "YYYY-MM-DD" date.  id: the service's `checked`, or NULL for
+ * the file's `catalog_version`.
+ */
+static int
+cat_date(const config_setting_t *m, const char *id, char out[11], char *err, size_t errlen)
+{
+    const char *v;
+
+    out[0] = '\0';
+    if (!m)
+        return 0;
+    if (config_setting_type(m) != CONFIG_TYPE_STRING ||
+        !cat_date_valid(v = config_setting_get_string(m))) {
+        if (id)
+            cat_err(err, errlen, m, "service \"%s\": checked must be a date \"YYYY-MM-DD\"", id);
+        else
+            cat_err(err, errlen, m, "catalog_version must be a date \"YYYY-MM-DD\"");
+        return -1;
+    }
+    memcpy(out, v, 11);
+    return 0;
 }
 
 /* A required string member of e, duplicated into *out. */
@@ -217,6 +267,8 @@ cat_service(struct catalog *c, struct service *svc, const config_setting_t *e, c
                 svc->id);
         return -1;
     }
+    if (cat_date(config_setting_get_member(e, "checked"), svc->id, svc->checked, err, errlen) < 0)
+        return -1;
     return cat_hosts(c, svc, e, err, errlen);
 }
 
@@ -232,6 +284,10 @@ catalog_load(const config_setting_t *services, char *err, size_t errlen)
     }
     if (!services)
         return c;
+    if (config_setting_parent(services) &&
+        cat_date(config_setting_get_member(config_setting_parent(services), "catalog_version"),
+                 NULL, c->version, err, errlen) < 0)
+        goto fail;
     if (!config_setting_is_list(services) && !config_setting_is_array(services)) {
         cat_err(err, errlen, services, "services must be a list ( { ... }, ... )");
         goto fail;
@@ -284,6 +340,12 @@ catalog_lookup(const struct catalog *c, const char *host, size_t len)
     if (!c || !hostset_match(c->hosts, host, len, &data))
         return NULL;
     return data;
+}
+
+const char *
+catalog_version(const struct catalog *c)
+{
+    return c ? c->version : "";
 }
 
 size_t

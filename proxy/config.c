@@ -728,11 +728,27 @@ config_check_groups(struct cfg_ctx *x, const struct config *c)
 static int
 config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
 {
-    static const char *const keys[] = {
-        "listen",         "workers", "client_networks", "connect_ports", "limits", "auth",
-        "ldap",           "groups",  "addresses",       "tls",           "ack",    "audit",
-        "pages_dir",      "dns",     "admin",           "services",      "policy", "dlp_patterns",
-        "proxy_protocol", NULL};
+    static const char *const keys[] = {"listen",
+                                       "workers",
+                                       "client_networks",
+                                       "connect_ports",
+                                       "limits",
+                                       "auth",
+                                       "ldap",
+                                       "groups",
+                                       "addresses",
+                                       "tls",
+                                       "ack",
+                                       "audit",
+                                       "pages_dir",
+                                       "dns",
+                                       "admin",
+                                       "services",
+                                       "policy",
+                                       "dlp_patterns",
+                                       "proxy_protocol",
+                                       "catalog_version",
+                                       NULL};
     const config_setting_t *root = config_root_setting(lc), *s;
     long long w = 0;
 

@@ -22,6 +22,7 @@
 #include "aigate/admin.h"
 #include "aigate/audit.h"
 #include "aigate/auth.h"
+#include "aigate/catalog.h"
 #include "aigate/config.h"
 #include "aigate/dircache.h"
 #include "aigate/dirgroups.h"
@@ -68,7 +69,7 @@ usage(FILE *out)
         "                checkpoint in FILE (- = stdin, e.g. lines grepped from syslog)\n"
         "  --report FILE...      counts per service and user from audit logs\n"
         "  --gen-ca DIR  create DIR/ca.pem and DIR/ca.key (0600), an interception CA\n"
-        "  -V            print the version\n"
+        "  -V            print the version, and the catalog version of the configuration\n"
         "  -h            this help\n"
         "\n"
         "signals: HUP reload, USR1 reopen logs, TERM/INT graceful stop\n");
@@ -80,6 +81,29 @@ default_config(void)
     if (access("rules/aigate.conf", R_OK) == 0)
         return "rules/aigate.conf";
     return "/etc/aigate/aigate.conf";
+}
+
+/*
+ * -V: the program's version, then the catalog version and size of the
+ * configuration cfgpath names.  A configuration that does not load is
+ * reported on stderr; the exit status stays 0.
+ */
+static int
+print_version(const char *cfgpath)
+{
+    char err[1024];
+    struct config *c;
+
+    printf("aigate %s\n", AIGATE_VERSION);
+    if (!(c = config_load(cfgpath, err, sizeof(err)))) {
+        fprintf(stderr, "aigate: catalog version unknown: %s\n", err);
+        return 0;
+    }
+    printf("catalog %s, %zu services (%s)\n",
+           *catalog_version(c->catalog) ? catalog_version(c->catalog) : "without catalog_version",
+           catalog_count(c->catalog), cfgpath);
+    config_unref(c);
+    return 0;
 }
 
 static struct audit_cfg
@@ -419,7 +443,7 @@ main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     const char *cfgpath = NULL, *checkpoint = NULL;
-    int foreground = isatty(STDERR_FILENO), test = 0, mode = 0, from_any = 0, ch;
+    int foreground = isatty(STDERR_FILENO), test = 0, version = 0, mode = 0, from_any = 0, ch;
     char err[1024];
 
     while ((ch = getopt_long(argc, argv, "c:ftVh", longopts, NULL)) != -1) {
@@ -434,8 +458,8 @@ main(int argc, char **argv)
             test = 1;
             break;
         case 'V':
-            printf("aigate %s\n", AIGATE_VERSION);
-            return 0;
+            version = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -464,6 +488,8 @@ main(int argc, char **argv)
     }
     argc -= optind;
     argv += optind;
+    if (version)
+        return print_version(cfgpath ? cfgpath : default_config());
     if (mode == OPT_REPORT) {
         if (argc < 1) {
             usage(stderr);

@@ -20,15 +20,19 @@ struct service {
     char *vendor_country; /* ISO 3166 alpha-2, upper case */
     char **hosts;         /* patterns as normalised, "*." kept */
     size_t nhosts;
-    int line;     /* where the entry starts in its file */
-    size_t index; /* position in the catalog: 0 .. catalog_count() - 1 */
+    char checked[11]; /* "YYYY-MM-DD" its hosts were last verified; "" if not given */
+    int line;         /* where the entry starts in its file */
+    size_t index;     /* position in the catalog: 0 .. catalog_count() - 1 */
 };
 
 struct catalog;
 
 /*
- * Build a catalog from the `services` list (NULL: an empty catalog).  On error
- * returns NULL and writes "FILE:LINE: message" into err.
+ * Build a catalog from the `services` list (NULL: an empty catalog).  The
+ * optional `catalog_version = "YYYY-MM-DD"` beside it (same parent setting) is
+ * read too.  `checked` (per entry) and `catalog_version` are optional here, so
+ * an operator's own catalog needs neither; when given they must be real dates.
+ * On error returns NULL and writes "FILE:LINE: message" into err.
  */
 struct catalog *catalog_load(const config_setting_t *services, char *err, size_t errlen);
 void catalog_free(struct catalog *c);
@@ -41,6 +45,8 @@ void catalog_free(struct catalog *c);
 const struct service *catalog_lookup(const struct catalog *c, const char *host, size_t len);
 
 size_t catalog_count(const struct catalog *c);
+/* The file's catalog_version ("YYYY-MM-DD"), or "" if it has none. */
+const char *catalog_version(const struct catalog *c);
 /* The i-th service in file order, NULL past the end. */
 const struct service *catalog_service(const struct catalog *c, size_t i);
 /* The service with this id, or NULL. */

@@ -4,6 +4,7 @@
  */
 #include <check.h>
 #include <libconfig.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -296,7 +297,7 @@ START_TEST(shipped_catalog)
                                              {"www.meta.ai", "meta-ai"},
                                              {"poe.com", "poe"},
                                              {"character.ai", "character-ai"},
-                                             {"huggingface.co", "huggingchat"},
+                                             {"huggingface.co", "huggingface"},
                                              {"kimi.com", "kimi"},
                                              {"api.moonshot.cn", "kimi-api"},
                                              {"chat.qwen.ai", "qwen"},
@@ -346,6 +347,192 @@ START_TEST(shipped_catalog)
 }
 END_TEST
 
+START_TEST(checked_and_catalog_version)
+{
+    struct catalog *c = load("catalog_version = \"2026-12-06\";\n"
+                             "services = ( { id = \"a\"; name = \"A\"; category = \"chat\"; "
+                             "vendor_country = \"US\"; checked = \"2024-02-29\"; "
+                             "hosts = [ \"a.example\" ]; },\n" SVC("b", "\"b.example\"") ");");
+
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_str_eq(catalog_version(c), "2026-12-06");
+    ck_assert_str_eq(catalog_find_id(c, "a")->checked, "2024-02-29");
+    /* optional for an operator's own entries */
+    ck_assert_str_eq(catalog_find_id(c, "b")->checked, "");
+    done(c);
+
+    c = load("services = (" SVC("b", "\"b.example\"") ");");
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_str_eq(catalog_version(c), "");
+    done(c);
+    ck_assert_str_eq(catalog_version(NULL), "");
+}
+END_TEST
+
+START_TEST(bad_dates)
+{
+    static const char *const bad[] = {"2026-13-01", "2026-00-10", "2026-02-29",  "2025-04-31",
+                                      "2026-12-32", "2026-12-00", "1999-12-31",  "2026-1-06",
+                                      "2026/12/06", "26-12-06",   "2026-12-06 ", "",
+                                      "2026-12-0x", "20261206",   NULL};
+    char text[512];
+
+    for (size_t i = 0; bad[i]; i++) {
+        snprintf(text, sizeof(text),
+                 "services = (\n" SVC(
+                     "ok", "\"ok.example\"") ",\n"
+                                             "{ id = \"s\"; name = \"S\"; category = \"chat\"; "
+                                             "vendor_country = \"US\";\n"
+                                             "  checked = \"%s\"; hosts = [ \"s.example\" ]; });",
+                 bad[i]);
+        expect_error(text, "<config>:5: ", "service \"s\": checked", "YYYY-MM-DD");
+        snprintf(text, sizeof(text),
+                 "\ncatalog_version = \"%s\";\nservices = (" SVC("ok", "\"ok.example\"") ");",
+                 bad[i]);
+        expect_error(text, "<config>:2: ", "catalog_version", "YYYY-MM-DD");
+    }
+    expect_error("services = (\n{ id = \"s\"; name = \"S\"; category = \"chat\"; "
+                 "vendor_country = \"US\";\n checked = 20261206; hosts = [ \"s.example\" ]; });",
+                 "<config>:3: ", "checked", "YYYY-MM-DD");
+    expect_error(
+        "catalog_version = [ \"2026-12-06\" ];\nservices = (" SVC("ok", "\"ok.example\"") ");",
+        "<config>:1: ", "catalog_version", NULL);
+}
+END_TEST
+
+/*
+ * The holes the catalog once had: each of these hosts let traffic pass a rule
+ * meant for its service.  Host -> the service that must own it.
+ */
+static const char *const shipped_holes[][2] = {
+    {"kimi.ai", "kimi"},
+    {"www.kimi.ai", "kimi"},
+    {"platform.kimi.ai", "kimi-api"},
+    {"api.kimi.com", "kimi-api"},
+    {"www.coze.com", "coze"},
+    {"coze.com", "coze"},
+    {"www.coze.cn", "coze"},
+    {"coze.cn", "coze"},
+    {"api.coze.com", "coze-api"},
+    {"api.coze.cn", "coze-api"},
+    {"www.cici.com", "dola"},
+    {"www.ciciai.com", "dola"},
+    {"api-normal-i18n.ciciai.com", "dola"},
+    {"www.dola.com", "dola"},
+    {"dola.com", "dola"},
+    {"www.trae.ai", "trae"},
+    {"trae.ai", "trae"},
+    {"www.trae.cn", "trae"},
+    {"www.marscode.com", "trae"},
+    {"www.marscode.cn", "trae"},
+    {"trae-api-sg.mchost.guru", "trae"},
+    {"copilot.com", "copilot"},
+    {"www.copilot.com", "copilot"},
+    {"claudeusercontent.com", "claude"},
+    {"www.claudeusercontent.com", "claude"},
+    {"bridge.claudeusercontent.com", "claude"},
+    {"grok.x.com", "grok"},
+    {"ppl-ai-file-upload.s3.amazonaws.com", "perplexity"},
+    {"pplx-res.cloudinary.com", "perplexity"},
+    {"chatgpt.livekit.cloud", "chatgpt"},
+    {"chat.com", "chatgpt"},
+    {"www.chat.com", "chatgpt"},
+    {"mate.kanana.ai", "kanana"},
+    {"kanana.ai", "kanana"},
+    {"api.kanana.ai", "kanana-api"},
+    {"adot.ai", "adot"},
+    {"www.adot.ai", "adot"},
+    {"awf-gw.adot.ai", "adot-api"},
+    {"duck.ai", "duck-ai"},
+    {"huggingchat-chat-ui.hf.space", "huggingchat"},
+    {"cdn-lfs.huggingface.co", "huggingface"},
+    {"hf.co", "huggingface"},
+    {"some-demo.hf.space", "huggingface-spaces"},
+    {"router.huggingface.co", "huggingface-api"},
+    {NULL, NULL}};
+
+/* Shared platforms the widened catalog must still leave alone. */
+static const char *const shipped_shared[] = {"x.com",
+                                             "www.x.com",
+                                             "api.x.com",
+                                             "livekit.cloud",
+                                             "host.livekit.cloud",
+                                             "turn.livekit.cloud",
+                                             "foo.turn.livekit.cloud",
+                                             "s3.amazonaws.com",
+                                             "other-bucket.s3.amazonaws.com",
+                                             "res.cloudinary.com",
+                                             "cloudinary.com",
+                                             "blob.core.windows.net",
+                                             "other.blob.core.windows.net",
+                                             "duckduckgo.com",
+                                             "api.cloudflare.com",
+                                             "www.cloudflare.com",
+                                             "googleapis.com",
+                                             "www.googleapis.com",
+                                             "clients6.google.com",
+                                             "githubusercontent.com",
+                                             "raw.githubusercontent.com",
+                                             "gallery.vsassets.io",
+                                             "bytedance.com",
+                                             "www.kakao.com",
+                                             "www.sktelecom.com",
+                                             NULL};
+
+START_TEST(shipped_holes_closed)
+{
+    struct catalog *c;
+
+    config_init(&cfg);
+    ck_assert_msg(config_read_file(&cfg, "rules/services.conf") == CONFIG_TRUE,
+                  "rules/services.conf: %s:%d", config_error_text(&cfg), config_error_line(&cfg));
+    c = catalog_load(config_lookup(&cfg, "services"), err, sizeof(err));
+    ck_assert_msg(c != NULL, "%s", err);
+    for (size_t i = 0; shipped_holes[i][0]; i++) {
+        const char *got = id_of(c, shipped_holes[i][0]);
+
+        ck_assert_msg(got && strcmp(got, shipped_holes[i][1]) == 0, "%s -> %s, want %s",
+                      shipped_holes[i][0], got ? got : "(none)", shipped_holes[i][1]);
+    }
+    for (size_t i = 0; shipped_shared[i]; i++)
+        ck_assert_msg(id_of(c, shipped_shared[i]) == NULL, "shared host %s -> %s",
+                      shipped_shared[i], id_of(c, shipped_shared[i]));
+    /* ByteDance's international apps are CN; HuggingChat is chat, the hub is not */
+    ck_assert_str_eq(catalog_find_id(c, "coze")->vendor_country, "CN");
+    ck_assert_str_eq(catalog_find_id(c, "dola")->vendor_country, "CN");
+    ck_assert_str_eq(catalog_find_id(c, "trae")->vendor_country, "CN");
+    ck_assert_str_eq(catalog_find_id(c, "kanana")->vendor_country, "KR");
+    ck_assert_str_eq(catalog_find_id(c, "adot")->vendor_country, "KR");
+    ck_assert_str_eq(catalog_find_id(c, "huggingchat")->category, "chat");
+    ck_assert_str_ne(catalog_find_id(c, "huggingface")->category, "chat");
+    ck_assert_str_ne(catalog_find_id(c, "huggingface-spaces")->category, "chat");
+    done(c);
+}
+END_TEST
+
+START_TEST(shipped_dates)
+{
+    struct catalog *c;
+
+    config_init(&cfg);
+    ck_assert_msg(config_read_file(&cfg, "rules/services.conf") == CONFIG_TRUE,
+                  "rules/services.conf: %s:%d", config_error_text(&cfg), config_error_line(&cfg));
+    c = catalog_load(config_lookup(&cfg, "services"), err, sizeof(err));
+    ck_assert_msg(c != NULL, "%s", err);
+    /* the shipped file carries a version and a checked date on every entry */
+    ck_assert_uint_eq(strlen(catalog_version(c)), 10);
+    for (size_t i = 0; i < catalog_count(c); i++) {
+        const struct service *s = catalog_service(c, i);
+
+        ck_assert_msg(strlen(s->checked) == 10, "%s (line %d) has no checked date", s->id, s->line);
+        ck_assert_msg(strcmp(s->checked, catalog_version(c)) <= 0,
+                      "%s checked %s after the catalog version %s", s->id, s->checked,
+                      catalog_version(c));
+    }
+    done(c);
+}
+END_TEST
+
 Suite *catalog_suite(void);
 
 Suite *
@@ -365,6 +552,10 @@ catalog_suite(void)
     tcase_add_test(t, bad_entries);
     tcase_add_test(t, hostset_generic);
     tcase_add_test(t, shipped_catalog);
+    tcase_add_test(t, checked_and_catalog_version);
+    tcase_add_test(t, bad_dates);
+    tcase_add_test(t, shipped_holes_closed);
+    tcase_add_test(t, shipped_dates);
     suite_add_tcase(s, t);
     return s;
 }
