@@ -3,7 +3,7 @@
 CC      ?= cc
 PREFIX  ?= /usr/local
 PKGS    := libevent libevent_openssl libevent_pthreads openssl libconfig zlib krb5-gssapi krb5 ldap \
-           hiredis
+           hiredis jansson
 # Debian packages: DEB_PKGS build and run the proxy (`make deps`, `make run`); DEB_TEST_PKGS
 # are needed only by `make test` (`make test-deps`).
 DEB_PKGS := build-essential pkg-config libevent-dev libssl-dev libconfig-dev zlib1g-dev \
