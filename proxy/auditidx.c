@@ -475,60 +475,249 @@ idx_oom(struct auditidx *x)
     x->oom_logged = 1;
 }
 
-/* Index one line (no newline).  Unreadable lines are counted in bad. */
-static void
-idx_line(struct auditidx *x, const char *line, size_t len)
+/* What the index takes from a line.  Strings point into the line or into its jansson object. */
+struct idx_fields {
+    int64_t ts;
+    const char *s[F_N]; /* NULL: null or absent */
+    size_t l[F_N];
+    int dlp;
+    uint64_t bytes_out;
+};
+
+/*
+ * The general parser: jansson.  Returns 0 with *root to json_decref() once
+ * the strings are no longer needed, or -1 (unreadable: not a JSON object, no
+ * valid "ts", no string "action", a non-string field, a bytes_out that is not
+ * a non-negative integer or null).
+ */
+static int
+idx_parse_json(const char *line, size_t len, struct idx_fields *p, json_t **root)
 {
     json_error_t jerr;
-    json_t *o = json_loadb(line, len, 0, &jerr);
-    struct idx_combo c = {0};
-    int64_t ts;
-    uint64_t bytes_out = 0;
+    json_t *o = json_loadb(line, len, 0, &jerr), *v;
 
+    memset(p, 0, sizeof(*p));
+    *root = o;
     if (!o || !json_is_object(o))
-        goto bad;
-    json_t *v = json_object_get(o, "ts");
-    if (!json_is_string(v) || auditidx_parse_time(json_string_value(v), json_string_length(v), &ts))
-        goto bad;
+        return -1;
+    v = json_object_get(o, "ts");
+    if (!json_is_string(v) ||
+        auditidx_parse_time(json_string_value(v), json_string_length(v), &p->ts) < 0)
+        return -1;
     for (int f = 0; f < F_N; f++) {
         v = json_object_get(o, idx_field_names[f]);
         if (!v || json_is_null(v))
             continue;
         if (!json_is_string(v))
-            goto bad;
-        c.f[f] = idx_str_intern(&x->strs, json_string_value(v), json_string_length(v));
+            return -1;
+        p->s[f] = json_string_value(v);
+        p->l[f] = json_string_length(v);
+    }
+    if (!p->s[F_ACTION])
+        return -1;
+    v = json_object_get(o, "bytes_out");
+    if (json_is_integer(v) && json_integer_value(v) >= 0)
+        p->bytes_out = (uint64_t)json_integer_value(v);
+    else if (v && !json_is_null(v))
+        return -1;
+    v = json_object_get(o, "dlp");
+    p->dlp = json_is_array(v) && json_array_size(v) > 0;
+    return 0;
+}
+
+/*
+ * The fast path, for lines exactly as aigate's writer makes them (audit.h:
+ * every field in its order, "node" and "dlp" optional, "chain" last) whose
+ * strings are printable ASCII without escapes and whose integers are plain:
+ * jansson costs ~7 us a line, this well under 1 us, and a log is almost only
+ * such lines.  Anything else (an escape, a non-ASCII byte, another layout)
+ * returns 1 and the line goes to jansson, so both always agree on what they
+ * accept (tests/unit/test_auditidx.c checks this on lines from the writer).
+ * Returns 0 (parsed) or 1 (use jansson).
+ */
+enum { FV_STR, FV_INT, FV_ANY };
+struct idx_fast_key {
+    const char *key; /* ,"name": */
+    size_t len;
+    int field; /* F_* or -1 */
+    int kind;  /* FV_STR: string or null; FV_INT: integer or null */
+};
+#define FK(k, f, kind)                                                                             \
+    {                                                                                              \
+        ",\"" k "\":", sizeof(k) + 3, f, kind                                                      \
+    }
+static const struct idx_fast_key idx_fast_keys[] = {
+    FK("id", -1, FV_STR),
+    FK("client", -1, FV_STR),
+    FK("user", F_USER, FV_STR),
+    FK("method", -1, FV_STR),
+    FK("scheme", -1, FV_STR),
+    FK("host", -1, FV_STR),
+    FK("port", -1, FV_INT),
+    FK("path", -1, FV_STR),
+    FK("service", F_SERVICE, FV_STR),
+    FK("category", F_CATEGORY, FV_STR),
+    FK("rule", F_RULE, FV_STR),
+    FK("action", F_ACTION, FV_STR),
+    FK("status", -1, FV_INT),
+    FK("bytes_in", -1, FV_INT),
+    FK("bytes_out", -2, FV_INT),
+    FK("ms", -1, FV_INT),
+    FK("tls", -1, FV_STR),
+};
+#undef FK
+
+/* A string value at *pp (after its opening quote) of plain ASCII; end after the closing quote. */
+static int
+idx_fast_str(const char **pp, const char *end, const char **s, size_t *l)
+{
+    const char *p = *pp;
+    *s = p;
+    while (p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f && *p != '"' &&
+           *p != '\\')
+        p++;
+    if (p >= end || *p != '"')
+        return 1;
+    *l = (size_t)(p - *s);
+    *pp = p + 1;
+    return 0;
+}
+
+static int
+idx_fast_value(const char **pp, const char *end, int kind, const char **s, size_t *l, int64_t *num)
+{
+    const char *p = *pp;
+    *s = NULL;
+    if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
+        *pp = p + 4;
+        *num = -1;
+        return 0;
+    }
+    if (kind == FV_STR) {
+        if (p >= end || *p != '"')
+            return 1;
+        *pp = p + 1;
+        return idx_fast_str(pp, end, s, l);
+    }
+    /* a non-negative integer without leading zeros, at most 18 digits */
+    const char *d = p;
+    int64_t v = 0;
+    while (p < end && *p >= '0' && *p <= '9' && p - d < 18)
+        v = v * 10 + (*p++ - '0');
+    if (p == d || (p - d > 1 && *d == '0') || (p < end && *p >= '0' && *p <= '9'))
+        return 1;
+    *num = v;
+    *pp = p;
+    return 0;
+}
+
+static int
+idx_parse_fast(const char *line, size_t len, struct idx_fields *p)
+{
+    const char *s = line, *end = line + len, *v;
+    size_t vl;
+    int64_t num = -1;
+
+    memset(p, 0, sizeof(*p));
+    if (len < 7 + 24 + 1 + 76 || memcmp(s, "{\"ts\":\"", 7) != 0 || s[7 + 24] != '"' ||
+        auditidx_parse_time(s + 7, 24, &p->ts) < 0)
+        return 1;
+    s += 7 + 25;
+    for (size_t k = 0; k < sizeof(idx_fast_keys) / sizeof(idx_fast_keys[0]); k++) {
+        const struct idx_fast_key *fk = &idx_fast_keys[k];
+        if ((size_t)(end - s) < fk->len || memcmp(s, fk->key, fk->len) != 0)
+            return 1;
+        s += fk->len;
+        if (idx_fast_value(&s, end, fk->kind, &v, &vl, &num))
+            return 1;
+        if (fk->field >= 0 && v) {
+            p->s[fk->field] = v;
+            p->l[fk->field] = vl;
+        } else if (fk->field == -2) {
+            p->bytes_out = num < 0 ? 0 : (uint64_t)num;
+        }
+    }
+    if (!p->s[F_ACTION])
+        return 1;
+    if (end - s > 9 && memcmp(s, ",\"node\":\"", 9) == 0) {
+        s += 9;
+        if (idx_fast_str(&s, end, &v, &vl))
+            return 1;
+    }
+    if (end - s > 9 && memcmp(s, ",\"dlp\":[\"", 9) == 0) {
+        s += 9;
+        for (;;) {
+            if (idx_fast_str(&s, end, &v, &vl) || s >= end)
+                return 1;
+            if (*s == ']')
+                break;
+            if (end - s < 2 || s[0] != ',' || s[1] != '"')
+                return 1;
+            s += 2;
+        }
+        s++;
+        p->dlp = 1;
+    }
+    if (end - s != 76 || memcmp(s, ",\"chain\":\"", 10) != 0 || memcmp(s + 74, "\"}", 2) != 0)
+        return 1;
+    for (int i = 10; i < 74; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 1;
+    return 0;
+}
+
+/* Index one line (no newline).  Unreadable lines are counted in bad. */
+static void
+idx_line(struct auditidx *x, const char *line, size_t len)
+{
+    struct idx_fields p;
+    struct idx_combo c = {0};
+    json_t *root = NULL;
+
+    if (idx_parse_fast(line, len, &p) != 0 && idx_parse_json(line, len, &p, &root) < 0)
+        goto bad;
+    for (int f = 0; f < F_N; f++) {
+        if (!p.s[f])
+            continue;
+        c.f[f] = idx_str_intern(&x->strs, p.s[f], p.l[f]);
         if (c.f[f] == IDX_NONE)
             goto oom;
     }
-    if (!c.f[F_ACTION])
-        goto bad;
     c.act = (uint8_t)idx_act_of(idx_str(&x->strs, c.f[F_ACTION]));
-    v = json_object_get(o, "bytes_out");
-    if (json_is_integer(v) && json_integer_value(v) >= 0)
-        bytes_out = (uint64_t)json_integer_value(v);
-    else if (v && !json_is_null(v))
-        goto bad;
-    v = json_object_get(o, "dlp");
-    c.dlp = json_is_array(v) && json_array_size(v) > 0;
-    json_decref(o);
+    c.dlp = (uint8_t)p.dlp;
+    json_decref(root);
+    root = NULL;
     uint32_t id = idx_combo_intern(&x->combos, &c);
-    if (id == IDX_NONE || idx_append(x, ts, id, bytes_out) < 0) {
-        idx_oom(x);
-        x->bad++;
-        return;
-    }
-    if (x->lines == 0 || ts < x->first_ts)
-        x->first_ts = ts;
-    if (x->lines == 0 || ts > x->last_ts)
-        x->last_ts = ts;
+    if (id == IDX_NONE || idx_append(x, p.ts, id, p.bytes_out) < 0)
+        goto oom;
+    if (x->lines == 0 || p.ts < x->first_ts)
+        x->first_ts = p.ts;
+    if (x->lines == 0 || p.ts > x->last_ts)
+        x->last_ts = p.ts;
     x->lines++;
-    idx_recent_put(x, line, len, ts, id);
+    idx_recent_put(x, line, len, p.ts, id);
     return;
 oom:
     idx_oom(x);
 bad:
-    json_decref(o);
+    json_decref(root);
     x->bad++;
+}
+
+int
+auditidx_parse_debug(const char *line, size_t len, int fast, char *out, size_t cap)
+{
+    struct idx_fields p;
+    json_t *root = NULL;
+    int rc = fast ? idx_parse_fast(line, len, &p) : idx_parse_json(line, len, &p, &root);
+    if (rc == 0) {
+        size_t o = (size_t)snprintf(out, cap, "%" PRId64 "|%d|%" PRIu64, p.ts, p.dlp, p.bytes_out);
+        for (int f = 0; f < F_N && o < cap; f++)
+            o += (size_t)snprintf(out + o, cap - o, "|%s=%.*s", p.s[f] ? "s" : "null", (int)p.l[f],
+                                  p.s[f] ? p.s[f] : "");
+    }
+    json_decref(root);
+    return rc;
 }
 
 /* Cut data into lines; an unfinished last line waits in f for more. */
