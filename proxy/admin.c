@@ -17,11 +17,13 @@
 #include "aigate/ack.h"
 #include "aigate/audit.h"
 #include "aigate/config.h"
+#include "aigate/dashboard.h"
 #include "aigate/log.h"
 #include "aigate/worker.h"
 
 struct admin {
     struct evhttp *http;
+    struct dash *dash;
     time_t started;
     unsigned long reloads;
 };
@@ -169,7 +171,7 @@ admin_metrics(struct evhttp_request *req, void *arg)
 }
 
 struct admin *
-admin_start(struct event_base *base, const struct config *cfg, int *failed)
+admin_start(struct event_base *base, struct config *cfg, int *failed)
 {
     *failed = 0;
     if (!cfg->admin.text)
@@ -181,6 +183,8 @@ admin_start(struct event_base *base, const struct config *cfg, int *failed)
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
     evhttp_set_cb(a->http, "/healthz", admin_healthz, a);
     evhttp_set_cb(a->http, "/metrics", admin_metrics, a);
+    if (!(a->dash = dash_new(base, a->http, cfg)))
+        goto fail;
     evutil_socket_t fd = socket(cfg->admin.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
     int one = 1;
     if (fd < 0)
@@ -193,7 +197,8 @@ admin_start(struct event_base *base, const struct config *cfg, int *failed)
         goto fail;
     }
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(bs), admin_accept_error);
-    log_info("admin endpoints on %s (/healthz, /metrics)", cfg->admin.text);
+    log_info("admin endpoints on %s (/healthz, /metrics, the dashboard at /%s)", cfg->admin.text,
+             cfg->admin_db ? "" : ": off until admin.htpasswd is set");
     return a;
 fail:
     log_warnx("cannot serve admin endpoints on %s", cfg->admin.text);
@@ -203,10 +208,12 @@ fail:
 }
 
 void
-admin_note_reload(struct admin *a)
+admin_note_reload(struct admin *a, struct config *cfg)
 {
-    if (a)
-        a->reloads++;
+    if (!a)
+        return;
+    a->reloads++;
+    dash_set_config(a->dash, cfg);
 }
 
 void
@@ -214,6 +221,8 @@ admin_free(struct admin *a)
 {
     if (!a)
         return;
+    /* The dashboard first: its threads hold requests that evhttp_free() frees. */
+    dash_free(a->dash);
     if (a->http)
         evhttp_free(a->http);
     free(a);

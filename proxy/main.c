@@ -138,7 +138,7 @@ reload(void)
         worker_post_config(&workers[i], next);
     config_unref(current);
     current = next;
-    admin_note_reload(admin);
+    admin_note_reload(admin, current);
     log_info("configuration reloaded from %s", current->path);
 }
 
