@@ -1093,7 +1093,9 @@ idx_query_time(struct idx_q *s, struct auditidx_result *res)
 {
     const struct auditidx *x = s->x;
     const struct auditidx_query *q = s->q;
-    int64_t unit = q->by == AUDITIDX_BY_HOUR ? IDX_HOUR_MS : IDX_DAY_MS;
+    int64_t unit = q->by == AUDITIDX_BY_HOUR ? IDX_HOUR_MS
+                   : q->by == AUDITIDX_BY_DAY ? IDX_DAY_MS
+                                              : 60000;
     int64_t tz = (int64_t)q->tz_min * 60000;
     int64_t first = idx_floor_div(q->from_ms + tz, unit);
     int64_t nb = q->to_ms > q->from_ms ? idx_floor_div(q->to_ms - 1 + tz, unit) - first + 1 : 0;
@@ -1121,7 +1123,7 @@ idx_query_time(struct idx_q *s, struct auditidx_result *res)
         if (q->by == AUDITIDX_BY_DAY) {
             key[10] = '\0';
         } else {
-            /* YYYY-MM-DDTHH:00:00 and the zone, without the milliseconds */
+            /* YYYY-MM-DDTHH:MM:00 and the zone, without the milliseconds */
             memmove(key + 19, key + 23, strlen(key + 23) + 1);
         }
         b[k] = b[i];
@@ -1151,7 +1153,7 @@ auditidx_query(const struct auditidx *x, const struct auditidx_query *q, const s
         free(s.pass);
         return -1;
     }
-    if (q->by == AUDITIDX_BY_HOUR || q->by == AUDITIDX_BY_DAY)
+    if (q->by == AUDITIDX_BY_HOUR || q->by == AUDITIDX_BY_DAY || q->by == AUDITIDX_BY_MINUTE)
         rc = idx_query_time(&s, res);
     else
         rc = idx_query_keys(&s, res);

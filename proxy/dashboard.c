@@ -132,8 +132,8 @@ int
 dash_parse_query(const char *query, int64_t now_ms, int recent, struct auditidx_query *q, char *err,
                  size_t errlen)
 {
-    static const char *const bys[] = {"service", "user",     "group", "rule",
-                                      "action",  "category", "hour",  "day"};
+    static const char *const bys[] = {"service",  "user", "group", "rule",  "action",
+                                      "category", "hour", "day",   "minute"};
     static const char *const keys[] = {"from",   "to",    "period", "by",       "service",
                                        "user",   "group", "action", "category", "rule",
                                        "format", "tz",    "limit",  "n",        NULL};

@@ -26,8 +26,8 @@
  * its user's groups (so group rows may add up to more than the total), and
  * requests of users in no group (anonymous included) are the row with key
  * null.  "dlp" counts the lines that carry a "dlp" field, whatever their
- * action.  Time keys of by=hour and by=day are the start of the hour or day in
- * the query's UTC offset.
+ * action.  Time keys of by=minute, by=hour and by=day are the start of the
+ * minute, hour or day in the query's UTC offset.
  *
  * Lines: a line exactly in the writer's layout with plain ASCII strings (almost
  * every line) is read by a strict fast path, any other by jansson (which is
@@ -83,6 +83,7 @@ enum auditidx_by {
     AUDITIDX_BY_CATEGORY,
     AUDITIDX_BY_HOUR,
     AUDITIDX_BY_DAY,
+    AUDITIDX_BY_MINUTE, /* for the dashboard's last hour */
 };
 
 /* A filter: set = 0 means any value; set with is_null matches JSON null (an empty value in the
@@ -129,9 +130,9 @@ void auditidx_stats(const struct auditidx *x, uint64_t *lines, uint64_t *bad, ui
 
 /*
  * Rows of q (filters, period, grouping; users: group membership now, may be
- * NULL) into res, sorted: hour/day by time, others by requests descending
- * then key (null last).  Returns 0, -1 (out of memory) or -2 (by=hour or
- * by=day over more than AUDITIDX_MAX_BUCKETS of them), res empty on error.
+ * NULL) into res, sorted: minute/hour/day by time, others by requests descending
+ * then key (null last).  Returns 0, -1 (out of memory) or -2 (by=minute, hour
+ * or day over more than AUDITIDX_MAX_BUCKETS of them), res empty on error.
  */
 int auditidx_query(const struct auditidx *x, const struct auditidx_query *q,
                    const struct users *users, struct auditidx_result *res);

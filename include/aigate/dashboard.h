@@ -41,9 +41,9 @@ void dash_free(struct dash *d);
  * (recent = 1) into q: from, to (ISO 8601, auditidx_parse_time(); to defaults
  * to now_ms, from to 24 hours before to), or period = N h|d (the N hours or
  * days before to; not with from), by = service|user|group|rule|action|
- * category|hour|day (default service), the filters service, user, group,
+ * category|hour|day|minute (default service), the filters service, user, group,
  * action, category, rule (an empty value matches null), format = json|csv,
- * tz = Z|+HH:MM|-HH:MM (hour and day keys; '+' may arrive as a space),
+ * tz = Z|+HH:MM|-HH:MM (minute, hour and day keys; '+' may arrive as a space),
  * limit = 1..100000 (usage) and n = 1..AUDITIDX_RECENT (recent, default 50).
  * Unknown or repeated parameters, values that do not parse, a value longer
  * than AUDITIDX_FILTER_MAX - 1 bytes and from >= to are errors.  Returns 0,
