@@ -601,6 +601,11 @@ dash_route(struct evhttp_request *req, void *arg)
         {"/dash.js", dash_serve_js},      {"/dash.css", dash_serve_css},
         {"/api/usage", dash_serve_usage}, {"/api/recent", dash_serve_recent},
     };
+    /* Browsers ask for it unprompted: nothing, rather than a 404 in their console. */
+    if (path && strcmp(path, "/favicon.ico") == 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "max-age=86400");
+        return evhttp_send_reply(req, 204, "No Content", NULL);
+    }
     for (size_t i = 0; path && i < sizeof(routes) / sizeof(routes[0]); i++)
         if (strcmp(path, routes[i].path) == 0)
             return dash_guard(d, req, routes[i].serve);

@@ -10,6 +10,7 @@ const T = {
     user: "User", group: "Group", action: "Action", any: "Any", apply: "Apply",
     requests: "Requests", allow: "Allowed", warn: "Caution shown", ack: "Acknowledged",
     block: "Blocked", dlp: "Personal data", authfail: "Auth failed", error: "Error",
+    other: "Other (auth failed, error)",
     overTime: "Requests per AI service over time, by action",
     caution: "Caution pages shown and acknowledged, per service",
     rules: "Blocks and personal-data hits, by rule", top: "Top users and groups per service",
@@ -25,7 +26,7 @@ const T = {
     p7d: "최근 7일", p30d: "최근 30일", service: "서비스", category: "분류", user: "사용자",
     group: "그룹", action: "조치", any: "전체", apply: "적용", requests: "요청",
     allow: "허용", warn: "주의 표시", ack: "확인함", block: "차단", dlp: "개인정보",
-    authfail: "인증 실패", error: "오류",
+    authfail: "인증 실패", error: "오류", other: "기타 (인증 실패, 오류)",
     overTime: "AI 서비스별 시간대 요청 (조치별)",
     caution: "서비스별 주의 페이지 표시와 확인",
     rules: "규칙별 차단과 개인정보 탐지", top: "서비스별 상위 사용자와 그룹",
@@ -105,7 +106,7 @@ function drawSummary(rows) {
 }
 function drawLegend() {
   const box = document.getElementById("legend");
-  box.replaceChildren(...[...ACTIONS, "dlp"].map((a) => {
+  box.replaceChildren(...[...ACTIONS, "other", "dlp"].map((a) => {
     const i = el("i");
     i.style.background = `var(--${a})`;
     return el("span", {}, i, t(a));
@@ -161,7 +162,7 @@ function drawChart(title, total, rows, fromMs, toMs, by, unit) {
       const y0 = y(acc + v), h = y(acc) - y(acc + v);
       const rect = svg("rect", { x: L + i * bw + bw * 0.1, y: y0, width: Math.max(1, bw * 0.8),
         height: Math.max(0.5, h), class: "a-" + a, "data-action": a });
-      rect.append(svg("title", {}, `${label(st, by)} ${t(a === "other" ? "error" : a)}: ${nf.format(v)}`));
+      rect.append(svg("title", {}, `${label(st, by)} ${t(a)}: ${nf.format(v)}`));
       s.append(rect);
       acc += v;
     }
@@ -195,7 +196,7 @@ function table(id, head, rows, empty) {
 }
 
 function drawCaution(services) {
-  const rows = services.filter((r) => r.warn > 0 || r.ack > 0).map((r) => [
+  const rows = services.filter((r) => r.warn > 0 || r.ack > 0).slice(0, 12).map((r) => [
     r.key, nf.format(r.warn), nf.format(r.ack),
     r.warn ? Math.round((100 * r.ack) / r.warn) + "%" : "–"]);
   table("caution", [[t("service")], [t("shown"), 1], [t("acked"), 1], [t("rate"), 1]], rows);
