@@ -19,6 +19,7 @@
 #include "aigate/config.h"
 #include "aigate/dashboard.h"
 #include "aigate/log.h"
+#include "aigate/metrics.h"
 #include "aigate/worker.h"
 
 struct admin {
@@ -164,6 +165,7 @@ admin_metrics(struct evhttp_request *req, void *arg)
         (unsigned long long)atomic_load(&rt.proxy_refused), a->reloads, (long long)a->started);
     if (rt.acks)
         admin_ack_metrics(b);
+    metrics_write(b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);

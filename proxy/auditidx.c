@@ -266,6 +266,8 @@ struct auditidx {
     char *path;
     int *rot_fds;
     size_t nrot;
+    char **seen; /* rotated files read or being read, without ".gz" */
+    size_t nseen;
     int live_fd;
     dev_t live_dev;
     ino_t live_ino;
@@ -1093,7 +1095,7 @@ idx_query_time(struct idx_q *s, struct auditidx_result *res)
 {
     const struct auditidx *x = s->x;
     const struct auditidx_query *q = s->q;
-    int64_t unit = q->by == AUDITIDX_BY_HOUR ? IDX_HOUR_MS
+    int64_t unit = q->by == AUDITIDX_BY_HOUR  ? IDX_HOUR_MS
                    : q->by == AUDITIDX_BY_DAY ? IDX_DAY_MS
                                               : 60000;
     int64_t tz = (int64_t)q->tz_min * 60000;
@@ -1400,27 +1402,116 @@ idx_live_read(struct auditidx *x)
     }
 }
 
-static void
-idx_live_open(struct auditidx *x)
+/* A rotated file's name without ".gz": the same before and after compression. */
+static size_t
+idx_rot_keylen(const char *file)
 {
-    struct stat st;
-    int fd = open(x->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (fstat(fd, &st) < 0) {
-        close(fd);
+    size_t n = strlen(file);
+    return n > 3 && strcmp(file + n - 3, ".gz") == 0 ? n - 3 : n;
+}
+
+static int
+idx_seen(const struct auditidx *x, const char *file)
+{
+    size_t n = idx_rot_keylen(file);
+    for (size_t i = 0; i < x->nseen; i++)
+        if (strlen(x->seen[i]) == n && strncmp(x->seen[i], file, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The rotated files now, oldest first; NULL (logged) when they cannot be listed. */
+static char **
+idx_rot_list(struct auditidx *x, size_t *n)
+{
+    char **files;
+    if (audit_rotated_files(x->path, &files, n) < 0) {
+        log_warnx("audit index: cannot list the rotated files of %s: %s", x->path, strerror(errno));
+        return NULL;
+    }
+    return files;
+}
+
+/* Remember files (taken over) as the rotated files read or being read. */
+static void
+idx_seen_set(struct auditidx *x, char **files, size_t n)
+{
+    audit_files_free(x->seen, x->nseen);
+    x->seen = files;
+    x->nseen = n;
+    for (size_t i = 0; i < n; i++)
+        files[i][idx_rot_keylen(files[i])] = '\0';
+}
+
+/* Read a rotated file by name: as named, or compressed meanwhile (name.gz). */
+static void
+idx_read_rotated(struct auditidx *x, const char *file)
+{
+    char gz[4096], err[512];
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && snprintf(gz, sizeof(gz), "%s.gz", file) < (int)sizeof(gz))
+        fd = open(gz, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        log_warnx("audit index: %s: %s (left out)", file, strerror(errno));
         return;
     }
-    x->live_fd = fd;
-    x->live_dev = st.st_dev;
-    x->live_ino = st.st_ino;
-    x->live_off = 0;
+    if (idx_read_gz(x, fd, x->block, &x->stop, err, sizeof(err), file) < 0)
+        log_warnx("audit index: %s", err);
+}
+
+/*
+ * Find the live file again after a rotation (old_done: the file we followed
+ * was read to its end; it is the oldest rotated file we have not seen) or
+ * when none was open.  Every rotated file we have not seen is read first, in
+ * order; the path is then opened and the listing taken again: a rotation in
+ * between shows as a new name, and then the file just opened is closed
+ * unread and the round repeats (it is read under its rotated name).
+ */
+static void
+idx_live_find(struct auditidx *x, int old_done)
+{
+    for (int round = 0; round < 100 && !idx_stopping(x); round++) {
+        size_t n, k;
+        char **files = idx_rot_list(x, &n);
+        if (!files)
+            return;
+        for (k = 0; k < n; k++) {
+            if (idx_seen(x, files[k]))
+                continue;
+            if (old_done)
+                old_done = 0;
+            else
+                idx_read_rotated(x, files[k]);
+        }
+        idx_seen_set(x, files, n);
+        struct stat st;
+        int fd = open(x->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return; /* not there yet: the writer creates it, a later poll opens it */
+        if (fstat(fd, &st) < 0 || !(files = idx_rot_list(x, &n))) {
+            close(fd);
+            return;
+        }
+        int rotated = 0;
+        for (k = 0; k < n && !rotated; k++)
+            rotated = !idx_seen(x, files[k]);
+        audit_files_free(files, n);
+        if (rotated) {
+            close(fd);
+            continue;
+        }
+        x->live_fd = fd;
+        x->live_dev = st.st_dev;
+        x->live_ino = st.st_ino;
+        x->live_off = 0;
+        return;
+    }
 }
 
 /*
  * One look at the live file: new bytes; a rotation (the path names another
- * file now: finish the old one, start the new one); a truncation (read again
- * from the start).
+ * file now: finish the old one, catch up with the rotated files, follow the
+ * new one); a truncation (read again from the start).
  */
 static void
 idx_live_poll(struct auditidx *x)
@@ -1428,7 +1519,7 @@ idx_live_poll(struct auditidx *x)
     struct stat st;
 
     if (x->live_fd < 0)
-        idx_live_open(x);
+        idx_live_find(x, 0);
     idx_live_read(x);
     if (x->live_fd < 0 || stat(x->path, &st) < 0)
         return;
@@ -1437,7 +1528,7 @@ idx_live_poll(struct auditidx *x)
         idx_feed_end(x, &x->live_feed);
         close(x->live_fd);
         x->live_fd = -1;
-        idx_live_open(x);
+        idx_live_find(x, 1);
         idx_live_read(x);
     } else if (st.st_size < x->live_off) {
         log_warnx("audit index: %s was cut shorter; reading it again from its start", x->path);
@@ -1483,6 +1574,7 @@ idx_thread(void *arg)
             log_warnx("audit index: %s", err);
         x->rot_fds[i] = -1;
     }
+    idx_live_find(x, 0);
     idx_live_read(x);
     if (!idx_stopping(x)) {
         uint64_t lines, bad, bytes;
@@ -1577,8 +1669,7 @@ auditidx_start(struct auditidx *x, const char *path, struct event_base *reply_ba
         }
         x->rot_fds[x->nrot++] = fd;
     }
-    audit_files_free(rot, nrot);
-    idx_live_open(x);
+    idx_seen_set(x, rot, nrot);
     pthread_mutex_init(&x->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1641,6 +1732,7 @@ auditidx_free(struct auditidx *x)
         if (x->rot_fds[i] >= 0)
             close(x->rot_fds[i]);
     free(x->rot_fds);
+    audit_files_free(x->seen, x->nseen);
     if (x->live_fd >= 0)
         close(x->live_fd);
     free(x->live_feed.buf);
