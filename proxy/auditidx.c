@@ -799,10 +799,11 @@ idx_read_gz(struct auditidx *x, int fd, char *block, const int *stop_flag, char 
         if (stop_flag && __atomic_load_n(stop_flag, __ATOMIC_RELAXED))
             break;
     }
-    if (n < 0) {
-        int e = Z_OK;
-        const char *msg = gzerror(gz, &e);
-        snprintf(err, errlen, "%s: %s", name, e == Z_ERRNO ? strerror(errno) : msg);
+    int e = Z_OK;
+    const char *msg = gzerror(gz, &e);
+    if (n < 0 || (e != Z_OK && e != Z_STREAM_END)) {
+        snprintf(err, errlen, "%s: %s", name,
+                 e == Z_ERRNO ? strerror(errno) : msg && *msg ? msg : "read error");
         rc = -1;
     }
     idx_feed_end(x, &f);
