@@ -235,6 +235,10 @@ assert_eq "metrics: latency histogram counts every line" "$LINES" "$(metric aiga
 assert_eq "metrics: +Inf bucket" "$LINES" "$(metric 'aigate_request_duration_seconds_bucket{le="+Inf"}')"
 assert_match "metrics: TLS handshake failures" '^aigate_tls_handshake_failures_total [0-9]+$' "$m"
 assert_match "metrics: upstream errors by kind" '^aigate_upstream_errors_total\{kind="connection_refused"\} [0-9]+$' "$m"
+for name in $(grep -oE 'aigate_[a-z_]+' "$ROOT/contrib/grafana/aigate.json" | sort -u); do
+    grep -qE "^$name[ {]" <<<"$m" || fail "contrib/grafana/aigate.json charts $name, which /metrics lacks"
+done
+pass "contrib/grafana/aigate.json: every metric it charts is served"
 
 # ---- authentication ------------------------------------------------------------------
 assert_eq "no credentials: 401" 401 "$(code_of "$A/")"
