@@ -654,6 +654,7 @@ dash_new(struct event_base *base, struct evhttp *http, struct config *cfg)
         goto fail;
     if (pthread_create(&d->th, NULL, dash_verify_thread, d) != 0)
         goto fail;
+    pthread_setname_np(d->th, "aigate-dashauth");
     d->th_running = 1;
     evhttp_set_gencb(http, dash_route, d);
     dash_index_update(d);
