@@ -35,6 +35,8 @@ struct admin {
  * is a one-shot event on the listener itself (it cannot outlive the loop).
  */
 #define ADMIN_ACCEPT_PAUSE_MS 100
+#define ADMIN_MAX_HEAD 16384 /* request line and headers */
+#define ADMIN_TIMEOUT_S 60
 
 static void
 admin_accept_resume(evutil_socket_t fd, short what, void *arg)
@@ -183,6 +185,10 @@ admin_start(struct event_base *base, struct config *cfg, int *failed)
         goto fail;
     a->started = time(NULL);
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    /* Bounds for a listener anyone on the network may reach: small heads, no bodies. */
+    evhttp_set_max_headers_size(a->http, ADMIN_MAX_HEAD);
+    evhttp_set_max_body_size(a->http, 0);
+    evhttp_set_timeout(a->http, ADMIN_TIMEOUT_S);
     evhttp_set_cb(a->http, "/healthz", admin_healthz, a);
     evhttp_set_cb(a->http, "/metrics", admin_metrics, a);
     if (!(a->dash = dash_new(base, a->http, cfg)))

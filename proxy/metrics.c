@@ -130,9 +130,10 @@ metrics_tls_handshake_failed(void)
 void
 metrics_upstream_error(const char *kind)
 {
-    size_t k = UP_N - 1;
+    size_t k = UP_N - 1, n = kind ? strcspn(kind, "; ") : 0;
     for (size_t i = 0; kind && i + 1 < UP_N; i++)
-        if (strcmp(kind, metrics_upstream_kinds[i]) == 0) {
+        if (strlen(metrics_upstream_kinds[i]) == n &&
+            strncmp(kind, metrics_upstream_kinds[i], n) == 0) {
             k = i;
             break;
         }

@@ -42,6 +42,7 @@ void metrics_tls_handshake_failed(void);
  * dns_error, dns_timeout, connection_refused, connection_timeout,
  * connection_terminated, http_response_timeout, tls_protocol_error,
  * tls_certificate_error, http_protocol_error; anything else counts as "other".
+ * A whole Proxy-Status value may be passed: what follows ';' or ' ' is ignored.
  */
 void metrics_upstream_error(const char *kind);
 

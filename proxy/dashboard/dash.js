@@ -11,6 +11,8 @@ const T = {
     requests: "Requests", allow: "Allowed", warn: "Caution shown", ack: "Acknowledged",
     block: "Blocked", dlp: "Personal data", authfail: "Auth failed", error: "Error",
     other: "Other (auth failed, error)",
+    short: { allow: "allow", warn: "warn", ack: "ack", block: "block", "auth-fail": "auth-fail",
+             error: "error" },
     overTime: "Requests per AI service over time, by action",
     caution: "Caution pages shown and acknowledged, per service",
     rules: "Blocks and personal-data hits, by rule", top: "Top users and groups per service",
@@ -27,6 +29,8 @@ const T = {
     group: "그룹", action: "조치", any: "전체", apply: "적용", requests: "요청",
     allow: "허용", warn: "주의 표시", ack: "확인함", block: "차단", dlp: "개인정보",
     authfail: "인증 실패", error: "오류", other: "기타 (인증 실패, 오류)",
+    short: { allow: "허용", warn: "주의", ack: "확인", block: "차단", "auth-fail": "인증 실패",
+             error: "오류" },
     overTime: "AI 서비스별 시간대 요청 (조치별)",
     caution: "서비스별 주의 페이지 표시와 확인",
     rules: "규칙별 차단과 개인정보 탐지", top: "서비스별 상위 사용자와 그룹",
@@ -231,7 +235,8 @@ function drawTop(services, users, groups) {
 function drawRecent(lines) {
   const rows = lines.map((l) => {
     const when = new Date(l.ts).toLocaleString(lang === "ko" ? "ko-KR" : "en-US");
-    const badge = el("span", { class: "badge " + (l.action || "") }, l.action || "");
+    const badge = el("span", { class: "badge " + (l.action || ""), title: l.action || "" },
+      T[lang].short[l.action] || l.action || "");
     const act = el("span", {}, badge);
     if (Array.isArray(l.dlp) && l.dlp.length)
       act.append(" ", el("span", { class: "badge dlp" }, l.dlp.join(",")));
