@@ -228,6 +228,23 @@ struct idx_chunk {
     struct idx_rec *rec;
 };
 
+/*
+ * Counts per combo for one UTC hour: what a query takes for the whole hours
+ * of its period (only the two ends of a period are counted from records).
+ * Open addressing on the combo; IDX_NONE marks a free cell.
+ */
+struct idx_cell {
+    uint32_t combo;
+    uint32_t count;
+    uint64_t bytes_out;
+};
+
+struct idx_hour {
+    int64_t hour; /* ms / IDX_HOUR_MS */
+    uint32_t n, cap;
+    struct idx_cell *cell;
+};
+
 /* A line read from the log, kept for /api/recent. */
 struct idx_recent {
     char *line;
@@ -248,6 +265,8 @@ struct auditidx {
     struct idx_combos combos;
     struct idx_chunk **chunks;
     size_t nchunks, capchunks;
+    struct idx_hour **hours; /* sorted by hour */
+    size_t nhours, caphours;
     uint64_t lines, bad;
     int64_t first_ts, last_ts;
     struct idx_recent recent[AUDITIDX_RECENT];
@@ -325,6 +344,92 @@ idx_append(struct auditidx *x, int64_t ts, uint32_t combo, uint64_t bytes_out)
         c->min = ts;
     if (ts > c->max)
         c->max = ts;
+    return 0;
+}
+
+static int64_t idx_floor_div(int64_t a, int64_t b);
+
+static uint32_t
+idx_cell_slot(uint32_t combo, uint32_t cap)
+{
+    return (combo * 2654435761u) & (cap - 1);
+}
+
+static int
+idx_hour_grow(struct idx_hour *h)
+{
+    uint32_t nc = h->cap ? 2 * h->cap : 64;
+    struct idx_cell *cell = malloc(nc * sizeof(*cell));
+    if (!cell)
+        return -1;
+    for (uint32_t i = 0; i < nc; i++)
+        cell[i].combo = IDX_NONE;
+    for (uint32_t i = 0; i < h->cap; i++) {
+        if (h->cell[i].combo == IDX_NONE)
+            continue;
+        uint32_t j = idx_cell_slot(h->cell[i].combo, nc);
+        while (cell[j].combo != IDX_NONE)
+            j = (j + 1) & (nc - 1);
+        cell[j] = h->cell[i];
+    }
+    free(h->cell);
+    h->cell = cell;
+    h->cap = nc;
+    return 0;
+}
+
+/* The summary of hour (made when missing, kept sorted); NULL when out of memory. */
+static struct idx_hour *
+idx_hour_get(struct auditidx *x, int64_t hour)
+{
+    size_t lo = 0, hi = x->nhours;
+    if (hi && x->hours[hi - 1]->hour == hour) /* lines come mostly in time order */
+        return x->hours[hi - 1];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (x->hours[mid]->hour < hour)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < x->nhours && x->hours[lo]->hour == hour)
+        return x->hours[lo];
+    if (x->nhours == x->caphours) {
+        size_t nc = x->caphours ? 2 * x->caphours : 256;
+        struct idx_hour **v = realloc(x->hours, nc * sizeof(*v));
+        if (!v)
+            return NULL;
+        x->hours = v;
+        x->caphours = nc;
+    }
+    struct idx_hour *h = calloc(1, sizeof(*h));
+    if (!h || idx_hour_grow(h) < 0) {
+        free(h);
+        return NULL;
+    }
+    h->hour = hour;
+    memmove(x->hours + lo + 1, x->hours + lo, (x->nhours - lo) * sizeof(*x->hours));
+    x->hours[lo] = h;
+    x->nhours++;
+    return h;
+}
+
+/* Add n lines (n may be -1: take one back) of combo to the summary of ts's hour. */
+static int
+idx_hour_add(struct auditidx *x, int64_t ts, uint32_t combo, int n, uint64_t bytes_out)
+{
+    struct idx_hour *h = idx_hour_get(x, idx_floor_div(ts, IDX_HOUR_MS));
+    if (!h || (2 * (h->n + 1) > h->cap && idx_hour_grow(h) < 0))
+        return -1;
+    uint32_t j = idx_cell_slot(combo, h->cap);
+    while (h->cell[j].combo != IDX_NONE && h->cell[j].combo != combo)
+        j = (j + 1) & (h->cap - 1);
+    if (h->cell[j].combo == IDX_NONE) {
+        h->cell[j] = (struct idx_cell){combo, 0, 0};
+        h->n++;
+    }
+    h->cell[j].count += (uint32_t)n;
+    h->cell[j].bytes_out += n > 0 ? bytes_out : -bytes_out;
     return 0;
 }
 
@@ -691,8 +796,12 @@ idx_line(struct auditidx *x, const char *line, size_t len)
     json_decref(root);
     root = NULL;
     uint32_t id = idx_combo_intern(&x->combos, &c);
-    if (id == IDX_NONE || idx_append(x, p.ts, id, p.bytes_out) < 0)
+    if (id == IDX_NONE || idx_hour_add(x, p.ts, id, 1, p.bytes_out) < 0)
         goto oom;
+    if (idx_append(x, p.ts, id, p.bytes_out) < 0) {
+        idx_hour_add(x, p.ts, id, -1, p.bytes_out);
+        goto oom;
+    }
     if (x->lines == 0 || p.ts < x->first_ts)
         x->first_ts = p.ts;
     if (x->lines == 0 || p.ts > x->last_ts)
@@ -844,6 +953,9 @@ auditidx_stats(const struct auditidx *x, uint64_t *lines, uint64_t *bad, uint64_
         b += sizeof(struct idx_chunk) + (uint64_t)x->chunks[i]->cap * sizeof(struct idx_rec);
     for (size_t i = 0; i < AUDITIDX_RECENT; i++)
         b += x->recent[i].cap;
+    b += x->caphours * sizeof(void *);
+    for (size_t i = 0; i < x->nhours; i++)
+        b += sizeof(struct idx_hour) + (uint64_t)x->hours[i]->cap * sizeof(struct idx_cell);
     *lines = x->lines;
     *bad = x->bad;
     *bytes = b;
@@ -958,12 +1070,42 @@ idx_row_add(struct auditidx_row *r, const struct idx_combo *c, uint64_t n, uint6
         }                                                                                          \
     }
 
-/* Per combo counts and bytes over [from, to). */
+/*
+ * The whole UTC hours [*h0, *h1) of [from, to), which the hour summaries
+ * answer; 0 when there are none (then every record in [from, to) is counted).
+ */
 static int
-idx_count_combos(const struct auditidx *x, int64_t from, int64_t to, uint64_t **cnt,
+idx_whole_hours(int64_t from, int64_t to, int64_t *h0, int64_t *h1)
+{
+    *h0 =
+        idx_floor_div(from, IDX_HOUR_MS) + (idx_floor_div(from, IDX_HOUR_MS) * IDX_HOUR_MS < from);
+    *h1 = idx_floor_div(to, IDX_HOUR_MS);
+    return *h0 < *h1;
+}
+
+/* Index of the first summary at or after hour h. */
+static size_t
+idx_hour_at(const struct auditidx *x, int64_t h)
+{
+    size_t lo = 0, hi = x->nhours;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (x->hours[mid]->hour < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Per combo counts and bytes over [from, to): summaries for whole hours (unless scan), records
+ * for the rest. */
+static int
+idx_count_combos(const struct auditidx *x, int64_t from, int64_t to, int scan, uint64_t **cnt,
                  uint64_t **bytes)
 {
     size_t n = x->combos.n ? x->combos.n : 1;
+    int64_t h0, h1;
     *cnt = calloc(n, sizeof(**cnt));
     *bytes = calloc(n, sizeof(**bytes));
     if (!*cnt || !*bytes) {
@@ -972,7 +1114,28 @@ idx_count_combos(const struct auditidx *x, int64_t from, int64_t to, uint64_t **
         return -1;
     }
     uint64_t *c = *cnt, *b = *bytes;
-    IDX_FOR_RECORDS(x, from, to, r, t, {
+    if (scan || !idx_whole_hours(from, to, &h0, &h1)) {
+        IDX_FOR_RECORDS(x, from, to, r, t, {
+            (void)t;
+            c[r->combo]++;
+            b[r->combo] += r->bytes_out;
+        })
+        return 0;
+    }
+    for (size_t i = idx_hour_at(x, h0); i < x->nhours && x->hours[i]->hour < h1; i++) {
+        const struct idx_hour *h = x->hours[i];
+        for (uint32_t k = 0; k < h->cap; k++)
+            if (h->cell[k].combo != IDX_NONE) {
+                c[h->cell[k].combo] += h->cell[k].count;
+                b[h->cell[k].combo] += h->cell[k].bytes_out;
+            }
+    }
+    IDX_FOR_RECORDS(x, from, h0 * IDX_HOUR_MS, r, t, {
+        (void)t;
+        c[r->combo]++;
+        b[r->combo] += r->bytes_out;
+    })
+    IDX_FOR_RECORDS(x, h1 * IDX_HOUR_MS, to, r, t, {
         (void)t;
         c[r->combo]++;
         b[r->combo] += r->bytes_out;
@@ -1054,7 +1217,7 @@ idx_query_keys(struct idx_q *s, struct auditidx_result *res)
                 : q->by == AUDITIDX_BY_CATEGORY ? F_CATEGORY
                                                 : -1;
 
-    if (idx_count_combos(x, q->from_ms, q->to_ms, &cnt, &bytes) < 0)
+    if (idx_count_combos(x, q->from_ms, q->to_ms, q->scan, &cnt, &bytes) < 0)
         return -1;
     for (uint32_t i = 0; i < x->combos.n; i++) {
         const struct idx_combo *c = &x->combos.v[i];
@@ -1115,7 +1278,25 @@ idx_query_time(struct idx_q *s, struct auditidx_result *res)
         return -1;
     const uint8_t *pass = s->pass;
     const struct idx_combo *combos = x->combos.v;
-    IDX_FOR_RECORDS(x, q->from_ms, q->to_ms, r, t, {
+    int64_t h0, h1, from = q->from_ms, to = q->to_ms;
+    /* A UTC hour lies in one bucket when the offset is whole hours: then summaries serve. */
+    if (!q->scan && unit != 60000 && q->tz_min % 60 == 0 && idx_whole_hours(from, to, &h0, &h1)) {
+        for (size_t i = idx_hour_at(x, h0); i < x->nhours && x->hours[i]->hour < h1; i++) {
+            const struct idx_hour *h = x->hours[i];
+            struct auditidx_row *row = &b[idx_floor_div(h->hour * IDX_HOUR_MS + tz, unit) - first];
+            for (uint32_t k = 0; k < h->cap; k++)
+                if (h->cell[k].combo != IDX_NONE && pass[h->cell[k].combo])
+                    idx_row_add(row, &combos[h->cell[k].combo], h->cell[k].count,
+                                h->cell[k].bytes_out);
+        }
+        IDX_FOR_RECORDS(x, from, h0 * IDX_HOUR_MS, r, t, {
+            if (pass[r->combo])
+                idx_row_add(&b[idx_floor_div(t + tz, unit) - first], &combos[r->combo], 1,
+                            r->bytes_out);
+        })
+        from = h1 * IDX_HOUR_MS;
+    }
+    IDX_FOR_RECORDS(x, from, to, r, t, {
         if (pass[r->combo])
             idx_row_add(&b[idx_floor_div(t + tz, unit) - first], &combos[r->combo], 1,
                         r->bytes_out);
@@ -1362,7 +1543,8 @@ auditidx_report(const struct auditidx *x, FILE *out)
     uint64_t *cnt, *bytes, tot[ACT_N] = {0};
     char first[48] = "-", last[48] = "-";
 
-    if (idx_count_combos(x, INT64_MIN, INT64_MAX, &cnt, &bytes) < 0) {
+    if (idx_count_combos(x, x->lines ? x->first_ts : 0, x->lines ? x->last_ts + 1 : 0, 0, &cnt,
+                         &bytes) < 0) {
         fprintf(out, "out of memory\n");
         return;
     }
@@ -1754,6 +1936,11 @@ auditidx_free(struct auditidx *x)
         free(x->chunks[i]);
     }
     free(x->chunks);
+    for (size_t i = 0; i < x->nhours; i++) {
+        free(x->hours[i]->cell);
+        free(x->hours[i]);
+    }
+    free(x->hours);
     for (size_t i = 0; i < AUDITIDX_RECENT; i++)
         free(x->recent[i].line);
     free(x->strs.pool);

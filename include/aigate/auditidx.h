@@ -18,7 +18,12 @@
  * of index); combos are few (users x services x rules in use), so a query
  * counts per combo in one tight pass over the records in range (chunks wholly
  * inside need no time test, chunks wholly outside are skipped) and maps the
- * combos to keys afterwards.
+ * combos to keys afterwards.  On top of the records, per UTC hour, the
+ * counts and bytes per combo (a few thousand cells an hour in a large
+ * organisation): a query takes the whole hours of its period from them and
+ * counts records only for the two partial hours at its ends, so a 30-day
+ * query reads ~720 small tables instead of every line, and still agrees
+ * with the log to the millisecond.
  *
  * Groups: the audit line has no groups field, so by=group and group= use the
  * groups a user belongs to NOW (config `groups` of the snapshot the query
@@ -104,6 +109,7 @@ struct auditidx_query {
     size_t limit; /* keep the first limit rows; 0: all */
     int csv;      /* answer CSV instead of JSON */
     size_t n;     /* /api/recent: lines wanted (1..AUDITIDX_RECENT) */
+    int scan;     /* count every record, not the hour summaries (tests: the reference) */
 };
 
 struct auditidx_row {
