@@ -97,16 +97,17 @@ metrics_slot(struct metrics_names *t, const char *name)
 }
 
 void
-metrics_request_done(const char *action, const char *service, const char *rule, int status,
+metrics_request_done(enum audit_action action, const char *service, const char *rule, int status,
                      int64_t ms)
 {
     struct metrics_shard *s = metrics_shard();
-    int a = ACT_OTHER;
-    for (int i = 0; action && i < ACT_OTHER; i++)
-        if (strcmp(action, metrics_actions[i]) == 0) {
-            a = i;
-            break;
-        }
+    int a = action == AUDIT_ALLOW       ? ACT_ALLOW
+            : action == AUDIT_WARN      ? ACT_WARN
+            : action == AUDIT_ACK       ? ACT_ACK
+            : action == AUDIT_BLOCK     ? ACT_BLOCK
+            : action == AUDIT_AUTH_FAIL ? ACT_AUTHFAIL
+            : action == AUDIT_ERROR     ? ACT_ERROR
+                                        : ACT_OTHER;
     metrics_add(&s->action[a], 1);
     metrics_add(&s->status[status >= 100 && status <= 599 ? status / 100 - 1 : 5], 1);
     metrics_add(&s->service[metrics_slot(&metrics_services, service)], 1);

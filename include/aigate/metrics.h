@@ -20,19 +20,21 @@
 
 #include <stdint.h>
 
+#include "aigate/audit.h"
+
 #define METRICS_SHARDS 16
 #define METRICS_NAMES 512 /* services (and rules) counted by name; the rest are "other" */
 
 struct evbuffer;
 
 /*
- * A request or tunnel finished with an audit line: action (allow, warn, ack,
- * block, auth-fail, error; anything else counts as "other"), service and
+ * A request or tunnel finished with an audit line: its action (AUDIT_NONE
+ * counts as "other"), service and
  * rule (NULL: none), the status sent (< 0: none) and its duration (ms, < 0:
  * not known, left out of the histogram).
  */
-void metrics_request_done(const char *action, const char *service, const char *rule, int status,
-                          int64_t ms);
+void metrics_request_done(enum audit_action action, const char *service, const char *rule,
+                          int status, int64_t ms);
 
 /* A client's TLS handshake with aigate failed (most often: it does not trust the aigate CA). */
 void metrics_tls_handshake_failed(void);

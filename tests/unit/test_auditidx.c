@@ -52,6 +52,18 @@ teardown(void)
     rmdir(dir);
 }
 
+static enum audit_action
+act_of(const char *name)
+{
+    static const enum audit_action all[] = {AUDIT_ALLOW, AUDIT_BLOCK,     AUDIT_WARN,
+                                            AUDIT_ACK,   AUDIT_AUTH_FAIL, AUDIT_ERROR};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (strcmp(audit_action_name(all[i]), name) == 0)
+            return all[i];
+    ck_abort_msg("no action %s", name);
+    return AUDIT_NONE;
+}
+
 /* One line as the writer makes it (audit_format + a chain field), with a newline. */
 static void
 put_line(FILE *f, int64_t sec, int ms, const char *user, const char *service, const char *rule,
@@ -73,7 +85,7 @@ put_line(FILE *f, int64_t sec, int ms, const char *user, const char *service, co
     r.service = service;
     r.category = service ? "chat" : NULL;
     r.rule = rule;
-    r.action = action;
+    r.action = act_of(action);
     r.status = 200;
     r.bytes_in = 10;
     r.bytes_out = bytes_out;
@@ -474,7 +486,7 @@ START_TEST(test_fast_path_agrees)
                 r.service = nulls ? NULL : "chatgpt";
                 r.category = nulls ? NULL : "chat";
                 r.rule = nulls ? NULL : "rule-1";
-                r.action = "block";
+                r.action = AUDIT_BLOCK;
                 r.status = nulls ? -1 : 403;
                 r.bytes_in = nulls ? -1 : 0;
                 r.bytes_out = nulls ? -1 : 123456789012LL;
@@ -796,7 +808,7 @@ START_TEST(test_follow_rotations)
         audit_new_id(r.id);
         r.user = i % 2 ? "alice" : "bob";
         r.service = "chatgpt";
-        r.action = i % 3 ? "allow" : "block";
+        r.action = i % 3 ? AUDIT_ALLOW : AUDIT_BLOCK;
         r.port = r.status = -1;
         r.bytes_in = r.bytes_out = r.ms = -1;
         audit_emit(a, &r);

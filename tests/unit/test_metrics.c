@@ -31,11 +31,11 @@ value(const char *series)
 
 START_TEST(test_counts)
 {
-    metrics_request_done("allow", "chatgpt", NULL, 200, 3);
-    metrics_request_done("allow", "chatgpt", "default", 200, 30);
-    metrics_request_done("block", "deepseek", "ban", 403, 0);
-    metrics_request_done("warn", "claude", "caution", 403, 7000);
-    metrics_request_done("nonsense", NULL, NULL, -1, -1);
+    metrics_request_done(AUDIT_ALLOW, "chatgpt", NULL, 200, 3);
+    metrics_request_done(AUDIT_ALLOW, "chatgpt", "default", 200, 30);
+    metrics_request_done(AUDIT_BLOCK, "deepseek", "ban", 403, 0);
+    metrics_request_done(AUDIT_WARN, "claude", "caution", 403, 7000);
+    metrics_request_done(AUDIT_NONE, NULL, NULL, -1, -1);
     ck_assert_uint_eq(value("aigate_requests_by_action_total{action=\"allow\"}"), 2);
     ck_assert_uint_eq(value("aigate_requests_by_action_total{action=\"block\"}"), 1);
     ck_assert_uint_eq(value("aigate_requests_by_action_total{action=\"other\"}"), 1);
@@ -77,7 +77,8 @@ hammer(void *arg)
     static const char *const svc[] = {"a", "b", "c", NULL};
     long t = (long)arg;
     for (int i = 0; i < PER_THREAD; i++)
-        metrics_request_done(i % 2 ? "allow" : "block", svc[(i + t) % 4], "r", 200, i % 100);
+        metrics_request_done(i % 2 ? AUDIT_ALLOW : AUDIT_BLOCK, svc[(i + t) % 4], "r", 200,
+                             i % 100);
     return NULL;
 }
 
@@ -105,7 +106,7 @@ START_TEST(test_names_bounded)
     char name[32];
     for (int i = 0; i < METRICS_NAMES + 10; i++) {
         snprintf(name, sizeof(name), "svc-%d", i);
-        metrics_request_done("allow", name, "x\"y\\z", 200, 1);
+        metrics_request_done(AUDIT_ALLOW, name, "x\"y\\z", 200, 1);
     }
     ck_assert_uint_eq(value("aigate_requests_by_service_total{service=\"other\"}"), 10);
     ck_assert_uint_eq(value("aigate_requests_by_service_total{service=\"svc-0\"}"), 1);
