@@ -1203,6 +1203,23 @@ idx_row_cmp(const void *pa, const void *pb)
     return strcmp(a->key, b->key);
 }
 
+static void
+idx_row_merge(struct auditidx_row *d, const struct auditidx_row *r)
+{
+    d->requests += r->requests;
+    d->allow += r->allow;
+    d->warn += r->warn;
+    d->ack += r->ack;
+    d->block += r->block;
+    d->dlp += r->dlp;
+    d->bytes_out += r->bytes_out;
+}
+
+/*
+ * Rows keyed by a field: counts per combo, summed into one row per string id
+ * of the field (an array, no hashing per combo), then one row per id; groups
+ * are the user rows handed to each group of their user.
+ */
 static int
 idx_query_keys(struct idx_q *s, struct auditidx_result *res)
 {
@@ -1215,30 +1232,33 @@ idx_query_keys(struct idx_q *s, struct auditidx_result *res)
                 : q->by == AUDITIDX_BY_RULE     ? F_RULE
                 : q->by == AUDITIDX_BY_ACTION   ? F_ACTION
                 : q->by == AUDITIDX_BY_CATEGORY ? F_CATEGORY
-                                                : -1;
+                                                : F_USER; /* by=group: users first */
+    uint32_t nstr = x->strs.n ? x->strs.n : 1;
 
     if (idx_count_combos(x, q->from_ms, q->to_ms, q->scan, &cnt, &bytes) < 0)
         return -1;
-    for (uint32_t i = 0; i < x->combos.n; i++) {
-        const struct idx_combo *c = &x->combos.v[i];
-        if (!cnt[i] || !s->pass[i])
+    struct auditidx_row *by_id = calloc(nstr, sizeof(*by_id));
+    if (!by_id)
+        goto fail;
+    for (uint32_t i = 0; i < x->combos.n; i++)
+        if (cnt[i] && s->pass[i])
+            idx_row_add(&by_id[x->combos.v[i].f[field]], &x->combos.v[i], cnt[i], bytes[i]);
+    for (uint32_t id = 0; id < nstr; id++) {
+        if (!by_id[id].requests)
             continue;
-        if (field >= 0) {
-            struct auditidx_row *r = idx_rows_get(&rows, idx_str(&x->strs, c->f[field]));
-            if (!r)
-                goto fail;
-            idx_row_add(r, c, cnt[i], bytes[i]);
-            continue;
-        }
-        const char *const *g;
-        size_t ng = idx_groups_of(s, c->f[F_USER], &g);
+        const char *const *g = NULL;
+        size_t ng = q->by == AUDITIDX_BY_GROUP ? idx_groups_of(s, id, &g) : 0;
         for (size_t k = 0; k < (ng ? ng : 1); k++) {
-            struct auditidx_row *r = idx_rows_get(&rows, ng ? g[k] : NULL);
+            struct auditidx_row *r =
+                idx_rows_get(&rows, ng                           ? g[k]
+                                    : q->by == AUDITIDX_BY_GROUP ? NULL
+                                                                 : idx_str(&x->strs, id));
             if (!r)
                 goto fail;
-            idx_row_add(r, c, cnt[i], bytes[i]);
+            idx_row_merge(r, &by_id[id]);
         }
     }
+    free(by_id);
     free(cnt);
     free(bytes);
     free(rows.slot);
@@ -1248,6 +1268,7 @@ idx_query_keys(struct idx_q *s, struct auditidx_result *res)
     res->n = rows.n;
     return 0;
 fail:
+    free(by_id);
     free(cnt);
     free(bytes);
     free(rows.slot);

@@ -27,7 +27,8 @@
  *
  * Groups: the audit line has no groups field, so by=group and group= use the
  * groups a user belongs to NOW (config `groups` of the snapshot the query
- * carries), not when the request was made; a request counts once in each of
+ * carries; directory groups, section 9, are not known here), not when the
+ * request was made; a request counts once in each of
  * its user's groups (so group rows may add up to more than the total), and
  * requests of users in no group (anonymous included) are the row with key
  * null.  "dlp" counts the lines that carry a "dlp" field, whatever their
