@@ -147,7 +147,8 @@ function drawChart(title, total, rows, fromMs, toMs, by, unit) {
   const byStart = new Map(rows.map((r) => [keyMs(r.key, by), r]));
   const max = Math.max(1, ...rows.map((r) => r.requests));
   const bw = (W - L - R) / Math.max(1, starts.length);
-  const y = (v) => TOP + (H - TOP - B) * (1 - v / max);
+  // headroom above the highest bar for its personal-data dot
+  const y = (v) => TOP + (H - TOP - B) * (1 - v / (max * 1.12));
   const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
   for (const g of [0, 0.5, 1]) {
     const gy = y(max * g);

@@ -333,3 +333,14 @@ assert_eq "no admin.htpasswd: /api/recent 403" 403 "$(code_of "$A/api/recent" -u
 assert_eq "no admin.htpasswd: /healthz 200" 200 "$(code_of "$A/healthz")"
 assert_eq "no admin.htpasswd: /metrics 200" 200 "$(code_of "$A/metrics")"
 assert_eq "/healthz never asks for a password" 200 "$(code_of "$A/healthz" -u sec:wrong)"
+
+# ---- a reload that sets admin.htpasswd turns the dashboard on (the index starts then) ------
+conf >"$D/aigate.conf"
+kill -HUP "$PROXY_PID"
+for ((i = 0; i < 50; i++)); do
+    [ "$(code_of "$A/api/usage?$Q" -u sec:sec-pass)" = 200 ] && break
+    sleep 0.1
+done
+assert_eq "after a reload with admin.htpasswd: /api/usage 200" 200 "$(code_of "$A/api/usage?$Q" -u sec:sec-pass)"
+assert_eq "after the reload: the numbers of the log" "$(expected service)" \
+    "$(admin "/api/usage?$Q&by=service" | normalise)"
