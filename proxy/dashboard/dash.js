@@ -142,7 +142,8 @@ function label(ms, by) {
 
 // One stacked-bar chart: per bucket, allow/warn/ack/block stacked, dlp as a dot above.
 function drawChart(title, total, rows, fromMs, toMs, by, unit) {
-  const W = 600, H = 190, L = 44, R = 8, TOP = 10, B = 26;
+  // A narrower drawing on a phone, so that its labels are not scaled down to nothing.
+  const W = window.innerWidth < 560 ? 380 : 600, H = 190, L = 44, R = 8, TOP = 10, B = 26;
   const starts = bucketStarts(fromMs, toMs, unit, by);
   const byStart = new Map(rows.map((r) => [keyMs(r.key, by), r]));
   const max = Math.max(1, ...rows.map((r) => r.requests));
