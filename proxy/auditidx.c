@@ -27,6 +27,7 @@
 #include <zlib.h>
 
 #include "aigate/audit.h"
+#include "aigate/hash.h"
 #include "aigate/log.h"
 #include "aigate/users.h"
 
@@ -51,16 +52,6 @@ struct idx_strs {
     uint32_t nslot;
 };
 
-static uint64_t
-idx_hash(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 1099511628211ull;
-    return h ^ (h >> 29);
-}
-
 static const char *
 idx_str(const struct idx_strs *t, uint32_t id)
 {
@@ -73,7 +64,8 @@ idx_str_find(const struct idx_strs *t, const char *s, size_t len)
 {
     if (!t->nslot)
         return 0;
-    for (uint32_t j = (uint32_t)idx_hash(s, len) & (t->nslot - 1);; j = (j + 1) & (t->nslot - 1)) {
+    for (uint32_t j = (uint32_t)hash_bytes(s, len) & (t->nslot - 1);;
+         j = (j + 1) & (t->nslot - 1)) {
         uint32_t id = t->slot[j];
         if (!id)
             return 0;
@@ -92,7 +84,7 @@ idx_str_grow(struct idx_strs *t)
         return -1;
     for (uint32_t id = 1; id < t->n; id++) {
         const char *s = t->pool + t->off[id];
-        uint32_t j = (uint32_t)idx_hash(s, strlen(s)) & (ns - 1);
+        uint32_t j = (uint32_t)hash_bytes(s, strlen(s)) & (ns - 1);
         while (slot[j])
             j = (j + 1) & (ns - 1);
         slot[j] = id;
@@ -139,7 +131,7 @@ idx_str_intern(struct idx_strs *t, const char *s, size_t len)
     id = t->n++;
     t->off[id] = (uint32_t)t->pool_len;
     t->pool_len += len + 1;
-    uint32_t j = (uint32_t)idx_hash(s, len) & (t->nslot - 1);
+    uint32_t j = (uint32_t)hash_bytes(s, len) & (t->nslot - 1);
     while (t->slot[j])
         j = (j + 1) & (t->nslot - 1);
     t->slot[j] = id;
@@ -167,10 +159,10 @@ struct idx_combos {
 static uint64_t
 idx_combo_hash(const struct idx_combo *c)
 {
-    uint64_t h = c->dlp;
-    for (int i = 0; i < F_N; i++)
-        h = (h ^ c->f[i]) * 0x9e3779b97f4a7c15ull;
-    return h ^ (h >> 31);
+    uint32_t k[F_N + 1];
+    memcpy(k, c->f, sizeof(c->f));
+    k[F_N] = c->dlp;
+    return hash_bytes(k, sizeof(k));
 }
 
 static int
@@ -352,7 +344,7 @@ static int64_t idx_floor_div(int64_t a, int64_t b);
 static uint32_t
 idx_cell_slot(uint32_t combo, uint32_t cap)
 {
-    return (combo * 2654435761u) & (cap - 1);
+    return (uint32_t)hash_bytes(&combo, sizeof(combo)) & (cap - 1);
 }
 
 static int
@@ -1161,7 +1153,7 @@ idx_rows_get(struct idx_rows *t, const char *key)
             return NULL;
         for (size_t i = 0; i < t->n; i++) {
             const char *k = t->v[i].key;
-            size_t j = (k ? idx_hash(k, strlen(k)) : 0) & (ns - 1);
+            size_t j = (k ? hash_bytes(k, strlen(k)) : 0) & (ns - 1);
             while (slot[j])
                 j = (j + 1) & (ns - 1);
             slot[j] = (uint32_t)i + 1;
@@ -1170,7 +1162,7 @@ idx_rows_get(struct idx_rows *t, const char *key)
         t->slot = slot;
         t->nslot = ns;
     }
-    size_t j = (key ? idx_hash(key, strlen(key)) : 0) & (t->nslot - 1);
+    size_t j = (key ? hash_bytes(key, strlen(key)) : 0) & (t->nslot - 1);
     for (; t->slot[j]; j = (j + 1) & (t->nslot - 1)) {
         struct auditidx_row *r = &t->v[t->slot[j] - 1];
         if ((!key && !r->key) || (key && r->key && strcmp(key, r->key) == 0))

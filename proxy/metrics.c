@@ -5,6 +5,8 @@
  */
 #include "aigate/metrics.h"
 
+#include "aigate/hash.h"
+
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -75,9 +77,7 @@ metrics_slot(struct metrics_names *t, const char *name)
 {
     if (!name)
         return METRICS_NAMES;
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = name; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    uint64_t h = hash_bytes(name, strlen(name));
     for (size_t k = 0; k < METRICS_NAMES; k++) {
         size_t i = (size_t)((h + k) % METRICS_NAMES);
         char *cur = atomic_load_explicit(&t->name[i], memory_order_acquire);

@@ -864,7 +864,9 @@ START_TEST(test_free_with_jobs)
 }
 END_TEST
 
-static Suite *
+Suite *auditidx_suite(void);
+
+Suite *
 auditidx_suite(void)
 {
     Suite *s = suite_create("auditidx");
@@ -887,15 +889,4 @@ auditidx_suite(void)
     tcase_add_test(tc, test_free_with_jobs);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(auditidx_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
 }

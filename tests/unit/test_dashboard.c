@@ -139,7 +139,9 @@ START_TEST(test_lang)
 }
 END_TEST
 
-static Suite *
+Suite *dashboard_suite(void);
+
+Suite *
 dashboard_suite(void)
 {
     Suite *s = suite_create("dashboard");
@@ -150,15 +152,4 @@ dashboard_suite(void)
     tcase_add_test(tc, test_lang);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(dashboard_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
 }

@@ -116,7 +116,9 @@ START_TEST(test_names_bounded)
 }
 END_TEST
 
-static Suite *
+Suite *metrics_suite(void);
+
+Suite *
 metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -127,15 +129,4 @@ metrics_suite(void)
     tcase_add_test(tc, test_names_bounded);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(metrics_suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
 }
