@@ -3,7 +3,7 @@
 CC      ?= cc
 PREFIX  ?= /usr/local
 PKGS    := libevent libevent_openssl libevent_pthreads openssl libconfig zlib krb5-gssapi krb5 ldap \
-           hiredis
+           hiredis jansson
 # Debian packages: DEB_PKGS build and run the proxy (`make deps`, `make run`); DEB_TEST_PKGS
 # are needed only by `make test` (`make test-deps`).
 DEB_PKGS := build-essential pkg-config libevent-dev libssl-dev libconfig-dev zlib1g-dev \
@@ -27,6 +27,9 @@ SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 
 SRCS    := $(wildcard proxy/*.c)
 LIBSRCS := $(filter-out proxy/main.c,$(SRCS))
+# The dashboard's page, script and style, compiled in by proxy/dash_assets.S (.incbin).
+ASSETS  := $(wildcard proxy/dashboard/*)
+LIBOBJS := $(patsubst proxy/%.c,%.o,$(LIBSRCS)) dash_assets.o
 UNITS   := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 
 all: build/aigate
@@ -34,7 +37,9 @@ all: build/aigate
 # ---- release build ---------------------------------------------------------
 build/obj/%.o: proxy/%.c $(wildcard include/aigate/*.h) | build/obj
 	$(CC) $(CFLAGS) $(HARDEN) -c -o $@ $<
-build/libaigate.a: $(patsubst proxy/%.c,build/obj/%.o,$(LIBSRCS))
+build/obj/dash_assets.o: proxy/dash_assets.S $(ASSETS) | build/obj
+	$(CC) -c -o $@ $<
+build/libaigate.a: $(addprefix build/obj/,$(LIBOBJS))
 	$(AR) rcs $@ $^
 build/aigate: build/obj/main.o build/libaigate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -46,7 +51,9 @@ build/unit/%: tests/unit/%.c tests/unit/runner.c build/libaigate.a | build/unit
 # ---- sanitizer build (make test runs everything against it too) -------------
 build/asan/obj/%.o: proxy/%.c $(wildcard include/aigate/*.h) | build/asan/obj
 	$(CC) $(CFLAGS) $(SAN) -c -o $@ $<
-build/asan/libaigate.a: $(patsubst proxy/%.c,build/asan/obj/%.o,$(LIBSRCS))
+build/asan/obj/dash_assets.o: proxy/dash_assets.S $(ASSETS) | build/asan/obj
+	$(CC) -c -o $@ $<
+build/asan/libaigate.a: $(addprefix build/asan/obj/,$(LIBOBJS))
 	$(AR) rcs $@ $^
 build/asan/aigate: build/asan/obj/main.o build/asan/libaigate.a
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -17,11 +17,14 @@
 #include "aigate/ack.h"
 #include "aigate/audit.h"
 #include "aigate/config.h"
+#include "aigate/dashboard.h"
 #include "aigate/log.h"
+#include "aigate/metrics.h"
 #include "aigate/worker.h"
 
 struct admin {
     struct evhttp *http;
+    struct dash *dash;
     time_t started;
     unsigned long reloads;
 };
@@ -32,6 +35,8 @@ struct admin {
  * is a one-shot event on the listener itself (it cannot outlive the loop).
  */
 #define ADMIN_ACCEPT_PAUSE_MS 100
+#define ADMIN_MAX_HEAD 16384 /* request line and headers */
+#define ADMIN_TIMEOUT_S 60
 
 static void
 admin_accept_resume(evutil_socket_t fd, short what, void *arg)
@@ -162,6 +167,7 @@ admin_metrics(struct evhttp_request *req, void *arg)
         (unsigned long long)atomic_load(&rt.proxy_refused), a->reloads, (long long)a->started);
     if (rt.acks)
         admin_ack_metrics(b);
+    metrics_write(b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
@@ -169,7 +175,7 @@ admin_metrics(struct evhttp_request *req, void *arg)
 }
 
 struct admin *
-admin_start(struct event_base *base, const struct config *cfg, int *failed)
+admin_start(struct event_base *base, struct config *cfg, int *failed)
 {
     *failed = 0;
     if (!cfg->admin.text)
@@ -179,8 +185,14 @@ admin_start(struct event_base *base, const struct config *cfg, int *failed)
         goto fail;
     a->started = time(NULL);
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    /* Bounds for a listener anyone on the network may reach: small heads, no bodies. */
+    evhttp_set_max_headers_size(a->http, ADMIN_MAX_HEAD);
+    evhttp_set_max_body_size(a->http, 0);
+    evhttp_set_timeout(a->http, ADMIN_TIMEOUT_S);
     evhttp_set_cb(a->http, "/healthz", admin_healthz, a);
     evhttp_set_cb(a->http, "/metrics", admin_metrics, a);
+    if (!(a->dash = dash_new(base, a->http, cfg)))
+        goto fail;
     evutil_socket_t fd = socket(cfg->admin.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
     int one = 1;
     if (fd < 0)
@@ -193,7 +205,8 @@ admin_start(struct event_base *base, const struct config *cfg, int *failed)
         goto fail;
     }
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(bs), admin_accept_error);
-    log_info("admin endpoints on %s (/healthz, /metrics)", cfg->admin.text);
+    log_info("admin endpoints on %s (/healthz, /metrics, the dashboard at /%s)", cfg->admin.text,
+             cfg->admin_db ? "" : ": off until admin.htpasswd is set");
     return a;
 fail:
     log_warnx("cannot serve admin endpoints on %s", cfg->admin.text);
@@ -203,10 +216,12 @@ fail:
 }
 
 void
-admin_note_reload(struct admin *a)
+admin_note_reload(struct admin *a, struct config *cfg)
 {
-    if (a)
-        a->reloads++;
+    if (!a)
+        return;
+    a->reloads++;
+    dash_set_config(a->dash, cfg);
 }
 
 void
@@ -214,6 +229,8 @@ admin_free(struct admin *a)
 {
     if (!a)
         return;
+    /* The dashboard first: its threads hold requests that evhttp_free() frees. */
+    dash_free(a->dash);
     if (a->http)
         evhttp_free(a->http);
     free(a);

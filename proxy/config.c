@@ -640,9 +640,10 @@ load_dns(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
 static int
 load_admin(struct cfg_ctx *x, struct config *c, const config_setting_t *g)
 {
-    static const char *const keys[] = {"listen", NULL};
+    static const char *const keys[] = {"listen", "htpasswd", NULL};
     const char *l = NULL;
-    if (cfg_known_keys(x, g, "admin", keys) < 0 || cfg_str(x, g, "listen", &l) < 0)
+    if (cfg_known_keys(x, g, "admin", keys) < 0 || cfg_str(x, g, "listen", &l) < 0 ||
+        cfg_path_key(x, g, "htpasswd", NULL, &c->admin_htpasswd) < 0)
         return -1;
     if (!l)
         return 0;
@@ -816,6 +817,8 @@ config_sections(struct cfg_ctx *x, struct config *c, config_t *lc)
     if (c->auth.mode == AUTH_NEGOTIATE &&
         load_negotiate(x, c, config_setting_get_member(root, "auth")) < 0)
         return -1;
+    if (c->admin_htpasswd && !(c->admin_db = auth_db_load(c->admin_htpasswd, x->err, x->errlen)))
+        return -1;
     if (c->tls.intercept) {
         if (!(c->tls_ca = tls_ca_load(c->tls.ca_cert, c->tls.ca_key, x->err, x->errlen)))
             return -1;
@@ -972,6 +975,8 @@ config_unref(struct config *c)
         free(c->dns.nameservers[i]);
     free(c->dns.nameservers);
     free(c->admin.text);
+    free(c->admin_htpasswd);
+    auth_db_free(c->admin_db);
     catalog_free(c->catalog);
     policy_free(c->policy);
     users_free(c->users);

@@ -21,6 +21,7 @@
 #include "aigate/ackredis.h"
 #include "aigate/admin.h"
 #include "aigate/audit.h"
+#include "aigate/auditidx.h"
 #include "aigate/auth.h"
 #include "aigate/catalog.h"
 #include "aigate/config.h"
@@ -161,7 +162,7 @@ reload(void)
         worker_post_config(&workers[i], next);
     config_unref(current);
     current = next;
-    admin_note_reload(admin);
+    admin_note_reload(admin, current);
     log_info("configuration reloaded from %s", current->path);
 }
 
@@ -200,6 +201,29 @@ on_worker_exit(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     if (++workers_exited >= nworkers)
         event_base_loopexit(main_base, NULL);
+}
+
+/* --report: the files through the audit index (the one reader of the log), then its tables. */
+static int
+run_report(char **files, int n)
+{
+    struct auditidx *x = auditidx_new();
+    char err[1024];
+    int rc = 0;
+
+    if (!x) {
+        fprintf(stderr, "aigate: out of memory\n");
+        return 2;
+    }
+    for (int i = 0; i < n; i++) {
+        if (auditidx_load_file(x, files[i], err, sizeof(err)) < 0) {
+            printf("%s\n", err);
+            rc = 2;
+        }
+    }
+    auditidx_report(x, stdout);
+    auditidx_free(x);
+    return rc;
 }
 
 /* Read the body for --explain (at most max bytes of it) into a new buffer; NULL on error. */
@@ -495,7 +519,7 @@ main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        return audit_report((const char *const *)argv, (size_t)argc, stdout) == 0 ? 0 : 2;
+        return run_report(argv, argc);
     }
     if ((mode == OPT_EXPLAIN && (argc < 3 || argc > 4)) || (mode == OPT_VERIFY && argc < 1) ||
         (mode == 0 && argc != 0) || (checkpoint && mode != OPT_VERIFY)) {

@@ -11,6 +11,7 @@
 
 #include "aigate/catalog.h"
 #include "aigate/dlp.h"
+#include "aigate/metrics.h"
 #include "aigate/pages.h"
 #include "aigate/policy.h"
 
@@ -200,5 +201,6 @@ req_audit_emit(struct audit *au, const struct req *r, const char *client, const 
     }
     a.tls = tls;
     a.is_ai = r->is_ai;
+    metrics_request_done(action, a.service, a.rule, status, a.ms);
     audit_emit(au, &a);
 }

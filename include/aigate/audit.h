@@ -211,10 +211,4 @@ int audit_verify(const char *const *files, size_t n, const char *key_file, int f
 int audit_verify_checkpoint(const char *const *files, size_t n, const char *key_file, int from_any,
                             FILE *checkpoints, const char *name, FILE *out);
 
-/*
- * Summary of files (plain or gzip): the period covered and, per service and per
- * user, counts by action sorted by total descending.  Returns 0, or 2 on I/O errors.
- */
-int audit_report(const char *const *files, size_t n, FILE *out);
-
 #endif

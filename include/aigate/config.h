@@ -102,6 +102,8 @@ struct config {
     } dns;
 
     struct listen_addr admin; /* admin.text == NULL: disabled */
+    char *admin_htpasswd;     /* resolved; NULL: the dashboard and /api/ answer 403 */
+    struct auth_db *admin_db; /* admin_htpasswd loaded */
 
     struct dirgroups_cfg *ldap; /* the `ldap` section (groups from the directory), or NULL */
 
