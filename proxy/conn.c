@@ -37,6 +37,7 @@
 #include "aigate/identity.h"
 #include "aigate/inspect.h"
 #include "aigate/log.h"
+#include "aigate/metrics.h"
 #include "aigate/policy.h"
 #include "aigate/proxyproto.h"
 #include "aigate/request.h"
@@ -708,6 +709,8 @@ x_done(void *arg)
 static void
 x_failed(void *arg, const struct exchange_error *e)
 {
+    if (e->status >= 500)
+        metrics_upstream_error(e->perror);
     answer_error(arg, e->status, e->perror, e->title, e->detail, e->close);
 }
 
@@ -769,6 +772,7 @@ connect_ready(struct upstream *u, enum upstream_err err, const char *detail, voi
                  : err == UPSTREAM_ERR_TIMEOUT ? "the connection timed out"
                  : err == UPSTREAM_ERR_SELF    ? "that is this proxy itself"
                                                : "the connection was refused");
+        metrics_upstream_error(upstream_err_name(err));
         return answer_error(c, status, upstream_err_name(err),
                             status == 504 ? "Gateway timeout" : "Bad gateway", msg, 1);
     }
@@ -1007,6 +1011,7 @@ client_event(struct bufferevent *bev, short what, void *arg)
                   c->tls_host, c->peer_str, why);
         if (c->tunnel_req)
             c->tunnel_req->action = AUDIT_ERROR;
+        metrics_tls_handshake_failed();
         return conn_close(c, "client TLS handshake failed");
     }
     if (what & BEV_EVENT_ERROR)
@@ -1071,6 +1076,7 @@ conn_timer(evutil_socket_t fd, short what, void *arg)
         c->x = NULL;
         upstream_cancel(c->ureq);
         c->ureq = NULL;
+        metrics_upstream_error("http_response_timeout");
         return answer_error(c, 504, "http_response_timeout", "Gateway timeout",
                             "The origin did not answer in time.", 1);
     }
