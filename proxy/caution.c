@@ -45,13 +45,14 @@ caution_service_key(const struct caution_req *cr, char *out, size_t cap)
         snprintf(out, cap, "host:%.200s", cr->r->url.host);
 }
 
-int
-caution_acknowledged(const struct caution_req *cr, struct ack_store *store, time_t now)
+struct ack_lookup *
+caution_lookup(const struct caution_req *cr, struct ack_store *store, struct worker *w, time_t now,
+               ack_lookup_cb cb, void *arg)
 {
     char user[300], svc[256];
     caution_user_key(cr, user, sizeof(user));
     caution_service_key(cr, svc, sizeof(svc));
-    return store && ack_store_check(store, user, svc, now);
+    return store ? ack_store_lookup(store, w, user, svc, now, cb, arg) : NULL;
 }
 
 size_t

@@ -210,6 +210,7 @@ req_finish(struct conn *c, enum audit_action action, int status)
     req_audit(c, r, action, status);
     identity_cancel(c->idwait);
     caution_ack_cancel(c->ackwait);
+    ack_store_lookup_cancel(c->acklookup);
     inspect_free(c->inspect);
     exchange_free(c->x);
     if (c->tunnel) {
@@ -221,6 +222,7 @@ req_finish(struct conn *c, enum audit_action action, int status)
         upstream_release(c->up, 0);
     c->idwait = NULL;
     c->ackwait = NULL;
+    c->acklookup = NULL;
     c->inspect = NULL;
     c->x = NULL;
     c->tunnel = NULL;
@@ -613,6 +615,31 @@ wait_body(struct conn *c, const struct http_head *h)
 
 static void intercept(struct conn *c);
 static void ack_request(struct conn *c);
+static void conn_decided(struct conn *c);
+
+/* The store's answer: the decision goes on (unavailable: shown the caution again, never allowed).
+ */
+static void
+ack_state_known(enum ack_lookup_answer a, void *arg)
+{
+    struct conn *c = arg;
+    c->acklookup = NULL;
+    c->req->ack_state = a == ACK_LOOKUP_YES ? GATE_ACK_YES : GATE_ACK_NO;
+    conn_decided(c);
+}
+
+/* Ask the acknowledgement store whether this user acknowledged the service. */
+static enum decide_rc
+wait_ack_state(struct conn *c, time_t now)
+{
+    struct caution_req cr = {c->cfg, c->req, (struct sockaddr *)&c->peer, c->peer_str, rt.ack_key};
+    if (!(c->acklookup = caution_lookup(&cr, rt.acks, c->w, now, ack_state_known, c))) {
+        c->req->ack_state = GATE_ACK_NO;
+        return DECIDE_GO;
+    }
+    c->stage = CS_ACKSTATE;
+    return DECIDE_WAIT;
+}
 
 /*
  * Ask the gate (gate.h) and act on its verdict.  DECIDE_GO: allowed
@@ -657,8 +684,9 @@ conn_decide(struct conn *c, const char *buf, const struct http_head *h)
         gate_resume(&g, &q, &v);
     }
     if (v.needs & GATE_NEED_ACK_STATE) {
-        struct caution_req cr = {cfg, r, (struct sockaddr *)&c->peer, c->peer_str, rt.ack_key};
-        q.ack = caution_acknowledged(&cr, rt.acks, now) ? GATE_ACK_YES : GATE_ACK_NO;
+        if (r->ack_state == GATE_ACK_UNKNOWN && wait_ack_state(c, now) == DECIDE_WAIT)
+            return DECIDE_WAIT;
+        q.ack = r->ack_state == GATE_ACK_YES ? GATE_ACK_YES : GATE_ACK_NO;
         gate_resume(&g, &q, &v);
     }
     r->rule = v.rule;
@@ -976,6 +1004,7 @@ client_read(struct bufferevent *bev, void *arg)
                        evbuffer_get_length(bufferevent_get_input(c->bev)));
         break;
     case CS_IDENTITY:
+    case CS_ACKSTATE:
     case CS_ACKWAIT:
     case CS_UPSTREAM:
     case CS_TUNNEL:

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aigate/ack.h"
 #include "aigate/auth.h"
 #include "aigate/config.h"
 #include "aigate/conn.h"
@@ -289,6 +290,9 @@ static void *
 worker_main(void *arg)
 {
     struct worker *w = arg;
+    /* A shared acknowledgement store connects now, so /healthz knows it before any traffic. */
+    if (rt.acks)
+        ack_store_attach(rt.acks, w);
     event_base_dispatch(w->base);
     conn_free_all(w);
     upstream_pool_free(w->pool);

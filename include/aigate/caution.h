@@ -39,8 +39,14 @@ void caution_user_key(const struct caution_req *cr, char *out, size_t cap);
 /* The service key: the catalog id, or "host:NAME" for a warned host outside the catalog. */
 void caution_service_key(const struct caution_req *cr, char *out, size_t cap);
 
-/* 1 if the request's user has acknowledged its service and the acknowledgement holds at now. */
-int caution_acknowledged(const struct caution_req *cr, struct ack_store *store, time_t now);
+/*
+ * Has the request's user acknowledged its service (and does that hold at
+ * now)?  Asked of the store, which answers through cb on w's loop, exactly
+ * once unless ack_store_lookup_cancel() comes first, never from inside this
+ * call.  NULL when the question cannot be asked (treat as not acknowledged).
+ */
+struct ack_lookup *caution_lookup(const struct caution_req *cr, struct ack_store *store,
+                                  struct worker *w, time_t now, ack_lookup_cb cb, void *arg);
 
 /*
  * Append the answer to a request a warn rule decided: 403 with the caution

@@ -14,6 +14,9 @@
  *                the head stays in the input buffer, parsed
  *   CS_BODY      the body a dlp rule needs is arriving (inspect.h): only the
  *                new bytes are looked at
+ *   CS_ACKSTATE  a warn rule matched: the acknowledgement store is asked
+ *                whether this user acknowledged the service (ack.h; a shared
+ *                store answers over the network)
  *   CS_LOCALBODY reading the body of a request the proxy answers itself (the
  *                caution page's acknowledgement form)
  *   CS_ACKWAIT   the acknowledgement is being recorded (caution.h)
@@ -43,6 +46,7 @@ struct http_head;
 struct identity_wait;
 struct inspect;
 struct caution_wait;
+struct ack_lookup;
 struct exchange;
 struct tunnel;
 struct upstream;
@@ -56,6 +60,7 @@ enum conn_stage {
     CS_HEAD,
     CS_IDENTITY,
     CS_BODY,
+    CS_ACKSTATE,
     CS_LOCALBODY,
     CS_ACKWAIT,
     CS_UPSTREAM,
@@ -91,6 +96,7 @@ struct conn {
     struct identity_wait *idwait;
     struct inspect *inspect;
     struct caution_wait *ackwait;
+    struct ack_lookup *acklookup;
     struct exchange *x;
     struct tunnel *tunnel;
     struct upstream_req *ureq; /* CONNECT: the origin connection being made */

@@ -36,9 +36,10 @@ struct worker;
 struct users;
 struct dircache_set;
 
-#define DIRGROUPS_STALE_S 3600 /* last known groups are used this long when the directory is down  \
-                                */
-#define DIRGROUPS_THREADS 2    /* lookup threads, each with its own connection */
+#define DIRGROUPS_STALE_S                                                                          \
+    3600                    /* last known groups are used this long when the directory is down     \
+                             */
+#define DIRGROUPS_THREADS 2 /* lookup threads, each with its own connection */
 #define DIRGROUPS_CACHE_USERS 100000 /* users remembered at most */
 #define DIRGROUPS_MAX_GROUPS 1024    /* groups taken per user; more are ignored (logged) */
 #define DIRGROUPS_NAME_MAX 256       /* longest group or user name, with its NUL */

@@ -41,6 +41,7 @@ struct req {
     const struct service *svc;
     const struct policy_rule *rule;
     enum audit_action action; /* AUDIT_NONE until decided */
+    int ack_state;            /* GATE_ACK_UNKNOWN/YES/NO: the store's answer, once asked */
     int is_ai;
     unsigned dlp_mask; /* personal data kinds found in the body */
 

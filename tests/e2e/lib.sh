@@ -885,6 +885,8 @@ global
     maxconn 4096
 defaults
     mode tcp
+    option redispatch
+    retries 2
     timeout connect 2s
     timeout client 30s
     timeout server 30s
