@@ -758,6 +758,9 @@ forward(struct conn *c, const char *buf, const struct http_head *h)
     if (!(r->head = evbuffer_new()) || http_msg_request_head(r->head, buf, h, &r->url) < 0)
         return answer_error(c, 500, "proxy_internal_error", "Internal error", "Out of memory.", 1);
     drain_head(c);
+    /* The head is serialized: its parse is no longer needed while the origin answers. */
+    free(c->head);
+    c->head = NULL;
     if (r->body == HTTP_BODY_CHUNKED) {
         http_chunk_init(&r->chunk);
         if (!exchange_chunked_prefix_ok(bufferevent_get_input(c->bev), r))
@@ -823,6 +826,8 @@ tunnel_blind(struct conn *c)
 {
     struct req *r = c->req;
     drain_head(c);
+    free(c->head);
+    c->head = NULL;
     c->stage = CS_UPSTREAM;
     timer_idle(c);
     if (!(c->ureq = upstream_get(c->w->pool, r->url.host, r->url.port, NULL, 0, connect_ready, c)))

@@ -36,8 +36,14 @@ struct exchange {
     struct event *kick; /* reports an immediate failure from the loop */
     struct exchange_error kick_err;
     unsigned client_eof : 1, over : 1;
-    char perror[320], detail[512];
 };
+
+/*
+ * Texts of a failure report: ops->failed uses them before it returns, so
+ * one pair per thread serves every exchange (and none carries 800 bytes it
+ * almost never needs).
+ */
+static _Thread_local char x_perror[320], x_detail[512];
 
 static void upstream_ready(struct upstream *u, enum upstream_err err, const char *detail,
                            void *arg);
@@ -391,17 +397,17 @@ upstream_ready(struct upstream *u, enum upstream_err err, const char *tls_detail
     x->ureq = NULL;
     if (err == UPSTREAM_ERR_TLS) {
         const char *why = tls_detail ? tls_detail : "handshake failed";
-        snprintf(x->detail, sizeof(x->detail),
+        snprintf(x_detail, sizeof(x_detail),
                  "The certificate of %s could not be verified (%s). The proxy refuses to pass "
                  "on a connection it cannot trust.",
                  r->url.host, why);
         log_warnx("origin %s:%u: TLS verification failed: %s", r->url.host, r->url.port, why);
-        snprintf(x->perror, sizeof(x->perror), "tls_certificate_error; details=\"%s\"", why);
-        return fail(x, 502, x->perror, "Bad gateway", x->detail, !r->body_done);
+        snprintf(x_perror, sizeof(x_perror), "tls_certificate_error; details=\"%s\"", why);
+        return fail(x, 502, x_perror, "Bad gateway", x_detail, !r->body_done);
     }
     if (err != UPSTREAM_OK) {
         int status = err == UPSTREAM_ERR_TIMEOUT ? 504 : err == UPSTREAM_ERR_SELF ? 508 : 502;
-        snprintf(x->detail, sizeof(x->detail), "%s %s:%u: %s",
+        snprintf(x_detail, sizeof(x_detail), "%s %s:%u: %s",
                  err == UPSTREAM_ERR_DNS ? "Cannot resolve" : "Cannot connect to", r->url.host,
                  r->url.port,
                  err == UPSTREAM_ERR_DNS       ? "the name does not resolve"
@@ -409,7 +415,7 @@ upstream_ready(struct upstream *u, enum upstream_err err, const char *tls_detail
                  : err == UPSTREAM_ERR_SELF    ? "that is this proxy itself"
                                                : "the connection was refused");
         return fail(x, status, upstream_err_name(err),
-                    status == 504 ? "Gateway timeout" : "Bad gateway", x->detail, !r->body_done);
+                    status == 504 ? "Gateway timeout" : "Bad gateway", x_detail, !r->body_done);
     }
     x->up = u;
     x->ops->activity(x->arg);
