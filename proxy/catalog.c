@@ -1,33 +1,46 @@
 /*
  * The AI service catalog: services.conf -> an immutable table of services and
- * a hostset mapping every host pattern to its service.
+ * a hostset mapping every host pattern to a struct cat_host: the service
+ * naming that pattern without paths, and the services naming it with paths.
  *
  * Invariants after catalog_load(): ids are unique, every host pattern belongs
- * to exactly one service, categories are from the fixed set, countries are two
+ * to at most one service without paths and to any number of path-scoped
+ * ones (each once), categories are from the fixed set, countries are two
  * upper-case letters.  Nothing is allocated on lookup.
  */
 #include "aigate/catalog.h"
 #include "aigate/cfgerr.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aigate/hostset.h"
 
+/* What one host pattern maps to. */
+struct cat_host {
+    const struct service *svc;     /* the entry without paths, NULL if none */
+    const struct service **scoped; /* entries with paths, in file order */
+    size_t nscoped;
+};
+
 struct catalog {
     struct service *v;
     size_t n;
-    struct hostset *hosts; /* pattern -> struct service * */
+    struct hostset *hosts; /* pattern -> struct cat_host * */
     struct hostset *ids;   /* id -> struct service * */
-    char version[11];      /* catalog_version, "" if none */
+    struct cat_host **hv;  /* every struct cat_host, for freeing */
+    size_t nh, caph;
+    size_t nscoped;   /* services with paths */
+    char version[11]; /* catalog_version, "" if none */
 };
 
 static const char *const cat_categories[] = {"chat",   "api",   "image", "code",
                                              "search", "agent", "other", NULL};
 static const char *const cat_keys[] = {"id",    "name",    "category", "vendor_country",
-                                       "hosts", "checked", NULL};
+                                       "hosts", "checked", "paths",    NULL};
 
 static void cat_err(char *err, size_t errlen, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -131,14 +144,72 @@ cat_string(const config_setting_t *e, const char *key, const char *id, char **ou
     return 0;
 }
 
+/* The struct cat_host of pattern name (made when new); NULL when out of memory. */
+static struct cat_host *
+cat_host_get(struct catalog *c, const char *name, size_t n, int wild)
+{
+    struct cat_host *h = hostset_get(c->hosts, name, n, wild);
+
+    if (h)
+        return h;
+    if (c->nh == c->caph) {
+        size_t nc = c->caph ? 2 * c->caph : 64;
+        struct cat_host **v = realloc(c->hv, nc * sizeof(*v));
+
+        if (!v)
+            return NULL;
+        c->hv = v;
+        c->caph = nc;
+    }
+    if (!(h = calloc(1, sizeof(*h))))
+        return NULL;
+    c->hv[c->nh++] = h;
+    if (hostset_put(c->hosts, name, n, wild, h, NULL) != 0)
+        return NULL;
+    return h;
+}
+
+/* File svc under pattern name: as its entry without paths, or as one more path-scoped one. */
+static int
+cat_host_attach(struct cat_host *h, struct service *svc, const config_setting_t *hs,
+                const char *shown, char *err, size_t errlen)
+{
+    const struct service *other = h->svc;
+
+    if (svc->npaths) {
+        for (size_t i = 0; i < h->nscoped; i++)
+            if (h->scoped[i] == svc) {
+                cat_err(err, errlen, hs, "service \"%s\": host \"%s\" is listed twice", svc->id,
+                        shown);
+                return -1;
+            }
+        const struct service **v = realloc(h->scoped, (h->nscoped + 1) * sizeof(*v));
+        if (!v) {
+            cat_err(err, errlen, hs, "out of memory");
+            return -1;
+        }
+        h->scoped = v;
+        h->scoped[h->nscoped++] = svc;
+        return 0;
+    }
+    if (other == svc)
+        cat_err(err, errlen, hs, "service \"%s\": host \"%s\" is listed twice", svc->id, shown);
+    else if (other)
+        cat_err(err, errlen, hs, "host \"%s\" is listed by both \"%s\" (line %d) and \"%s\"", shown,
+                other->id, other->line, svc->id);
+    else
+        h->svc = svc;
+    return other ? -1 : 0;
+}
+
 static int
 cat_add_host(struct catalog *c, struct service *svc, const config_setting_t *h, char *err,
              size_t errlen)
 {
     char name[HOSTSET_NAME_MAX + 1];
     const char *why, *text;
-    void *prev = NULL;
-    int wild, n, rc;
+    struct cat_host *ch;
+    int wild, n;
 
     if (config_setting_type(h) != CONFIG_TYPE_STRING) {
         cat_err(err, errlen, h, "service \"%s\": hosts must be strings", svc->id);
@@ -149,26 +220,67 @@ cat_add_host(struct catalog *c, struct service *svc, const config_setting_t *h, 
         cat_err(err, errlen, h, "service \"%s\": host \"%s\": %s", svc->id, text, why);
         return -1;
     }
-    if ((rc = hostset_put(c->hosts, name, (size_t)n, wild, svc, &prev)) < 0) {
-        cat_err(err, errlen, h, "out of memory");
-        return -1;
-    }
-    if (rc == 1) {
-        const struct service *other = prev;
-
-        if (other == svc)
-            cat_err(err, errlen, h, "service \"%s\": host \"%s%s\" is listed twice", svc->id,
-                    wild ? "*." : "", name);
-        else
-            cat_err(err, errlen, h, "host \"%s%s\" is listed by both \"%s\" (line %d) and \"%s\"",
-                    wild ? "*." : "", name, other->id, other->line, svc->id);
-        return -1;
-    }
     if (!(svc->hosts[svc->nhosts] = malloc((size_t)n + 3))) {
         cat_err(err, errlen, h, "out of memory");
         return -1;
     }
     snprintf(svc->hosts[svc->nhosts++], (size_t)n + 3, "%s%s", wild ? "*." : "", name);
+    if (!(ch = cat_host_get(c, name, (size_t)n, wild))) {
+        cat_err(err, errlen, h, "out of memory");
+        return -1;
+    }
+    return cat_host_attach(ch, svc, h, svc->hosts[svc->nhosts - 1], err, errlen);
+}
+
+/*
+ * The optional `paths`: a string or a non-empty list of globs, each starting
+ * with '/' (they match the path without its query).
+ */
+static int
+cat_paths(struct catalog *c, struct service *svc, const config_setting_t *e, char *err,
+          size_t errlen)
+{
+    const config_setting_t *ps = config_setting_get_member(e, "paths");
+    int single, n = 1;
+
+    if (!ps)
+        return 0;
+    single = config_setting_type(ps) == CONFIG_TYPE_STRING;
+    if (!single && !config_setting_is_array(ps) && !config_setting_is_list(ps)) {
+        cat_err(err, errlen, ps, "service \"%s\": paths must be a list of strings", svc->id);
+        return -1;
+    }
+    if (!single && (n = config_setting_length(ps)) == 0) {
+        cat_err(err, errlen, ps, "service \"%s\": paths is empty", svc->id);
+        return -1;
+    }
+    if (!(svc->paths = calloc((size_t)n, sizeof(char *)))) {
+        cat_err(err, errlen, ps, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *p = single ? ps : config_setting_get_elem(ps, (unsigned)i);
+        const char *v = config_setting_get_string(p);
+
+        if (config_setting_type(p) != CONFIG_TYPE_STRING || !v || v[0] != '/') {
+            cat_err(err, errlen, p, "service \"%s\": each path must be a string starting with '/'",
+                    svc->id);
+            return -1;
+        }
+        if (strchr(v, '?')) {
+            cat_err(err, errlen, p,
+                    "service \"%s\": path \"%s\": paths match the path without its query; a "
+                    "service told apart only by its query needs a policy rule with `query`",
+                    svc->id, v);
+            return -1;
+        }
+        if (!(svc->paths[i] = strdup(v))) {
+            cat_err(err, errlen, p, "out of memory");
+            return -1;
+        }
+        svc->npaths++;
+    }
+    c->nscoped++;
     return 0;
 }
 
@@ -269,6 +381,8 @@ cat_service(struct catalog *c, struct service *svc, const config_setting_t *e, c
     }
     if (cat_date(config_setting_get_member(e, "checked"), svc->id, svc->checked, err, errlen) < 0)
         return -1;
+    if (cat_paths(c, svc, e, err, errlen) < 0)
+        return -1;
     return cat_hosts(c, svc, e, err, errlen);
 }
 
@@ -321,25 +435,126 @@ catalog_free(struct catalog *c)
         for (size_t j = 0; j < s->nhosts; j++)
             free(s->hosts[j]);
         free(s->hosts);
+        for (size_t j = 0; j < s->npaths; j++)
+            free(s->paths[j]);
+        free(s->paths);
         free(s->id);
         free(s->name);
         free(s->category);
         free(s->vendor_country);
     }
     free(c->v);
+    for (size_t i = 0; i < c->nh; i++) {
+        free(c->hv[i]->scoped);
+        free(c->hv[i]);
+    }
+    free(c->hv);
     hostset_free(c->hosts);
     hostset_free(c->ids);
     free(c);
 }
 
+int
+catalog_glob(const char *pat, const char *s, size_t n)
+{
+    size_t pi = 0, si = 0, star = SIZE_MAX, mark = 0;
+
+    while (si < n) {
+        if (pat[pi] == '*') {
+            star = ++pi;
+            mark = si;
+        } else if (pat[pi] && pat[pi] == s[si]) {
+            pi++;
+            si++;
+        } else if (star != SIZE_MAX) {
+            pi = star;
+            si = ++mark;
+        } else {
+            return 0;
+        }
+    }
+    while (pat[pi] == '*')
+        pi++;
+    return pat[pi] == '\0';
+}
+
+/* Every pattern naming host (normalised into norm), most specific first; how many. */
+static size_t
+cat_matches(const struct catalog *c, const char *host, size_t len, char *norm, void **out)
+{
+    int n = hostset_host_normalise(host, len, norm);
+
+    if (!c || n < 0)
+        return 0;
+    return hostset_match_all(c->hosts, norm, (size_t)n, out, HOSTSET_MATCH_MAX);
+}
+
+static int
+cat_path_matches(const struct service *s, const char *path, size_t pathlen)
+{
+    for (size_t i = 0; i < s->npaths; i++)
+        if (catalog_glob(s->paths[i], path, pathlen))
+            return 1;
+    return 0;
+}
+
 const struct service *
 catalog_lookup(const struct catalog *c, const char *host, size_t len)
 {
-    void *data;
+    char norm[HOSTSET_NAME_MAX + 1];
+    void *hs[HOSTSET_MATCH_MAX];
+    const struct cat_host *h;
+    size_t n;
 
-    if (!c || !hostset_match(c->hosts, host, len, &data))
+    if (!c || !hostset_match(c->hosts, host, len, hs))
         return NULL;
-    return data;
+    if ((h = hs[0])->svc || c->nscoped == 0)
+        return h->svc;
+    /* The most specific pattern has only path-scoped entries: a wider one may name the host. */
+    n = cat_matches(c, host, len, norm, hs);
+    for (size_t i = 0; i < n; i++)
+        if ((h = hs[i])->svc)
+            return h->svc;
+    return NULL;
+}
+
+const struct service *
+catalog_lookup_path(const struct catalog *c, const char *host, size_t len, const char *path,
+                    size_t pathlen)
+{
+    char norm[HOSTSET_NAME_MAX + 1];
+    void *hs[HOSTSET_MATCH_MAX];
+    size_t n;
+
+    if (!path || !c || c->nscoped == 0)
+        return catalog_lookup(c, host, len);
+    n = cat_matches(c, host, len, norm, hs);
+    for (size_t i = 0; i < n; i++) {
+        const struct cat_host *h = hs[i];
+
+        for (size_t k = 0; k < h->nscoped; k++)
+            if (cat_path_matches(h->scoped[k], path, pathlen))
+                return h->scoped[k];
+        if (h->svc)
+            return h->svc;
+    }
+    return NULL;
+}
+
+int
+catalog_has_scoped(const struct catalog *c, const char *host, size_t len)
+{
+    char norm[HOSTSET_NAME_MAX + 1];
+    void *hs[HOSTSET_MATCH_MAX];
+    size_t n;
+
+    if (!c || c->nscoped == 0)
+        return 0;
+    n = cat_matches(c, host, len, norm, hs);
+    for (size_t i = 0; i < n; i++)
+        if (((const struct cat_host *)hs[i])->nscoped)
+            return 1;
+    return 0;
 }
 
 const char *

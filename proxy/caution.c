@@ -36,13 +36,20 @@ caution_user_key(const struct caution_req *cr, char *out, size_t cap)
         snprintf(out, cap, "@%s", cr->peer_str);
 }
 
+/* The acknowledgement key of a service, or of a host outside the catalog. */
+static void
+caution_key_of(const struct service *svc, const char *host, char *out, size_t cap)
+{
+    if (svc)
+        snprintf(out, cap, "%s", svc->id);
+    else
+        snprintf(out, cap, "host:%.200s", host);
+}
+
 void
 caution_service_key(const struct caution_req *cr, char *out, size_t cap)
 {
-    if (cr->r->svc)
-        snprintf(out, cap, "%s", cr->r->svc->id);
-    else
-        snprintf(out, cap, "host:%.200s", cr->r->url.host);
+    caution_key_of(cr->r->svc, cr->r->url.host, out, cap);
 }
 
 struct ack_lookup *
@@ -104,7 +111,12 @@ ack_ttl(const struct caution_req *cr, const char *url, const char *url_path, tim
 
     gate_cfg_init(&g, cr->cfg);
     u.pathname.off = (uint32_t)(url_path - url);
-    u.pathname.len = (uint32_t)strcspn(url_path, "?");
+    u.pathname.len = (uint32_t)strcspn(url_path, "?#");
+    u.query.len = 0;
+    if (url_path[u.pathname.len] == '?') {
+        u.query.off = u.pathname.off + u.pathname.len + 1;
+        u.query.len = (uint32_t)strcspn(url + u.query.off, "#");
+    }
     q.client = cr->peer;
     q.user = r->user[0] ? r->user : NULL;
     q.authenticated = 1;
@@ -161,10 +173,15 @@ caution_ack(const struct caution_req *cr, struct ack_store *store, struct worker
         snprintf(why, whycap, "The return address is not an http(s) address.");
         return NULL;
     }
-    const struct service *target = catalog_lookup(cr->cfg->catalog, host, strlen(host));
+    const char *path = strstr(url, "://");
+    path = path ? strchr(path + 3, '/') : NULL;
+    /* The service the page was for: path-scoped entries count (SPEC 4). */
+    const struct service *target = catalog_lookup_path(
+        cr->cfg->catalog, host, strlen(host), path ? path : "/", path ? strcspn(path, "?#") : 1);
     caution_user_key(cr, user, sizeof(user));
-    caution_service_key(cr, svc, sizeof(svc));
-    if (r->svc ? target != r->svc : strcasecmp(host, r->url.host) != 0) {
+    caution_key_of(target, host, svc, sizeof(svc));
+    if (strcasecmp(host, r->url.host) != 0 &&
+        (!r->svc || catalog_lookup(cr->cfg->catalog, host, strlen(host)) != r->svc)) {
         snprintf(why, whycap, "The return address belongs to a different service.");
         return NULL;
     }
@@ -174,8 +191,6 @@ caution_ack(const struct caution_req *cr, struct ack_store *store, struct worker
         caution_refusal(v, why, whycap);
         return NULL;
     }
-    const char *path = strstr(url, "://");
-    path = path ? strchr(path + 3, '/') : NULL;
     int ttl = path ? ack_ttl(cr, url, path, now) : ack_ttl(cr, "/", "/", now);
 
     size_t ulen = strlen(url);

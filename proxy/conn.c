@@ -400,6 +400,29 @@ answer_block(struct conn *c)
     answer_sent(c, AUDIT_BLOCK, 403);
 }
 
+/*
+ * A CONNECT that a rule with add_headers would let through, not
+ * intercepted: the headers cannot be set on a blind tunnel, so it is
+ * refused (SPEC 5b), logged as a block by that rule.
+ */
+static void
+answer_blind_refused(struct conn *c)
+{
+    struct req *r = c->req;
+    char perror[320], detail[512];
+    snprintf(perror, sizeof(perror),
+             "http_request_denied; details=\"rule=%.200s; interception required\"", r->rule->name);
+    snprintf(detail, sizeof(detail),
+             "Rule \"%.200s\" lets this site be used only with the organisation's own account, "
+             "which the proxy enforces on the requests themselves. This connection is not "
+             "inspected (interception is off, or the site is outside it), so it is refused.",
+             r->rule->name);
+    int keep = answer_keep(c, 1);
+    respond_error(c->w->scratch, c->cfg->pages, r, 403, perror, "Inspection required", detail,
+                  keep);
+    answer_sent(c, AUDIT_BLOCK, 403);
+}
+
 static void
 answer_caution(struct conn *c)
 {
@@ -698,10 +721,15 @@ conn_decide(struct conn *c, const char *buf, const struct http_head *h)
             return DECIDE_ANSWERED;
         }
         r->action = AUDIT_ALLOW;
+        r->set_headers = v.headers;
+        r->nset_headers = v.nheaders;
         return DECIDE_GO;
     case GATE_BLOCK:
         r->action = AUDIT_BLOCK;
-        answer_block(c);
+        if (v.fallback == GATE_FALLBACK_HEADERS)
+            answer_blind_refused(c);
+        else
+            answer_block(c);
         return DECIDE_ANSWERED;
     case GATE_WARN:
         answer_caution(c);
@@ -755,7 +783,8 @@ static void
 forward(struct conn *c, const char *buf, const struct http_head *h)
 {
     struct req *r = c->req;
-    if (!(r->head = evbuffer_new()) || http_msg_request_head(r->head, buf, h, &r->url) < 0)
+    if (!(r->head = evbuffer_new()) ||
+        http_msg_request_head(r->head, buf, h, &r->url, r->set_headers, r->nset_headers) < 0)
         return answer_error(c, 500, "proxy_internal_error", "Internal error", "Out of memory.", 1);
     drain_head(c);
     /* The head is serialized: its parse is no longer needed while the origin answers. */

@@ -14,6 +14,7 @@
 #include "aigate/catalog.h"
 #include "aigate/dlp.h"
 #include "aigate/gate.h"
+#include "aigate/http_msg.h"
 #include "aigate/http_parse.h"
 #include "aigate/netaddr.h"
 #include "aigate/policy.h"
@@ -89,26 +90,28 @@ exp_request(FILE *out, const struct exp_url *x, const struct explain_req *e,
         fprintf(out, "  path        %.*s\n", (int)(u->pathname.len ? u->pathname.len : 1),
                 u->pathname.len ? e->url + u->pathname.off : "/");
         if (x->query)
-            fprintf(out, "  query       %.*s  (ignored by path conditions)\n", (int)x->querylen,
+            fprintf(out, "  query       %.*s  (what query conditions match)\n", (int)x->querylen,
                     x->query);
     }
     if (e->now)
         strftime(when, sizeof(when), "%a %Y-%m-%d %H:%M (local)", e->now);
     fprintf(out, "  time        %s\n", when);
     if (x->authority_form && v->tls == GATE_TLS_INTERCEPT)
-        fprintf(out, "  seen as     CONNECT tunnel intercepted (tls.intercept = true, catalogued\n"
-                     "              host): the requests inside are evaluated one by one\n");
+        fprintf(out,
+                "  seen as     CONNECT tunnel intercepted (tls.intercept = true; a catalogued\n"
+                "              host, or one a rule needing the request names): the\n"
+                "              requests inside are evaluated one by one\n");
     else if (x->authority_form)
         fprintf(out, "  seen as     CONNECT tunnel: only host-level conditions apply here; with\n"
                      "              interception the requests inside are evaluated one by one\n");
     else if (x->connect)
         fprintf(out, "  seen as     HTTPS tunnelled without interception (a host outside the\n"
-                     "              catalog, or tls.intercept = false): only host-level\n"
-                     "              conditions apply\n");
+                     "              catalog and not named by a rule needing the request, or\n"
+                     "              tls.intercept = false): only host-level conditions apply\n");
     else
         fprintf(out,
-                "  seen as     %s: method and\n"
-                "              path conditions apply; %s\n",
+                "  seen as     %s: method,\n"
+                "              path and query conditions apply; %s\n",
                 v->tls == GATE_TLS_INTERCEPT ? "intercepted HTTPS request (tls.intercept = true)"
                                              : "plain HTTP request",
                 e->has_body ? "the body given is scanned for dlp rules"
@@ -144,6 +147,23 @@ exp_service(FILE *out, const struct service *svc, const char *host)
     }
     fprintf(out, "  service     %s  (%s)\n", svc->id, svc->name);
     fprintf(out, "  category    %s\n  vendor      %s\n", svc->category, svc->vendor_country);
+    if (svc->npaths) {
+        fprintf(out, "  paths       ");
+        for (size_t i = 0; i < svc->npaths; i++)
+            fprintf(out, "%s%s", i ? ", " : "", svc->paths[i]);
+        fprintf(out, "  (a path-scoped entry: the path decides)\n");
+    }
+}
+
+/* The headers a rule sets on the requests it lets through (SPEC 5b). */
+static void
+exp_headers(FILE *out, const struct policy_rule *d)
+{
+    if (!d->nheaders)
+        return;
+    fprintf(out, "  adds headers (on the requests it lets through, replacing the client's):\n");
+    for (size_t i = 0; i < d->nheaders; i++)
+        fprintf(out, "    %s: %s\n", d->headers[i].name, d->headers[i].value);
 }
 
 static void
@@ -178,6 +198,7 @@ exp_decision(FILE *out, const struct policy_rule *d, const struct policy_req *r)
         fprintf(out, "  ack         valid %s%d%s after the user acknowledges the caution page\n",
                 d->ack_ttl_s >= 0 ? "" : "ack.ttl_s (", d->ack_ttl_s >= 0 ? d->ack_ttl_s : 0,
                 d->ack_ttl_s >= 0 ? " s" : " = default)");
+    exp_headers(out, d);
     n = policy_rule_check(d, r, c, POLICY_C_COUNT);
     if (n == 0)
         fprintf(out, "  matched     (no conditions: it matches every request)\n");
@@ -257,7 +278,12 @@ exp_effective(FILE *out, const struct explain_req *e, const struct gate_verdict 
     const struct policy_rule *d = v->rule;
 
     fprintf(out, "\nEffective action: %s", gate_action_name(v->action));
-    if (d && v->fallback != GATE_FALLBACK_NONE)
+    if (d && v->fallback == GATE_FALLBACK_HEADERS)
+        fprintf(out,
+                " (rule \"%s\" adds headers, which cannot be set on a tunnel that is\n"
+                "  not intercepted: the CONNECT is refused with 403, never tunnelled blind)\n",
+                d->name);
+    else if (d && v->fallback != GATE_FALLBACK_NONE)
         fprintf(out,
                 " (rule \"%s\"; a warn on a tunnel that is not intercepted becomes\n"
                 "  tls.warn_fallback = %s)\n",
@@ -271,11 +297,14 @@ exp_effective(FILE *out, const struct explain_req *e, const struct gate_verdict 
     else
         fprintf(out, "\n");
     if (v->action == GATE_WARN)
-        fprintf(out, "  note: once %s acknowledges the caution page, allow for %d s\n",
-                e->user ? e->user : "the client", v->ack_ttl_s);
-    fprintf(out, "verdict: action=%s rule=%s service=%s page=%s tls=%s\n",
+        fprintf(out, "  note: once %s acknowledges the caution page, allow for %d s%s\n",
+                e->user ? e->user : "the client", v->ack_ttl_s,
+                d && d->nheaders ? ", with the headers above set" : "");
+    for (size_t i = 0; i < v->nheaders; i++)
+        fprintf(out, "  sets header %s: %s\n", v->headers[i].name, v->headers[i].value);
+    fprintf(out, "verdict: action=%s rule=%s service=%s page=%s tls=%s headers=%zu\n",
             gate_action_name(v->action), d ? d->name : "-", v->service ? v->service->id : "-",
-            gate_page_name(v->page), gate_tls_name(v->tls));
+            gate_page_name(v->page), gate_tls_name(v->tls), v->nheaders);
 }
 
 int

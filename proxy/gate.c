@@ -86,8 +86,11 @@ gate_tls_name(enum gate_tls t)
 int
 gate_intercepts(const struct gate_cfg *g, const char *host, const struct service **svc)
 {
-    *svc = catalog_lookup(g->catalog, host, strlen(host));
-    return g->intercept && *svc != NULL;
+    size_t len = strlen(host);
+
+    *svc = catalog_lookup(g->catalog, host, len);
+    return g->intercept && (*svc != NULL || catalog_has_scoped(g->catalog, host, len) ||
+                            policy_wants_request(g->policy, host));
 }
 
 void
@@ -109,6 +112,8 @@ gate_policy_req(const struct gate_req *r, const struct gate_verdict *v, struct p
     out->method = r->method;
     out->path = u->pathname.len ? r->buf + u->pathname.off : gate_slash;
     out->pathlen = u->pathname.len ? u->pathname.len : 1;
+    out->query = u->query.len ? r->buf + u->query.off : gate_slash + 1;
+    out->querylen = u->query.len;
     out->body_inspected = r->has_body && r->body_scanned;
     out->dlp_found = out->body_inspected ? r->dlp_found : 0;
 }
@@ -146,6 +151,20 @@ gate_apply(const struct gate_cfg *g, const struct gate_req *r, struct gate_verdi
     v->page = GATE_PAGE_NONE;
     v->fallback = GATE_FALLBACK_NONE;
     v->ack_ttl_s = g->ack_ttl_s;
+    v->headers = NULL;
+    v->nheaders = 0;
+    if (rule && rule->action != POLICY_BLOCK && rule->nheaders) {
+        if (!v->request_visible) {
+            /* The headers cannot be set on a blind tunnel: refused, never tunnelled. */
+            v->ai = 1;
+            v->action = GATE_BLOCK;
+            v->page = GATE_PAGE_BLOCK;
+            v->fallback = GATE_FALLBACK_HEADERS;
+            return;
+        }
+        v->headers = rule->headers;
+        v->nheaders = rule->nheaders;
+    }
     if (!rule || rule->action == POLICY_ALLOW)
         return;
     v->ai = 1;
@@ -157,9 +176,11 @@ gate_apply(const struct gate_cfg *g, const struct gate_req *r, struct gate_verdi
     if (rule->ack_ttl_s > 0)
         v->ack_ttl_s = rule->ack_ttl_s;
     if (r->ack == GATE_ACK_YES)
-        return; /* acknowledged earlier: passes under the warn rule */
+        return; /* acknowledged earlier: passes under the warn rule, headers set */
     if (r->ack == GATE_ACK_UNKNOWN && !v->needs)
         v->needs = GATE_NEED_ACK_STATE;
+    v->headers = NULL; /* not (yet) let through */
+    v->nheaders = 0;
     if (!r->connect) {
         v->action = GATE_WARN;
         v->page = GATE_PAGE_CAUTION;
@@ -196,8 +217,12 @@ gate_decide(const struct gate_cfg *g, const struct gate_req *r, struct gate_verd
         v->tls =
             gate_intercepts(g, r->url->host, &v->service) ? GATE_TLS_INTERCEPT : GATE_TLS_TUNNEL;
     } else {
-        v->service = catalog_lookup(g->catalog, r->url->host, strlen(r->url->host));
-        v->tls = strcmp(r->url->scheme, "https") == 0 ? GATE_TLS_INTERCEPT : GATE_TLS_NONE;
+        const struct http_url *u = r->url;
+
+        v->service = catalog_lookup_path(g->catalog, u->host, strlen(u->host),
+                                         u->pathname.len ? r->buf + u->pathname.off : gate_slash,
+                                         u->pathname.len ? u->pathname.len : 1);
+        v->tls = strcmp(u->scheme, "https") == 0 ? GATE_TLS_INTERCEPT : GATE_TLS_NONE;
     }
     v->ai = v->service != NULL;
     if (g->auth_required && !r->authenticated) {

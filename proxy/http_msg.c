@@ -126,9 +126,19 @@ add_via(struct evbuffer *out, const char *buf, const struct http_head *h)
     return rc;
 }
 
+/* 1 if name is the name of one of set[0..n). */
+static int
+is_set(const char *buf, struct http_span name, const struct http_msg_field *set, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (http_span_ieq(buf, name, set[k].name))
+            return 1;
+    return 0;
+}
+
 int
 http_msg_request_head(struct evbuffer *out, const char *buf, const struct http_head *h,
-                      const struct http_url *u)
+                      const struct http_url *u, const struct http_msg_field *set, size_t nset)
 {
     int rc, maxfwd = -1, mf_done = 0;
 
@@ -154,7 +164,8 @@ http_msg_request_head(struct evbuffer *out, const char *buf, const struct http_h
     hop_conn_find(buf, h, &hc);
     for (unsigned i = 0; i < h->nhdr; i++) {
         struct http_span n = h->hdr[i].name;
-        if (http_span_ieq(buf, n, "host") || http_span_ieq(buf, n, "via") || is_hop(buf, h, &hc, i))
+        if (http_span_ieq(buf, n, "host") || http_span_ieq(buf, n, "via") ||
+            is_hop(buf, h, &hc, i) || is_set(buf, n, set, nset))
             continue;
         if (maxfwd >= 0 && http_span_ieq(buf, n, "max-forwards")) {
             if (!mf_done)
@@ -164,6 +175,12 @@ http_msg_request_head(struct evbuffer *out, const char *buf, const struct http_h
             continue;
         }
         rc |= add_field(out, buf, &h->hdr[i]);
+    }
+    for (size_t k = 0; k < nset; k++) {
+        rc |= add_str(out, set[k].name);
+        rc |= evbuffer_add(out, ": ", 2);
+        rc |= add_str(out, set[k].value);
+        rc |= evbuffer_add(out, "\r\n", 2);
     }
     rc |= add_via(out, buf, h);
     rc |= evbuffer_add(out, "\r\n", 2);

@@ -39,6 +39,7 @@
 
 #include "aigate/catalog.h"
 #include "aigate/hostset.h"
+#include "aigate/http_msg.h"
 
 struct pol_list {
     size_t *v;
@@ -53,6 +54,8 @@ struct policy {
     struct pol_list *by_service; /* nsvc entries */
     /* key -> struct pol_list *, the lists owned through `lists` */
     struct hostset *by_user, *by_group, *by_host, *by_vendor, *by_category;
+    /* host patterns of rules that need the request itself (policy_wants_request) */
+    struct hostset *req_hosts;
     struct pol_list **lists;
     size_t nlists, caplists;
 };
@@ -407,6 +410,18 @@ pol_paths(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m)
     return 0;
 }
 
+static int
+pol_query(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m)
+{
+    for (size_t i = 0; i < r->query.n; i++)
+        if (r->query.v[i][0] == '?') {
+            pol_err(x, m, "query: \"%s\": write the query without its '?' (e.g. \"*udm=50*\")",
+                    r->query.v[i]);
+            return -1;
+        }
+    return 0;
+}
+
 struct pol_condspec {
     const char *key;
     unsigned bit;
@@ -428,6 +443,7 @@ static const struct pol_condspec pol_specs[POLICY_C_COUNT] = {
     POL_SPEC("hosts", POLICY_C_HOSTS, hosts, pol_hosts),
     POL_SPEC("methods", POLICY_C_METHODS, methods, pol_methods),
     POL_SPEC("paths", POLICY_C_PATHS, paths, pol_paths),
+    POL_SPEC("query", POLICY_C_QUERY, query, pol_query),
     POL_SPEC("hours", POLICY_C_HOURS, hours, pol_hours),
     POL_SPEC("days", POLICY_C_DAYS, days, pol_days_parse),
     POL_SPEC("dlp", POLICY_C_DLP, dlp, pol_dlp),
@@ -455,6 +471,183 @@ pol_action(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m)
         pol_err(x, m, "action must be \"allow\", \"block\" or \"warn\"");
         return -1;
     }
+    return 0;
+}
+
+/*
+ * Fields the proxy itself manages (framing, hop-by-hop, its own Via and
+ * Max-Forwards, the 100-continue handshake): a rule may not set them.
+ */
+static const char *const pol_header_reserved[] = {
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+    "via",
+    "max-forwards",
+    "expect",
+};
+
+/* RFC 9110 5.6.2: token = 1*tchar. */
+static int
+pol_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Why name cannot be a header a rule adds, or NULL. */
+static const char *
+pol_header_name_bad(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0)
+        return "is empty";
+    if (n > POLICY_HEADER_NAME_MAX)
+        return "is too long";
+    for (size_t i = 0; i < n; i++)
+        if (!pol_tchar((unsigned char)name[i]))
+            return "is not a token (RFC 9110: letters, digits and !#$%&'*+-.^_`|~ only; no "
+                   "spaces, colons or control characters)";
+    for (size_t k = 0; k < sizeof(pol_header_reserved) / sizeof(pol_header_reserved[0]); k++)
+        if (strcasecmp(name, pol_header_reserved[k]) == 0)
+            return "is managed by the proxy itself and cannot be set by a rule";
+    return NULL;
+}
+
+/*
+ * Why value cannot be sent as a field value, or NULL: RFC 9110 5.5 allows
+ * visible characters, spaces and tabs inside, none around; CR, LF and NUL
+ * would split or cut the header (a NUL never reaches here: libconfig
+ * strings end at one).
+ */
+static const char *
+pol_header_value_bad(const char *value)
+{
+    size_t n = strlen(value);
+
+    if (n == 0)
+        return "is empty";
+    if (n > POLICY_HEADER_VALUE_MAX)
+        return "is too long";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+
+        if (c == '\r' || c == '\n')
+            return "contains CR or LF (a header cannot span lines)";
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return "contains a control character";
+    }
+    if (value[0] == ' ' || value[0] == '\t' || value[n - 1] == ' ' || value[n - 1] == '\t')
+        return "starts or ends with white space";
+    return NULL;
+}
+
+/* One { name = "..."; value = "..."; } entry of add_headers: checked, its sizes added to *bytes. */
+static int
+pol_header_entry(struct pol_ctx *x, const config_setting_t *e, size_t i, size_t *bytes)
+{
+    const config_setting_t *nm, *val;
+    const char *why;
+
+    if (!config_setting_is_group(e)) {
+        pol_err(x, e, "add_headers: entry %zu must be { name = \"...\"; value = \"...\"; }", i + 1);
+        return -1;
+    }
+    for (int k = 0; k < config_setting_length(e); k++) {
+        const config_setting_t *m = config_setting_get_elem(e, (unsigned)k);
+        const char *key = config_setting_name(m);
+
+        if (strcmp(key, "name") != 0 && strcmp(key, "value") != 0) {
+            pol_err(x, m, "add_headers: unknown key \"%s\" (name, value)", key);
+            return -1;
+        }
+    }
+    nm = config_setting_get_member(e, "name");
+    val = config_setting_get_member(e, "value");
+    if (!nm || config_setting_type(nm) != CONFIG_TYPE_STRING || !val ||
+        config_setting_type(val) != CONFIG_TYPE_STRING) {
+        pol_err(x, e, "add_headers: entry %zu needs a string name and a string value", i + 1);
+        return -1;
+    }
+    if ((why = pol_header_name_bad(config_setting_get_string(nm)))) {
+        pol_err(x, nm, "add_headers: header name \"%.*s\" %s", 80, config_setting_get_string(nm),
+                why);
+        return -1;
+    }
+    if ((why = pol_header_value_bad(config_setting_get_string(val)))) {
+        pol_err(x, val, "add_headers: value of %s %s", config_setting_get_string(nm), why);
+        return -1;
+    }
+    *bytes += strlen(config_setting_get_string(nm)) + strlen(config_setting_get_string(val)) + 2;
+    return 0;
+}
+
+/*
+ * add_headers = ( { name = "..."; value = "..."; }, ... ): checked, then
+ * copied into one block (the array, then its strings) that the rule owns.
+ */
+static int
+pol_add_headers(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m)
+{
+    size_t n, bytes = 0;
+    struct http_msg_field *f;
+    char *p;
+
+    if (!config_setting_is_list(m) || (n = (size_t)config_setting_length(m)) == 0) {
+        pol_err(x, m,
+                "add_headers must be a non-empty list ( { name = \"...\"; value = \"...\"; }, "
+                "... )");
+        return -1;
+    }
+    if (n > POLICY_HEADERS_MAX) {
+        pol_err(x, m, "add_headers: at most %d headers per rule", POLICY_HEADERS_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(m, (unsigned)i);
+
+        if (pol_header_entry(x, e, i, &bytes) < 0)
+            return -1;
+        for (size_t j = 0; j < i; j++) {
+            const char *a, *b;
+
+            config_setting_lookup_string(e, "name", &a);
+            config_setting_lookup_string(config_setting_get_elem(m, (unsigned)j), "name", &b);
+            if (strcasecmp(a, b) == 0) {
+                pol_err(x, e, "add_headers: %s is listed twice (names are case-insensitive)", a);
+                return -1;
+            }
+        }
+    }
+    if (!(f = malloc(n * sizeof(*f) + bytes))) {
+        pol_err(x, m, "out of memory");
+        return -1;
+    }
+    p = (char *)(f + n);
+    for (size_t i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(m, (unsigned)i);
+        const char *name, *value;
+        size_t ln, lv;
+
+        config_setting_lookup_string(e, "name", &name);
+        config_setting_lookup_string(e, "value", &value);
+        ln = strlen(name) + 1;
+        lv = strlen(value) + 1;
+        f[i].name = memcpy(p, name, ln);
+        f[i].value = memcpy(p + ln, value, lv);
+        p += ln + lv;
+    }
+    r->headers = f;
+    r->nheaders = n;
     return 0;
 }
 
@@ -487,6 +680,13 @@ pol_member(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m)
         r->ack_ttl_s = config_setting_get_int(m);
         return 0;
     }
+    if (strcmp(key, "add_headers") == 0) {
+        if (r->headers) {
+            pol_err(x, m, "add_headers is given twice");
+            return -1;
+        }
+        return pol_add_headers(x, r, m);
+    }
     for (size_t i = 0; i < POLICY_C_COUNT; i++) {
         const struct pol_condspec *sp = &pol_specs[i];
 
@@ -499,7 +699,7 @@ pol_member(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m)
     }
     pol_err(x, m,
             "unknown condition \"%s\" (users, groups, networks, services, categories, "
-            "vendor_countries, hosts, methods, paths, hours, days, dlp)",
+            "vendor_countries, hosts, methods, paths, query, hours, days, dlp; or add_headers)",
             key);
     return -1;
 }
@@ -635,6 +835,24 @@ pol_index_rule(struct policy *p, const struct policy_rule *r)
     return pol_list_push(&p->generic, r->index);
 }
 
+/* File r's host patterns under req_hosts when it needs the request itself. */
+static int
+pol_index_req_hosts(struct policy *p, const struct policy_rule *r)
+{
+    char name[HOSTSET_NAME_MAX + 1];
+    const char *why;
+    int wild, n;
+
+    if (!(r->conds & POLICY_C_HOSTS) || !((r->conds & POLICY_C_NEEDS_REQUEST) || r->nheaders))
+        return 0;
+    for (size_t i = 0; i < r->hosts.n; i++) {
+        n = hostset_pattern_parse(r->hosts.v[i], name, &wild, &why);
+        if (n < 0 || hostset_put(p->req_hosts, name, (size_t)n, wild, (void *)r, NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 struct policy *
 policy_load(const config_setting_t *policy, const struct catalog *cat,
             const config_setting_t *dlp_patterns, char *err, size_t errlen)
@@ -646,7 +864,7 @@ policy_load(const config_setting_t *policy, const struct catalog *cat,
 
     if (!names || !p || !(p->by_user = hostset_new()) || !(p->by_group = hostset_new()) ||
         !(p->by_host = hostset_new()) || !(p->by_vendor = hostset_new()) ||
-        !(p->by_category = hostset_new()))
+        !(p->by_category = hostset_new()) || !(p->req_hosts = hostset_new()))
         goto oom;
     p->nsvc = catalog_count(cat);
     if (p->nsvc && !(p->by_service = calloc(p->nsvc, sizeof(*p->by_service))))
@@ -667,7 +885,7 @@ policy_load(const config_setting_t *policy, const struct catalog *cat,
         p->n = (size_t)i + 1;
         if (pol_rule(&x, &p->rules[i], config_setting_get_elem(policy, (unsigned)i), names) < 0)
             goto fail;
-        if (pol_index_rule(p, &p->rules[i]) < 0)
+        if (pol_index_rule(p, &p->rules[i]) < 0 || pol_index_req_hosts(p, &p->rules[i]) < 0)
             goto oom;
     }
     hostset_free(names);
@@ -699,6 +917,7 @@ policy_free(struct policy *p)
         cidr_list_free(&r->nets);
         hostset_free(r->hostset);
         free(r->windows);
+        free((void *)r->headers);
     }
     free(p->rules);
     for (size_t i = 0; i < p->nsvc && p->by_service; i++)
@@ -715,6 +934,7 @@ policy_free(struct policy *p)
     hostset_free(p->by_host);
     hostset_free(p->by_vendor);
     hostset_free(p->by_category);
+    hostset_free(p->req_hosts);
     free(p);
 }
 
@@ -739,31 +959,6 @@ pol_in(const struct policy_strs *s, const char *v)
         if (strcmp(s->v[i], v) == 0)
             return 1;
     return 0;
-}
-
-/* Glob with '*' matching any run (including '/'); everything else literal. */
-static int
-pol_glob(const char *pat, const char *s, size_t n)
-{
-    size_t pi = 0, si = 0, star = SIZE_MAX, mark = 0;
-
-    while (si < n) {
-        if (pat[pi] == '*') {
-            star = ++pi;
-            mark = si;
-        } else if (pat[pi] && pat[pi] == s[si]) {
-            pi++;
-            si++;
-        } else if (star != SIZE_MAX) {
-            pi = star;
-            si = ++mark;
-        } else {
-            return 0;
-        }
-    }
-    while (pat[pi] == '*')
-        pi++;
-    return pat[pi] == '\0';
 }
 
 static int
@@ -812,7 +1007,14 @@ pol_cond_ok(const struct policy_rule *rule, unsigned bit, const struct policy_re
         if (!r->have_request || !r->path)
             return 0;
         for (size_t i = 0; i < rule->paths.n; i++)
-            if (pol_glob(rule->paths.v[i], r->path, r->pathlen))
+            if (catalog_glob(rule->paths.v[i], r->path, r->pathlen))
+                return 1;
+        return 0;
+    case POLICY_C_QUERY:
+        if (!r->have_request || !r->query)
+            return 0;
+        for (size_t i = 0; i < rule->query.n; i++)
+            if (catalog_glob(rule->query.v[i], r->query, r->querylen))
                 return 1;
         return 0;
     case POLICY_C_HOURS:
@@ -840,6 +1042,15 @@ pol_match(const struct policy_rule *rule, const struct policy_req *r)
         if (!pol_cond_ok(rule, c & -c, r))
             return 0;
     return 1;
+}
+
+int
+policy_wants_request(const struct policy *p, const char *host)
+{
+    void *d;
+
+    return p && host && hostset_count(p->req_hosts) > 0 &&
+           hostset_match_norm(p->req_hosts, host, strlen(host), &d);
 }
 
 const struct policy_rule *
@@ -1032,6 +1243,16 @@ pol_explain_cond(const struct policy_rule *rule, unsigned bit, const struct poli
             pol_cat(c, &off, "%.*s matches %s ", (int)(r->pathlen > 120 ? 120 : r->pathlen),
                     r->path, c->ok ? "one of" : "none of");
         pol_cat_strs(c, &off, &rule->paths);
+        break;
+    case POLICY_C_QUERY:
+        if (!r->have_request || !r->query)
+            pol_cat(c, &off, "query not visible (tunnel not intercepted), rule wants ");
+        else if (r->querylen == 0)
+            pol_cat(c, &off, "no query string matches %s ", c->ok ? "one of" : "none of");
+        else
+            pol_cat(c, &off, "%.*s matches %s ", (int)(r->querylen > 120 ? 120 : r->querylen),
+                    r->query, c->ok ? "one of" : "none of");
+        pol_cat_strs(c, &off, &rule->query);
         break;
     case POLICY_C_HOURS:
         if (r->local)

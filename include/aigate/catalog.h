@@ -2,10 +2,18 @@
  * The catalog of generative-AI services (rules/services.conf): which hosts
  * belong to which service, its category and vendor country.
  *
+ * A service that lives on a path of a shared host (huggingface.co/chat)
+ * carries `paths`: on its hosts, the requests whose path matches one of them
+ * belong to it, the others to an entry naming the host without paths (or to
+ * none).  Such path-scoped entries decide only where the request itself is
+ * seen: catalog_lookup() (a CONNECT, a host) never returns them,
+ * catalog_lookup_path() (a request) does.
+ *
  * Immutable after catalog_load(); safe to share between threads.  Lookup
- * cost depends on the number of labels in the host, not on catalog size
- * (hostset.h).  The struct service pointers it hands out live as long as the
- * catalog.
+ * cost depends on the number of labels in the host and the paths listed for
+ * that host, not on catalog size (hostset.h: each host pattern maps to its
+ * host-level service and its own short list of path-scoped services).  The
+ * struct service pointers it hands out live as long as the catalog.
  */
 #ifndef AIGATE_CATALOG_H
 #define AIGATE_CATALOG_H
@@ -20,6 +28,8 @@ struct service {
     char *vendor_country; /* ISO 3166 alpha-2, upper case */
     char **hosts;         /* patterns as normalised, "*." kept */
     size_t nhosts;
+    char **paths; /* globs on the path ('*' any run, '/' included); NULL: the whole host */
+    size_t npaths;
     char checked[11]; /* "YYYY-MM-DD" its hosts were last verified; "" if not given */
     int line;         /* where the entry starts in its file */
     size_t index;     /* position in the catalog: 0 .. catalog_count() - 1 */
@@ -38,11 +48,32 @@ struct catalog *catalog_load(const config_setting_t *services, char *err, size_t
 void catalog_free(struct catalog *c);
 
 /*
- * The service owning host (as a client sent it: any case, optional port,
- * "[v6]:port", trailing dot), or NULL if it is not a catalogued AI host.
- * Exact hosts beat wildcards; the longest wildcard suffix wins.
+ * The service owning host as a whole (as a client sent it: any case,
+ * optional port, "[v6]:port", trailing dot), or NULL if no entry without
+ * paths names it.  Exact hosts beat wildcards; the longest wildcard suffix
+ * wins.  What a CONNECT belongs to.
  */
 const struct service *catalog_lookup(const struct catalog *c, const char *host, size_t len);
+
+/*
+ * The service a request for path[0..pathlen) (without query) on host
+ * belongs to: going from the most specific pattern naming host to the
+ * least, the first path-scoped entry of that pattern (in file order) with a
+ * path matching, else that pattern's entry without paths.  NULL if none.
+ * With path NULL it is catalog_lookup().
+ */
+const struct service *catalog_lookup_path(const struct catalog *c, const char *host, size_t len,
+                                          const char *path, size_t pathlen);
+
+/* 1 if a path-scoped entry names host (such a host is intercepted, SPEC 4). */
+int catalog_has_scoped(const struct catalog *c, const char *host, size_t len);
+
+/*
+ * Glob as the catalog's `paths` and the policy's `paths` and `query` use
+ * it: '*' matches any run of bytes ('/' included), every other byte itself.
+ * 1 if pat (NUL-terminated) matches s[0..n).
+ */
+int catalog_glob(const char *pat, const char *s, size_t n);
 
 size_t catalog_count(const struct catalog *c);
 /* The file's catalog_version ("YYYY-MM-DD"), or "" if it has none. */

@@ -41,7 +41,8 @@ struct explain_req {
 
 /*
  * Print the report for e under g.  The last line reads
- * "verdict: action=A rule=R service=S page=P tls=T" ("-" for no rule or
+ * "verdict: action=A rule=R service=S page=P tls=T headers=N" (N headers
+ * set on the forwarded request; "-" for no rule or
  * service), with the names of gate.h.  A warn rule is reported as not yet
  * acknowledged.  Returns 0, or -1 if the URL is not one the proxy would
  * accept (a message is written to out).

@@ -27,6 +27,7 @@
 
 struct catalog;
 struct config;
+struct http_msg_field;
 struct service;
 
 /* What the gate reads from the configuration (borrowed from a snapshot). */
@@ -92,18 +93,23 @@ enum gate_tls {
     GATE_TLS_INTERCEPT, /* a CONNECT that is intercepted, or a request inside one */
 };
 
-/* tls.warn_fallback applied: a warn on a CONNECT that is not intercepted. */
-enum gate_fallback { GATE_FALLBACK_NONE, GATE_FALLBACK_BLOCK, GATE_FALLBACK_ALLOW };
+/*
+ * What became of a rule that cannot act on a CONNECT that is not
+ * intercepted: tls.warn_fallback applied to a warn (BLOCK or ALLOW), or a
+ * rule with add_headers that would let the tunnel through refused (HEADERS:
+ * the restriction cannot be enforced blind, SPEC 5b).
+ */
+enum gate_fallback {
+    GATE_FALLBACK_NONE,
+    GATE_FALLBACK_BLOCK,
+    GATE_FALLBACK_ALLOW,
+    GATE_FALLBACK_HEADERS,
+};
 
 /* What the gate needs before its decision is final (bits of gate_verdict.needs). */
 #define GATE_NEED_GROUPS (1u << 0)    /* the directory's groups for the user */
 #define GATE_NEED_BODY (1u << 1)      /* the body's dlp scan: a dlp rule could decide */
 #define GATE_NEED_ACK_STATE (1u << 2) /* whether (user, service) acknowledged */
-
-/* A header a rule sets on the forwarded request (SPEC 5b); owned by the rule. */
-struct gate_header {
-    const char *name, *value;
-};
 
 struct gate_verdict {
     enum gate_action action;
@@ -113,10 +119,15 @@ struct gate_verdict {
     enum gate_page page;
     enum gate_tls tls;
     enum gate_fallback fallback;
-    int request_visible;               /* method, path and body conditions could be evaluated */
-    int ai;                            /* AI-related traffic (audit.scope = "ai" logs it) */
-    int ack_ttl_s;                     /* how long an acknowledgement of this rule lasts */
-    const struct gate_header *headers; /* to set on the forwarded request; none yet */
+    int request_visible; /* method, path, query and body conditions could be evaluated */
+    int ai;              /* AI-related traffic (audit.scope = "ai" logs it) */
+    int ack_ttl_s;       /* how long an acknowledgement of this rule lasts */
+    /*
+     * The deciding rule's add_headers when the request is forwarded under
+     * it (GATE_ALLOW, request_visible): set them on the forwarded head,
+     * replacing the client's (http_msg_request_head).  Owned by the rule.
+     */
+    const struct http_msg_field *headers;
     size_t nheaders;
 };
 
@@ -134,12 +145,17 @@ struct gate_verdict {
  * turns a warn rule into an allow).
  *
  * Order, as the proxy applies it: a usable target (GATE_ERROR), the
- * service, credentials (GATE_AUTH_NEEDED), a CONNECT that tls.intercept takes (GATE_ALLOW with
- * tls GATE_TLS_INTERCEPT, no rule: the requests inside are decided one by
- * one), the acknowledgement POST (GATE_ACK), then the policy.  A warn rule
- * gives GATE_WARN with the caution page until acknowledged, GATE_ALLOW
- * after; on a CONNECT that is not intercepted the page cannot be shown and
- * tls.warn_fallback decides (GATE_BLOCK with the block page, or GATE_ALLOW).
+ * service (for a request, by host and path: catalog_lookup_path; for a
+ * CONNECT, by host), credentials (GATE_AUTH_NEEDED), a CONNECT that
+ * gate_intercepts() takes (GATE_ALLOW with tls GATE_TLS_INTERCEPT, no rule:
+ * the requests inside are decided one by one), the acknowledgement POST
+ * (GATE_ACK), then the policy.  A warn rule gives GATE_WARN with the
+ * caution page until acknowledged, GATE_ALLOW after; on a CONNECT that is
+ * not intercepted the page cannot be shown and tls.warn_fallback decides
+ * (GATE_BLOCK with the block page, or GATE_ALLOW).  A rule with add_headers
+ * that would let a CONNECT that is not intercepted through gives GATE_BLOCK
+ * with fallback GATE_FALLBACK_HEADERS instead (a 403, never a blind tunnel);
+ * when it lets a request through, headers carries its add_headers.
  *
  * Cost: at most two policy evaluations (the body check evaluates as if
  * everything and as if nothing were found), no allocation.
@@ -158,9 +174,13 @@ void gate_resume(const struct gate_cfg *g, const struct gate_req *r, struct gate
 
 /*
  * 1 if a CONNECT to host (normalised, as http_url keeps it) would be
- * intercepted under g, with its catalog entry in *svc (NULL if none).
- * --explain uses it to see an https URL as the proxy would: a request inside
- * interception, or a blind tunnel.
+ * intercepted under g, with its host-level catalog entry in *svc (NULL if
+ * none).  With tls.intercept, a host is intercepted when a catalog entry
+ * names it (with or without paths) or when a rule that needs the request
+ * itself (paths, query, methods, dlp, add_headers) names it in `hosts`
+ * (policy_wants_request); no other host is ever decrypted.  --explain uses
+ * it to see an https URL as the proxy would: a request inside interception,
+ * or a blind tunnel.
  */
 int gate_intercepts(const struct gate_cfg *g, const char *host, const struct service **svc);
 

@@ -19,6 +19,12 @@
 /* the Via pseudonym we add and look for */
 #define HTTP_MSG_VIA_NAME "aigate"
 
+/* A header field to set on a forwarded request: NUL-terminated, checked by its owner. */
+struct http_msg_field {
+    const char *name;  /* an RFC 9110 token */
+    const char *value; /* no CR, LF or NUL */
+};
+
 /*
  * Append "METHOD SP origin-form SP HTTP/1.1 CRLF", "Host:" from u (host,
  * "[v6]", ":port" unless the scheme's default; replaces the client's Host),
@@ -28,10 +34,17 @@
  * Max-Forwards decremented for OPTIONS and TRACE, one Via with
  * "1.1 aigate" appended to earlier values, and the blank line.  The
  * origin-form is u->path ("/" when empty, "/" prefixed when it starts with
- * '?').  u's spans refer to buf.  0, or -1 if the evbuffer could not grow.
+ * '?').  u's spans refer to buf.
+ *
+ * set[0..nset) (may be NULL when nset is 0) are fields the proxy sets
+ * (SPEC 5b): each is written once, after the client's fields, and every
+ * client field with one of their names (ASCII case-insensitive, however
+ * many lines) is left out, so the client can neither override nor remove
+ * them.  The caller guarantees names are distinct tokens and values hold no
+ * CR, LF or NUL.  0, or -1 if the evbuffer could not grow.
  */
 int http_msg_request_head(struct evbuffer *out, const char *buf, const struct http_head *h,
-                          const struct http_url *u);
+                          const struct http_url *u, const struct http_msg_field *set, size_t nset);
 
 /*
  * Append "HTTP/1.1 STATUS REASON", the origin's fields minus hop-by-hop ones,

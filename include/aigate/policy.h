@@ -20,6 +20,7 @@
 struct catalog;
 struct service;
 struct hostset;
+struct http_msg_field;
 
 enum policy_action { POLICY_ALLOW, POLICY_BLOCK, POLICY_WARN };
 
@@ -58,10 +59,20 @@ enum policy_cond {
     POLICY_C_HOURS = 1 << 9,
     POLICY_C_DAYS = 1 << 10,
     POLICY_C_DLP = 1 << 11,
+    POLICY_C_QUERY = 1 << 12,
 };
-#define POLICY_C_COUNT 12
+#define POLICY_C_COUNT 13
 /* Conditions that need the request itself, not just the CONNECT target. */
-#define POLICY_C_NEEDS_REQUEST (POLICY_C_METHODS | POLICY_C_PATHS | POLICY_C_DLP)
+#define POLICY_C_NEEDS_REQUEST (POLICY_C_METHODS | POLICY_C_PATHS | POLICY_C_QUERY | POLICY_C_DLP)
+
+/*
+ * add_headers limits (SPEC 5b): per rule, and bytes of a name and a value
+ * (the limits Cloudflare Gateway sets on its header operations, which no
+ * vendor's workspace header comes near).
+ */
+#define POLICY_HEADERS_MAX 20
+#define POLICY_HEADER_NAME_MAX 256
+#define POLICY_HEADER_VALUE_MAX 4096
 
 struct policy_rule {
     char *name;
@@ -73,7 +84,7 @@ struct policy_rule {
     size_t index; /* position in the policy */
 
     unsigned conds; /* enum policy_cond bits present */
-    struct policy_strs users, groups, categories, vendors, methods, paths, hours, days, dlp;
+    struct policy_strs users, groups, categories, vendors, methods, paths, query, hours, days, dlp;
     struct policy_strs services; /* ids as written */
     size_t *service_idx;         /* catalog indices, sorted */
     struct policy_strs networks; /* as written */
@@ -83,6 +94,15 @@ struct policy_rule {
     struct policy_window *windows; /* hours.n entries */
     unsigned day_mask;             /* bit tm_wday */
     unsigned dlp_mask;
+
+    /*
+     * add_headers (SPEC 5b): set on the forwarded request when this rule
+     * lets it through; names are RFC 9110 tokens, unique in the rule
+     * (case-insensitively), values printable.  One allocation owns the
+     * array and its strings.  NULL / 0 when the rule adds none.
+     */
+    const struct http_msg_field *headers;
+    size_t nheaders;
 };
 
 struct policy_req {
@@ -95,6 +115,8 @@ struct policy_req {
     const char *method;        /* NULL on a non-intercepted CONNECT */
     const char *path;          /* without query; NULL on CONNECT */
     size_t pathlen;
+    const char *query; /* after '?', "" when there is none; NULL on CONNECT */
+    size_t querylen;
     const struct tm *local; /* local time of the request (injectable) */
     int have_request;       /* 0: non-intercepted CONNECT, host-level conditions only */
     unsigned dlp_found;     /* POLICY_DLP_* found in the body */
@@ -111,6 +133,14 @@ struct policy;
 struct policy *policy_load(const config_setting_t *policy, const struct catalog *cat,
                            const config_setting_t *dlp_patterns, char *err, size_t errlen);
 void policy_free(struct policy *p);
+
+/*
+ * 1 if a rule that needs the request itself (paths, query, methods, dlp or
+ * add_headers) names host (normalised, as http_url keeps it) in its `hosts`:
+ * with tls.intercept such a host is intercepted even when it is not
+ * catalogued (SPEC 5).  One hash probe per label of host.
+ */
+int policy_wants_request(const struct policy *p, const char *host);
 
 /* The deciding rule, or NULL (allow).  Cost independent of the rule count. */
 const struct policy_rule *policy_eval(const struct policy *p, const struct policy_req *r);

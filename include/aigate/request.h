@@ -16,6 +16,7 @@
 #include "aigate/http_parse.h"
 
 struct evbuffer;
+struct http_msg_field;
 struct service;
 struct policy_rule;
 
@@ -44,6 +45,9 @@ struct req {
     int ack_state;            /* GATE_ACK_UNKNOWN/YES/NO: the store's answer, once asked */
     int is_ai;
     unsigned dlp_mask; /* personal data kinds found in the body */
+    /* headers the deciding rule sets on the forwarded request (SPEC 5b); the rule's */
+    const struct http_msg_field *set_headers;
+    size_t nset_headers;
 
     /* accounting */
     uint64_t bytes_in, bytes_out; /* what the client sent and received, heads included */

@@ -162,12 +162,12 @@ START_TEST(connect_and_uncatalogued_https)
     ck_assert_int_eq(rc, 0);
     HAS(t, "CONNECT tunnel intercepted");
     HAS(t, "Effective action: allow (intercepted)");
-    HAS(t, "verdict: action=allow rule=- service=chatgpt page=none tls=intercept");
+    HAS(t, "verdict: action=allow rule=- service=chatgpt page=none tls=intercept headers=0");
     free(t);
     t = run("alice", staff, 1, "CONNECT", "chatgpt.com.example.org:443", &rc);
     ck_assert_int_eq(rc, 0);
     HAS(t, "CONNECT tunnel: only host-level");
-    HAS(t, "verdict: action=allow rule=- service=- page=none tls=tunnel");
+    HAS(t, "verdict: action=allow rule=- service=- page=none tls=tunnel headers=0");
     free(t);
     t = run("alice", staff, 1, "POST", "https://upload.example.org/upload", &rc);
     ck_assert_int_eq(rc, 0);

@@ -1,7 +1,8 @@
 /*
  * Unit tests for proxy/http_msg.c: forwarded request and response heads
  * (hop-by-hop removal incl. Connection-named fields, Host rewrite, Via,
- * Max-Forwards), Via loop detection.
+ * Max-Forwards), Via loop detection, fields the proxy sets (add_headers)
+ * replacing the client's.
  */
 #include <check.h>
 #include <event2/buffer.h>
@@ -10,9 +11,9 @@
 
 #include "aigate/http_msg.h"
 
-/* Parse request s (absolute-form), serialise it, return the result (malloc'd). */
+/* Parse request s (absolute-form), serialise it with set[0..nset), return the result (malloc'd). */
 static char *
-fwd_request(const char *s)
+fwd_request_set(const char *s, const struct http_msg_field *set, size_t nset)
 {
     struct http_head h;
     struct http_url u;
@@ -24,7 +25,7 @@ fwd_request(const char *s)
     memset(&h, 0, sizeof(h));
     ck_assert_int_eq(http_parse_request(s, strlen(s), 65536, &h), HTTP_PARSE_OK);
     ck_assert_int_eq(http_url_parse_absolute(s, h.target, &u), 0);
-    ck_assert_int_eq(http_msg_request_head(out, s, &h, &u), 0);
+    ck_assert_int_eq(http_msg_request_head(out, s, &h, &u, set, nset), 0);
     n = evbuffer_get_length(out);
     r = malloc(n + 1);
     ck_assert_ptr_nonnull(r);
@@ -32,6 +33,12 @@ fwd_request(const char *s)
     r[n] = '\0';
     evbuffer_free(out);
     return r;
+}
+
+static char *
+fwd_request(const char *s)
+{
+    return fwd_request_set(s, NULL, 0);
 }
 
 static char *
@@ -121,6 +128,41 @@ START_TEST(test_request_via_maxfwd)
     CHECK_FWD(fwd_request,
               "OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards: x5\r\nVia: 1.1 aigate\r\n\r\n",
               "OPTIONS http://h/ HTTP/1.1\r\nMax-Forwards: x5\r\n\r\n");
+}
+END_TEST
+
+static const struct http_msg_field ws_set[] = {
+    {"ChatGPT-Allowed-Workspace-Id", "11111111-2222-3333-4444-555555555555"},
+    {"anthropic-allowed-org-ids", "aaaa,bbbb"},
+};
+
+/* The proxy's fields replace every client line of the same name, whatever its case or count. */
+START_TEST(test_request_set_fields)
+{
+    CHECK_FWD(fwd_request_set,
+              "GET /c HTTP/1.1\r\nHost: chatgpt.com\r\nAccept: */*\r\n"
+              "ChatGPT-Allowed-Workspace-Id: 11111111-2222-3333-4444-555555555555\r\n"
+              "anthropic-allowed-org-ids: aaaa,bbbb\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET http://chatgpt.com/c HTTP/1.1\r\nHost: chatgpt.com\r\n"
+              "chatgpt-allowed-workspace-id: evil-1\r\nAccept: */*\r\n"
+              "CHATGPT-ALLOWED-WORKSPACE-ID: evil-2\r\nAnthropic-Allowed-Org-Ids: x\r\n\r\n",
+              ws_set, 2);
+    /* Named in Connection by the client: still only ours reaches the origin. */
+    CHECK_FWD(fwd_request_set,
+              "GET / HTTP/1.1\r\nHost: h\r\n"
+              "ChatGPT-Allowed-Workspace-Id: 11111111-2222-3333-4444-555555555555\r\n"
+              "Via: 1.1 aigate\r\n\r\n",
+              "GET http://h/ HTTP/1.1\r\nConnection: ChatGPT-Allowed-Workspace-Id\r\n"
+              "ChatGPT-Allowed-Workspace-Id: evil\r\n\r\n",
+              ws_set, 1);
+    /* An empty client value and a longer name sharing the prefix: only the exact name goes. */
+    CHECK_FWD(fwd_request_set,
+              "GET / HTTP/1.1\r\nHost: h\r\nanthropic-allowed-org-ids-x: keep\r\n"
+              "ChatGPT-Allowed-Workspace-Id: 11111111-2222-3333-4444-555555555555\r\n"
+              "anthropic-allowed-org-ids: aaaa,bbbb\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET http://h/ HTTP/1.1\r\nanthropic-allowed-org-ids:\r\n"
+              "anthropic-allowed-org-ids-x: keep\r\n\r\n",
+              ws_set, 2);
 }
 END_TEST
 
@@ -214,6 +256,7 @@ http_msg_suite(void)
     tcase_add_test(tc, test_request_line_host);
     tcase_add_test(tc, test_request_hop_by_hop);
     tcase_add_test(tc, test_request_via_maxfwd);
+    tcase_add_test(tc, test_request_set_fields);
     tcase_add_test(tc, test_response_head);
     tcase_add_test(tc, test_via_loop);
     tcase_add_test(tc, test_max_forwards);
