@@ -680,13 +680,8 @@ pol_member(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *m)
         r->ack_ttl_s = config_setting_get_int(m);
         return 0;
     }
-    if (strcmp(key, "add_headers") == 0) {
-        if (r->headers) {
-            pol_err(x, m, "add_headers is given twice");
-            return -1;
-        }
+    if (strcmp(key, "add_headers") == 0)
         return pol_add_headers(x, r, m);
-    }
     for (size_t i = 0; i < POLICY_C_COUNT; i++) {
         const struct pol_condspec *sp = &pol_specs[i];
 

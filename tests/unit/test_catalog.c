@@ -1,6 +1,6 @@
 /*
  * Service catalog and host pattern sets: precedence, normalisation, errors
- * with line numbers, and the shipped rules/services.conf.
+ * with line numbers, path-scoped entries, and the shipped rules/services.conf.
  */
 #include <check.h>
 #include <libconfig.h>
@@ -444,7 +444,8 @@ static const char *const shipped_holes[][2] = {
     {"www.adot.ai", "adot"},
     {"awf-gw.adot.ai", "adot-api"},
     {"duck.ai", "duck-ai"},
-    {"huggingchat-chat-ui.hf.space", "huggingchat"},
+    /* path-scoped: a CONNECT to its Space belongs to Spaces (shipped_paths: the paths) */
+    {"huggingchat-chat-ui.hf.space", "huggingface-spaces"},
     {"cdn-lfs.huggingface.co", "huggingface"},
     {"hf.co", "huggingface"},
     {"some-demo.hf.space", "huggingface-spaces"},
@@ -510,6 +511,133 @@ START_TEST(shipped_holes_closed)
 }
 END_TEST
 
+static const char *
+path_id(const struct catalog *c, const char *host, const char *path)
+{
+    const struct service *s = catalog_lookup_path(c, host, strlen(host), path, strlen(path));
+
+    return s ? s->id : "(none)";
+}
+
+#define SVCP(id, hosts, paths)                                                                     \
+    "{ id = \"" id "\"; name = \"" id "\"; category = \"chat\"; vendor_country = \"US\"; "         \
+    "hosts = [ " hosts " ]; paths = [ " paths " ]; }\n"
+
+START_TEST(path_scoped)
+{
+    struct catalog *c = load(
+        "services = (\n" SVC("hub", "\"hub.example\", \"*.hub.example\"") "," SVCP("chat", "\"hub.example\", \"chat-space.spaces.example\"", "\"/chat\", \"/chat/*\"") "," SVCP(
+            "chat-api", "\"hub.example\"",
+            "\"/chat/api/*\"") "," SVC("spaces",
+                                       "\"*.spaces.example\"") "," SVCP("wide-ai",
+                                                                        "\"*.social.example\"",
+                                                                        "\"/ai/*\"") "," SVCP("soci"
+                                                                                              "al-"
+                                                                                              "ai",
+                                                                                              "\"so"
+                                                                                              "cial"
+                                                                                              ".exa"
+                                                                                              "mple"
+                                                                                              "\"",
+                                                                                              "\"/"
+                                                                                              "i/"
+                                                                                              "ai\""
+                                                                                              ", "
+                                                                                              "\"/"
+                                                                                              "i/"
+                                                                                              "ai/"
+                                                                                              "*\"") ");");
+
+    ck_assert_msg(c != NULL, "%s", err);
+    /* host level: path-scoped entries never own a host */
+    ck_assert_str_eq(id_of(c, "hub.example"), "hub");
+    ck_assert_str_eq(id_of(c, "chat-space.spaces.example"), "spaces");
+    ck_assert_ptr_null(id_of(c, "social.example"));
+    ck_assert_ptr_null(id_of(c, "www.social.example"));
+    /* request level: the path decides, the first path-scoped entry in file order wins */
+    ck_assert_str_eq(path_id(c, "hub.example", "/chat"), "chat");
+    ck_assert_str_eq(path_id(c, "HUB.example.:443", "/chat/conversation/1"), "chat");
+    ck_assert_str_eq(path_id(c, "hub.example", "/chat/api/x"), "chat");
+    ck_assert_str_eq(path_id(c, "hub.example", "/chatdb/model"), "hub");
+    ck_assert_str_eq(path_id(c, "hub.example", "/"), "hub");
+    ck_assert_str_eq(path_id(c, "cdn.hub.example", "/chat"), "hub");
+    ck_assert_str_eq(path_id(c, "chat-space.spaces.example", "/chat/"), "chat");
+    ck_assert_str_eq(path_id(c, "chat-space.spaces.example", "/other"), "spaces");
+    ck_assert_str_eq(path_id(c, "social.example", "/i/ai"), "social-ai");
+    ck_assert_str_eq(path_id(c, "social.example", "/home"), "(none)");
+    ck_assert_str_eq(path_id(c, "x.social.example", "/ai/run"), "wide-ai");
+    ck_assert_str_eq(path_id(c, "x.social.example", "/i/ai"), "(none)");
+    ck_assert_str_eq(path_id(c, "other.example", "/chat"), "(none)");
+    /* no path: the host level */
+    ck_assert_str_eq(catalog_lookup_path(c, "hub.example", 11, NULL, 0)->id, "hub");
+    /* which hosts are named by a path-scoped entry (they are intercepted) */
+    ck_assert_int_eq(catalog_has_scoped(c, "hub.example", 11), 1);
+    ck_assert_int_eq(catalog_has_scoped(c, "social.example:443", 18), 1);
+    ck_assert_int_eq(catalog_has_scoped(c, "deep.x.social.example", 21), 1);
+    ck_assert_int_eq(catalog_has_scoped(c, "cdn.hub.example", 15), 0);
+    ck_assert_int_eq(catalog_has_scoped(c, "other.example", 13), 0);
+    ck_assert_uint_eq(catalog_find_id(c, "chat")->npaths, 2);
+    ck_assert_str_eq(catalog_find_id(c, "chat")->paths[1], "/chat/*");
+    ck_assert_uint_eq(catalog_find_id(c, "hub")->npaths, 0);
+    done(c);
+    /* an entry without paths and path-scoped ones on one host; two without paths is an error */
+    expect_error("services = (\n" SVCP("a", "\"s.example\"", "\"/a\"") "," SVCP(
+                     "b", "\"s.example\"",
+                     "\"/b\"") "," SVC("c", "\"s.example\"") "," SVC("d", "\"s.example\"") ");",
+                 "<config>:5: ", "\"c\" (line 4)", "\"d\"");
+    expect_error("services = (\n" SVCP("a", "\"s.example\", \"S.example\"", "\"/a\"") ");",
+                 "<config>:2: ", "listed twice", NULL);
+    expect_error("services = (\n" SVCP("a", "\"s.example\"", "\"a/*\"") ");",
+                 "<config>:2: ", "starting with '/'", NULL);
+    expect_error("services = (\n" SVCP("a", "\"s.example\"", "\"/search?udm=50\"") ");",
+                 "<config>:2: ", "without its query", "query");
+    expect_error("services = (\n" SVCP("a", "\"s.example\"", "") ");", "<config>:2: ", "empty",
+                 NULL);
+    expect_error("services = (\n" SVCP("a", "\"s.example\"", "1") ");",
+                 "<config>:2: ", "starting with '/'", NULL);
+}
+END_TEST
+
+/* The shipped path-scoped entries: HuggingChat, Grok on X, Duck.ai, Workers AI. */
+START_TEST(shipped_paths)
+{
+    struct catalog *c;
+
+    config_init(&cfg);
+    ck_assert_msg(config_read_file(&cfg, "rules/services.conf") == CONFIG_TRUE,
+                  "rules/services.conf: %s:%d", config_error_text(&cfg), config_error_line(&cfg));
+    c = catalog_load(config_lookup(&cfg, "services"), err, sizeof(err));
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_str_eq(path_id(c, "huggingface.co", "/chat"), "huggingchat");
+    ck_assert_str_eq(path_id(c, "huggingface.co", "/chat/conversation/66a1"), "huggingchat");
+    ck_assert_str_eq(path_id(c, "huggingface.co", "/chatdb/some-model"), "huggingface");
+    ck_assert_str_eq(path_id(c, "huggingface.co", "/meta-llama/Llama-3.1-8B"), "huggingface");
+    ck_assert_str_eq(path_id(c, "huggingchat-chat-ui.hf.space", "/chat/"), "huggingchat");
+    ck_assert_str_eq(path_id(c, "x.com", "/i/grok"), "grok-x");
+    ck_assert_str_eq(path_id(c, "x.com", "/i/api/2/grok/add_response.json"), "grok-x");
+    ck_assert_str_eq(path_id(c, "x.com", "/home"), "(none)");
+    ck_assert_str_eq(path_id(c, "x.com", "/i/grokking"), "(none)");
+    ck_assert_str_eq(path_id(c, "duckduckgo.com", "/duckchat/v1/chat"), "duck-ai-ddg");
+    ck_assert_str_eq(path_id(c, "duckduckgo.com", "/"), "(none)");
+    ck_assert_str_eq(path_id(c, "api.cloudflare.com",
+                             "/client/v4/accounts/0123abcd/ai/run/@cf/meta/llama-3.1-8b-instruct"),
+                     "cloudflare-workers-ai");
+    ck_assert_str_eq(
+        path_id(c, "api.cloudflare.com", "/client/v4/accounts/0123abcd/ai/v1/chat/completions"),
+        "cloudflare-workers-ai");
+    ck_assert_str_eq(path_id(c, "api.cloudflare.com", "/client/v4/zones"), "(none)");
+    for (size_t i = 0; i < 4; i++) {
+        static const char *const scoped[] = {"huggingface.co", "x.com", "duckduckgo.com",
+                                             "api.cloudflare.com"};
+
+        ck_assert_msg(catalog_has_scoped(c, scoped[i], strlen(scoped[i])), "%s", scoped[i]);
+    }
+    ck_assert_int_eq(catalog_has_scoped(c, "www.x.com", 9), 0);
+    ck_assert_int_eq(catalog_has_scoped(c, "chatgpt.com", 11), 0);
+    done(c);
+}
+END_TEST
+
 START_TEST(shipped_dates)
 {
     struct catalog *c;
@@ -556,6 +684,8 @@ catalog_suite(void)
     tcase_add_test(t, bad_dates);
     tcase_add_test(t, shipped_holes_closed);
     tcase_add_test(t, shipped_dates);
+    tcase_add_test(t, path_scoped);
+    tcase_add_test(t, shipped_paths);
     suite_add_tcase(s, t);
     return s;
 }

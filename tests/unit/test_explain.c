@@ -20,7 +20,9 @@ static const char conf[] =
     "{ id = \"deepseek\"; name = \"DeepSeek\"; category = \"chat\"; vendor_country = \"CN\";\n"
     "  hosts = [ \"deepseek.com\", \"*.deepseek.com\" ]; },\n"
     "{ id = \"chatgpt\"; name = \"ChatGPT\"; category = \"chat\"; vendor_country = \"US\";\n"
-    "  hosts = [ \"chatgpt.com\" ]; }\n"
+    "  hosts = [ \"chatgpt.com\" ]; },\n"
+    "{ id = \"hubchat\"; name = \"Hub chat\"; category = \"other\"; vendor_country = \"US\";\n"
+    "  hosts = [ \"hub.example\" ]; paths = [ \"/chat\", \"/chat/*\" ]; }\n"
     ");\n"
     "policy = (\n"
     "{ name = \"ban-cn-ai\"; action = \"block\"; vendor_countries = [ \"CN\" ];\n"
@@ -28,6 +30,8 @@ static const char conf[] =
     "{ name = \"no-uploads\"; action = \"block\"; categories = [ \"chat\" ];\n"
     "  methods = [ \"POST\", \"PUT\" ]; paths = [ \"*/upload*\" ]; },\n"
     "{ name = \"security-free\"; action = \"allow\"; groups = [ \"security\" ]; },\n"
+    "{ name = \"tenant\"; action = \"allow\"; hosts = [ \"login.example\" ];\n"
+    "  add_headers = ( { name = \"Restrict-Access-To-Tenants\"; value = \"corp.example\"; } ); },\n"
     "{ name = \"caution\"; action = \"warn\"; categories = [ \"chat\" ]; ack_ttl_s = 3600; }\n"
     ");\n";
 
@@ -36,6 +40,7 @@ static struct catalog *cat;
 static struct policy *pol;
 static struct sockaddr_in client;
 static struct tm now;
+static int intercept;
 
 static void
 setup(void)
@@ -48,6 +53,7 @@ setup(void)
     ck_assert_msg(cat != NULL, "%s", err);
     pol = policy_load(config_lookup(&cfg, "policy"), cat, NULL, err, sizeof(err));
     ck_assert_msg(pol != NULL, "%s", err);
+    intercept = 1;
     client.sin_family = AF_INET;
     client.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     memset(&now, 0, sizeof(now));
@@ -76,7 +82,7 @@ run(const char *user, const char *const *groups, size_t ngroups, const char *met
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
 
-    struct gate_cfg g = {cat, pol, 0, 1, 1, 28800, 0};
+    struct gate_cfg g = {cat, pol, 0, intercept, 1, 28800, 0};
     struct explain_req e = {.user = user,
                             .groups = groups,
                             .ngroups = ngroups,
@@ -105,7 +111,7 @@ START_TEST(deciding_rule_and_reason)
     HAS(t, "deepseek  (DeepSeek)");
     HAS(t, "category    chat");
     HAS(t, "vendor      CN");
-    HAS(t, "ban-cn-ai  (<config>:8)  action block");
+    HAS(t, "ban-cn-ai  (<config>:10)  action block");
     HAS(t, "Chinese AI services are banned for business use.");
     HAS(t, "ok  vendor_countries CN is in [CN]");
     HAS(t, "Effective action: block (rule \"ban-cn-ai\")");
@@ -119,7 +125,7 @@ START_TEST(near_miss_explained)
     char *t = run("alice", staff, 1, "POST", "https://chatgpt.com/backend-api/conversation", &rc);
 
     ck_assert_int_eq(rc, 0);
-    HAS(t, "caution  (<config>:13)  action warn");
+    HAS(t, "caution  (<config>:17)  action warn");
     HAS(t, "valid 3600 s");
     HAS(t, "Rules that came close");
     /* one condition short: the group rule and the upload rule */
@@ -181,6 +187,46 @@ START_TEST(connect_and_uncatalogued_https)
 }
 END_TEST
 
+START_TEST(headers_query_paths)
+{
+    int rc;
+    char *t = run("alice", staff, 1, "GET", "https://login.example/common/oauth2?x=1", &rc);
+
+    /* an uncatalogued host a headers rule names is intercepted; the headers are listed */
+    ck_assert_int_eq(rc, 0);
+    HAS(t, "intercepted HTTPS request");
+    HAS(t, "query       x=1  (what query conditions match)");
+    HAS(t, "adds headers (on the requests it lets through, replacing the client's):\n"
+           "    Restrict-Access-To-Tenants: corp.example\n");
+    HAS(t, "sets header Restrict-Access-To-Tenants: corp.example");
+    HAS(t, "verdict: action=allow rule=tenant service=- page=none tls=intercept headers=1");
+    free(t);
+    t = run("alice", staff, 1, "CONNECT", "login.example:443", &rc);
+    HAS(t, "CONNECT tunnel intercepted");
+    free(t);
+    /* without interception the CONNECT such a rule decides is refused */
+    intercept = 0;
+    t = run("alice", staff, 1, "CONNECT", "login.example:443", &rc);
+    ck_assert_int_eq(rc, 0);
+    HAS(t, "refused with 403, never tunnelled blind");
+    HAS(t, "verdict: action=block rule=tenant service=- page=block tls=tunnel headers=0");
+    free(t);
+    t = run("alice", staff, 1, "GET", "https://login.example/", &rc);
+    HAS(t, "verdict: action=block rule=tenant");
+    free(t);
+    /* a path-scoped entry: the path decides */
+    intercept = 1;
+    t = run("alice", staff, 1, "GET", "https://hub.example/chat/c/1", &rc);
+    HAS(t, "service     hubchat  (Hub chat)");
+    HAS(t, "paths       /chat, /chat/*  (a path-scoped entry: the path decides)");
+    free(t);
+    t = run("alice", staff, 1, "GET", "https://hub.example/models", &rc);
+    HAS(t, "hub.example is not a catalogued AI service");
+    HAS(t, "tls=intercept");
+    free(t);
+}
+END_TEST
+
 START_TEST(bad_urls)
 {
     static const char *const bad[][2] = {{"GET", "chatgpt.com/"},
@@ -219,6 +265,7 @@ explain_suite(void)
     tcase_add_test(t, near_miss_explained);
     tcase_add_test(t, no_rule_and_not_catalogued);
     tcase_add_test(t, connect_and_uncatalogued_https);
+    tcase_add_test(t, headers_query_paths);
     tcase_add_test(t, bad_urls);
     suite_add_tcase(s, t);
     return s;

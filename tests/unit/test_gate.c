@@ -14,6 +14,7 @@
 
 #include "aigate/catalog.h"
 #include "aigate/gate.h"
+#include "aigate/http_msg.h"
 #include "aigate/policy.h"
 
 static const char conf[] =
@@ -33,11 +34,24 @@ static const char conf[] =
     "  hosts = [ \"midjourney.com\" ]; },\n"
     "{ id = \"perplexity\"; name = \"Perplexity\"; category = \"search\"; vendor_country = "
     "\"US\";\n"
-    "  hosts = [ \"perplexity.ai\" ]; }\n"
+    "  hosts = [ \"perplexity.ai\" ]; },\n"
+    "{ id = \"claude\"; name = \"Claude\"; category = \"chat\"; vendor_country = \"US\";\n"
+    "  hosts = [ \"claude.example\" ]; },\n"
+    "{ id = \"hub\"; name = \"Hub\"; category = \"other\"; vendor_country = \"US\";\n"
+    "  hosts = [ \"hub.example\" ]; },\n"
+    "{ id = \"hubchat\"; name = \"Hub chat\"; category = \"chat\"; vendor_country = \"US\";\n"
+    "  hosts = [ \"hub.example\", \"social.example\" ]; paths = [ \"/chat\", \"/chat/*\" ]; }\n"
     ");\n"
     "policy = (\n"
     "{ name = \"vip\"; action = \"allow\"; users = [ \"boss\" ]; },\n"
     "{ name = \"ban-cn-ai\"; action = \"block\"; vendor_countries = [ \"CN\" ]; },\n"
+    "{ name = \"login-tenant\"; action = \"allow\"; hosts = [ \"login.ms.example\" ];\n"
+    "  add_headers = ( { name = \"Restrict-Access-To-Tenants\"; value = \"corp.example\"; },\n"
+    "                  { name = \"Restrict-Access-Context\"; value = \"0000-1111\"; } ); },\n"
+    "{ name = \"claude-org\"; action = \"warn\"; services = [ \"claude\" ];\n"
+    "  add_headers = ( { name = \"anthropic-allowed-org-ids\"; value = \"org-1\"; } ); },\n"
+    "{ name = \"ai-mode\"; action = \"block\"; hosts = [ \"www.search.example\" ];\n"
+    "  paths = \"/search\"; query = \"*udm=50*\"; },\n"
     "{ name = \"lab-net\"; action = \"allow\"; networks = [ \"10.9.0.0/16\" ];\n"
     "  categories = [ \"chat\" ]; },\n"
     "{ name = \"no-uploads\"; action = \"block\"; categories = [ \"chat\" ];\n"
@@ -87,6 +101,7 @@ struct row {
     enum gate_fallback fallback;
     int ttl; /* 0: DEFAULT_TTL */
     int ai;
+    size_t nheaders; /* the deciding rule's add_headers are in the verdict */
 };
 
 #define CK GATE_ACK_UNKNOWN
@@ -661,6 +676,187 @@ static const struct row rows[] = {
      .service = "chatgpt",
      .ttl = 3600,
      .ai = 1},
+    /* add_headers (SPEC 5b) */
+    {.desc = "allow with headers, plain HTTP",
+     .method = "GET",
+     .url = "http://login.ms.example/common/oauth2",
+     .action = GATE_ALLOW,
+     .rule = "login-tenant",
+     .nheaders = 2},
+    {.desc = "allow with headers, intercepted",
+     .user = "alice",
+     .method = "POST",
+     .url = "https://login.ms.example/common/login",
+     .action = GATE_ALLOW,
+     .rule = "login-tenant",
+     .tls = GATE_TLS_INTERCEPT,
+     .nheaders = 2},
+    {.desc = "CONNECT to an uncatalogued host a headers rule names: intercepted",
+     .method = "CONNECT",
+     .url = "login.ms.example:443",
+     .action = GATE_ALLOW,
+     .tls = GATE_TLS_INTERCEPT},
+    {.desc = "headers rule on a blind CONNECT: refused",
+     .user = "alice",
+     .method = "CONNECT",
+     .url = "login.ms.example:443",
+     .flags = NO_INTERCEPT,
+     .action = GATE_BLOCK,
+     .rule = "login-tenant",
+     .page = GATE_PAGE_BLOCK,
+     .tls = GATE_TLS_TUNNEL,
+     .fallback = GATE_FALLBACK_HEADERS,
+     .ai = 1},
+    {.desc = "warn with headers, not acknowledged: caution, no headers",
+     .user = "alice",
+     .method = "GET",
+     .url = "https://claude.example/new",
+     .ack = NOT_ACKED,
+     .action = GATE_WARN,
+     .rule = "claude-org",
+     .service = "claude",
+     .page = GATE_PAGE_CAUTION,
+     .tls = GATE_TLS_INTERCEPT,
+     .ai = 1},
+    {.desc = "warn with headers, ack unknown: asks, no headers yet",
+     .user = "alice",
+     .method = "GET",
+     .url = "http://claude.example/new",
+     .action = GATE_WARN,
+     .rule = "claude-org",
+     .service = "claude",
+     .page = GATE_PAGE_CAUTION,
+     .needs = GATE_NEED_ACK_STATE,
+     .ai = 1},
+    {.desc = "warn with headers, acknowledged: allowed with the headers",
+     .user = "alice",
+     .method = "POST",
+     .url = "https://claude.example/api/append_message",
+     .ack = ACKED,
+     .action = GATE_ALLOW,
+     .rule = "claude-org",
+     .service = "claude",
+     .tls = GATE_TLS_INTERCEPT,
+     .ai = 1,
+     .nheaders = 1},
+    {.desc = "warn with headers on a blind CONNECT, acknowledged: refused",
+     .user = "alice",
+     .method = "CONNECT",
+     .url = "claude.example:443",
+     .flags = NO_INTERCEPT,
+     .ack = ACKED,
+     .action = GATE_BLOCK,
+     .rule = "claude-org",
+     .service = "claude",
+     .page = GATE_PAGE_BLOCK,
+     .tls = GATE_TLS_TUNNEL,
+     .fallback = GATE_FALLBACK_HEADERS,
+     .ai = 1},
+    {.desc = "warn with headers on a blind CONNECT, fallback allow: refused all the same",
+     .user = "alice",
+     .method = "CONNECT",
+     .url = "claude.example:443",
+     .flags = NO_INTERCEPT | FALLBACK_ALLOW,
+     .action = GATE_BLOCK,
+     .rule = "claude-org",
+     .service = "claude",
+     .page = GATE_PAGE_BLOCK,
+     .tls = GATE_TLS_TUNNEL,
+     .fallback = GATE_FALLBACK_HEADERS,
+     .ai = 1},
+    /* the query condition, and interception of the hosts such rules name */
+    {.desc = "query matches inside interception",
+     .user = "alice",
+     .method = "GET",
+     .url = "https://www.search.example/search?q=x&udm=50&hl=ko",
+     .action = GATE_BLOCK,
+     .rule = "ai-mode",
+     .page = GATE_PAGE_BLOCK,
+     .tls = GATE_TLS_INTERCEPT,
+     .ai = 1},
+    {.desc = "query matches on plain HTTP",
+     .method = "GET",
+     .url = "http://www.search.example/search?udm=50",
+     .action = GATE_BLOCK,
+     .rule = "ai-mode",
+     .page = GATE_PAGE_BLOCK,
+     .ai = 1},
+    {.desc = "another query passes",
+     .method = "GET",
+     .url = "https://www.search.example/search?q=udm&udm=5",
+     .action = GATE_ALLOW,
+     .tls = GATE_TLS_INTERCEPT},
+    {.desc = "no query passes",
+     .method = "GET",
+     .url = "https://www.search.example/search",
+     .action = GATE_ALLOW,
+     .tls = GATE_TLS_INTERCEPT},
+    {.desc = "CONNECT to a host a query rule names: intercepted",
+     .method = "CONNECT",
+     .url = "www.search.example:443",
+     .action = GATE_ALLOW,
+     .tls = GATE_TLS_INTERCEPT},
+    {.desc = "CONNECT to another uncatalogued host: blind",
+     .method = "CONNECT",
+     .url = "images.search.example:443",
+     .action = GATE_ALLOW,
+     .tls = GATE_TLS_TUNNEL},
+    {.desc = "query rule on a blind CONNECT does not match",
+     .method = "CONNECT",
+     .url = "www.search.example:443",
+     .flags = NO_INTERCEPT,
+     .action = GATE_ALLOW,
+     .tls = GATE_TLS_TUNNEL},
+    /* path-scoped catalog entries (SPEC 4) */
+    {.desc = "path-scoped entry owns its paths",
+     .user = "alice",
+     .method = "GET",
+     .url = "https://hub.example/chat/conversation/1",
+     .ack = NOT_ACKED,
+     .action = GATE_WARN,
+     .rule = "caution",
+     .service = "hubchat",
+     .page = GATE_PAGE_CAUTION,
+     .tls = GATE_TLS_INTERCEPT,
+     .ttl = 3600,
+     .ai = 1},
+    {.desc = "path-scoped entry on plain HTTP",
+     .user = "alice",
+     .method = "GET",
+     .url = "http://hub.example/chat",
+     .ack = ACKED,
+     .action = GATE_ALLOW,
+     .rule = "caution",
+     .service = "hubchat",
+     .ttl = 3600,
+     .ai = 1},
+    {.desc = "other paths belong to the host-level entry",
+     .user = "alice",
+     .method = "GET",
+     .url = "https://hub.example/chatdb/model",
+     .action = GATE_ALLOW,
+     .service = "hub",
+     .tls = GATE_TLS_INTERCEPT,
+     .ai = 1},
+    {.desc = "CONNECT: the host-level entry decides",
+     .user = "alice",
+     .method = "CONNECT",
+     .url = "hub.example:443",
+     .flags = NO_INTERCEPT,
+     .action = GATE_ALLOW,
+     .service = "hub",
+     .tls = GATE_TLS_TUNNEL,
+     .ai = 1},
+    {.desc = "a host only a path-scoped entry names is intercepted",
+     .method = "CONNECT",
+     .url = "social.example:443",
+     .action = GATE_ALLOW,
+     .tls = GATE_TLS_INTERCEPT},
+    {.desc = "... and outside its paths no service",
+     .method = "GET",
+     .url = "https://social.example/home",
+     .action = GATE_ALLOW,
+     .tls = GATE_TLS_INTERCEPT},
 };
 
 static config_t cfg;
@@ -791,7 +987,10 @@ check_verdict(const struct row *w, const struct gate_verdict *v)
     ck_assert_msg(v->ack_ttl_s == (w->ttl ? w->ttl : DEFAULT_TTL), "%s: ttl %d, want %d", d,
                   v->ack_ttl_s, w->ttl ? w->ttl : DEFAULT_TTL);
     ck_assert_msg(v->ai == w->ai, "%s: ai %d, want %d", d, v->ai, w->ai);
-    ck_assert_msg(v->headers == NULL && v->nheaders == 0, "%s: headers", d);
+    ck_assert_msg(v->nheaders == w->nheaders, "%s: %zu headers, want %zu", d, v->nheaders,
+                  w->nheaders);
+    ck_assert_msg(w->nheaders ? v->headers == v->rule->headers : v->headers == NULL, "%s: headers",
+                  d);
 }
 
 START_TEST(table)
@@ -940,9 +1139,19 @@ START_TEST(intercepts)
     ck_assert_str_eq(s->id, "deepseek");
     ck_assert_int_eq(gate_intercepts(&b.g, "www.example.org", &s), 0);
     ck_assert_ptr_null(s);
+    /* hosts named by path-scoped entries and by rules needing the request */
+    ck_assert_int_eq(gate_intercepts(&b.g, "social.example", &s), 1);
+    ck_assert_ptr_null(s);
+    ck_assert_int_eq(gate_intercepts(&b.g, "hub.example", &s), 1);
+    ck_assert_str_eq(s->id, "hub");
+    ck_assert_int_eq(gate_intercepts(&b.g, "login.ms.example", &s), 1);
+    ck_assert_int_eq(gate_intercepts(&b.g, "www.search.example", &s), 1);
+    ck_assert_int_eq(gate_intercepts(&b.g, "search.example", &s), 0);
     b.g.intercept = 0;
     ck_assert_int_eq(gate_intercepts(&b.g, "chatgpt.com", &s), 0);
     ck_assert_str_eq(s->id, "chatgpt");
+    ck_assert_int_eq(gate_intercepts(&b.g, "login.ms.example", &s), 0);
+    ck_assert_int_eq(gate_intercepts(&b.g, "social.example", &s), 0);
 }
 END_TEST
 

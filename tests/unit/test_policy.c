@@ -1,7 +1,9 @@
 /*
  * Policy compilation and evaluation: first match, every condition type,
  * time windows, requests seen only as CONNECT, load errors with rule and
- * line, the shipped policy, and the index agreeing with a plain scan.
+ * line, the query condition, add_headers and the hosts that rules needing
+ * the request name, the shipped policy, and the index agreeing with a plain
+ * scan.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -13,6 +15,7 @@
 
 #include "aigate/catalog.h"
 #include "aigate/hostset.h"
+#include "aigate/http_msg.h"
 #include "aigate/policy.h"
 
 static const char services[] =
@@ -100,6 +103,7 @@ mkreq(struct treq *t, const char *user, const char *const *groups, size_t ngroup
     t->r.method = method;
     t->r.path = path;
     t->r.pathlen = path ? strlen(path) : 0;
+    t->r.query = method ? "" : NULL;
     return &t->r;
 }
 
@@ -340,6 +344,115 @@ START_TEST(connect_sees_host_level_only)
 }
 END_TEST
 
+static void
+set_query(struct treq *t, const char *q)
+{
+    t->r.query = q;
+    t->r.querylen = strlen(q);
+}
+
+START_TEST(query_condition)
+{
+    struct treq t;
+    struct policy_check c[POLICY_C_COUNT];
+
+    load("policy = (\n"
+         "{ name = \"ai-mode\"; action = \"block\"; hosts = [ \"google.com\", \"www.google.com\" "
+         "];\n"
+         "  paths = \"/search\"; query = [ \"*udm=50*\", \"aimode=1\" ]; },\n"
+         "{ name = \"any-query\"; action = \"warn\"; hosts = \"q.example.org\"; query = \"*\"; }\n"
+         ");\n");
+    ck_assert_msg(pol != NULL, "%s", err);
+    mkreq(&t, NULL, NULL, 0, "::1", "GET", "www.google.com", "/search");
+    set_query(&t, "q=weather&udm=50&sei=x");
+    ck_assert_str_eq(decide(&t.r), "ai-mode");
+    set_query(&t, "udm=50");
+    ck_assert_str_eq(decide(&t.r), "ai-mode");
+    set_query(&t, "aimode=1");
+    ck_assert_str_eq(decide(&t.r), "ai-mode");
+    set_query(&t, "x=1&aimode=1"); /* no '*': the whole query */
+    ck_assert_str_eq(decide(&t.r), "(none)");
+    set_query(&t, "q=weather&udm=5");
+    ck_assert_str_eq(decide(&t.r), "(none)");
+    set_query(&t, "q=UDM=50"); /* case matters, as in paths */
+    ck_assert_str_eq(decide(&t.r), "(none)");
+    set_query(&t, "");
+    ck_assert_str_eq(decide(&t.r), "(none)");
+    mkreq(&t, NULL, NULL, 0, "::1", "GET", "www.google.com", "/images");
+    set_query(&t, "udm=50");
+    ck_assert_str_eq(decide(&t.r), "(none)");
+    /* a CONNECT cannot see the query */
+    mkreq(&t, NULL, NULL, 0, "::1", NULL, "www.google.com:443", NULL);
+    ck_assert_str_eq(decide(&t.r), "(none)");
+    /* "*" matches an empty query too: a request has a query string, maybe empty */
+    mkreq(&t, NULL, NULL, 0, "::1", "GET", "q.example.org", "/");
+    ck_assert_str_eq(decide(&t.r), "any-query");
+    /* --explain's account */
+    mkreq(&t, NULL, NULL, 0, "::1", "GET", "google.com", "/search");
+    set_query(&t, "q=x");
+    ck_assert_uint_eq(policy_rule_check(policy_rule_at(pol, 0), &t.r, c, POLICY_C_COUNT), 3);
+    ck_assert_str_eq(c[2].cond, "query");
+    ck_assert_int_eq(c[2].ok, 0);
+    ck_assert_str_eq(c[2].why, "q=x matches none of [*udm=50*, aimode=1]");
+    mkreq(&t, NULL, NULL, 0, "::1", NULL, "google.com:443", NULL);
+    policy_rule_check(policy_rule_at(pol, 0), &t.r, c, POLICY_C_COUNT);
+    ck_assert_ptr_nonnull(strstr(c[2].why, "not visible"));
+    unload();
+}
+END_TEST
+
+START_TEST(add_headers_loaded)
+{
+    const struct policy_rule *r;
+
+    load("policy = (\n"
+         "{ name = \"gpt\"; action = \"allow\"; services = \"chatgpt\";\n"
+         "  add_headers = ( { name = \"ChatGPT-Allowed-Workspace-Id\"; value = \"1111-2222\"; },\n"
+         "                  { value = \"a,b\"; name = \"anthropic-allowed-org-ids\"; } ); },\n"
+         "{ name = \"plain\"; action = \"allow\"; }\n"
+         ");\n");
+    ck_assert_msg(pol != NULL, "%s", err);
+    r = policy_rule_at(pol, 0);
+    ck_assert_uint_eq(r->nheaders, 2);
+    ck_assert_str_eq(r->headers[0].name, "ChatGPT-Allowed-Workspace-Id");
+    ck_assert_str_eq(r->headers[0].value, "1111-2222");
+    ck_assert_str_eq(r->headers[1].name, "anthropic-allowed-org-ids");
+    ck_assert_str_eq(r->headers[1].value, "a,b");
+    ck_assert_uint_eq(policy_rule_at(pol, 1)->nheaders, 0);
+    ck_assert_ptr_null(policy_rule_at(pol, 1)->headers);
+    unload();
+}
+END_TEST
+
+/* Rules needing the request name the hosts that interception must cover, and only those. */
+START_TEST(wants_request_hosts)
+{
+    load("policy = (\n"
+         "{ name = \"p\"; action = \"block\"; hosts = [ \"www.google.com\", \"*.bing.com\" ];\n"
+         "  query = \"*udm=50*\"; },\n"
+         "{ name = \"m\"; action = \"block\"; hosts = \"paste.example\"; methods = \"POST\"; },\n"
+         "{ name = \"d\"; action = \"block\"; hosts = \"notes.example\"; dlp = \"email\"; },\n"
+         "{ name = \"h\"; action = \"allow\"; hosts = \"login.microsoftonline.com\";\n"
+         "  add_headers = ( { name = \"Restrict-Access-Context\"; value = \"x\"; } ); },\n"
+         "{ name = \"only-host\"; action = \"block\"; hosts = \"host-only.example\"; },\n"
+         "{ name = \"no-host\"; action = \"block\"; paths = \"/upload*\"; }\n"
+         ");\n");
+    ck_assert_msg(pol != NULL, "%s", err);
+    ck_assert_int_eq(policy_wants_request(pol, "www.google.com"), 1);
+    ck_assert_int_eq(policy_wants_request(pol, "google.com"), 0);
+    ck_assert_int_eq(policy_wants_request(pol, "copilot.bing.com"), 1);
+    ck_assert_int_eq(policy_wants_request(pol, "bing.com"), 0);
+    ck_assert_int_eq(policy_wants_request(pol, "paste.example"), 1);
+    ck_assert_int_eq(policy_wants_request(pol, "notes.example"), 1);
+    ck_assert_int_eq(policy_wants_request(pol, "login.microsoftonline.com"), 1);
+    ck_assert_int_eq(policy_wants_request(pol, "host-only.example"), 0);
+    ck_assert_int_eq(policy_wants_request(pol, "www.example.org"), 0);
+    ck_assert_int_eq(policy_wants_request(pol, "chatgpt.com"), 0);
+    ck_assert_int_eq(policy_wants_request(NULL, "www.google.com"), 0);
+    unload();
+}
+END_TEST
+
 START_TEST(dlp_secret_kinds)
 {
     load("policy = (\n"
@@ -415,6 +528,105 @@ START_TEST(load_errors)
     expect_error("policy = (\n{ name = \"a\"; action = \"warn\"; paths = \"upload\"; }\n);",
                  "<config>:12: rule \"a\": ", "must start with");
     expect_error("policy = { a = 1; };", "<config>:11: ", "list");
+    expect_error("policy = (\n{ name = \"a\"; action = \"block\"; query = \"?udm=50\"; }\n);",
+                 "<config>:12: rule \"a\": ", "without its '?'");
+}
+END_TEST
+
+/* add_headers checked at load, naming the line of what is wrong (-t prints it). */
+START_TEST(add_headers_errors)
+{
+    static const char head[] = "policy = (\n{ name = \"ws\"; action = \"allow\";\n";
+    char text[1024];
+    struct {
+        const char *body, *prefix, *what;
+    } cases[] = {
+        {"add_headers = ( { name = \"Bad Name\"; value = \"v\"; } ); }\n);",
+         "<config>:13: ", "header name \"Bad Name\" is not a token"},
+        {"add_headers = ( { name = \"X-A:\"; value = \"v\"; } ); }\n);",
+         "<config>:13: ", "not a token"},
+        {"add_headers = ( { name = \"X-A\";\n value = \"v\\r\\nX-Evil: 1\"; } ); }\n);",
+         "<config>:14: ", "value of X-A contains CR or LF"},
+        {"add_headers = ( { name = \"X-A\"; value = \"v\\n\"; } ); }\n);",
+         "<config>:13: ", "CR or LF"},
+        {"add_headers = ( { name = \"X-A\"; value = \"v\\x01\"; } ); }\n);",
+         "<config>:13: ", "control character"},
+        {"add_headers = ( { name = \"X-A\"; value = \"\"; } ); }\n);", "<config>:13: ", "is empty"},
+        {"add_headers = ( { name = \"X-A\"; value = \" v\"; } ); }\n);",
+         "<config>:13: ", "white space"},
+        {"add_headers = ( { name = \"\"; value = \"v\"; } ); }\n);", "<config>:13: ", "is empty"},
+        {"add_headers = ( { name = \"Host\"; value = \"v\"; } ); }\n);",
+         "<config>:13: ", "managed by the proxy"},
+        {"add_headers = ( { name = \"transfer-encoding\"; value = \"v\"; } ); }\n);",
+         "<config>:13: ", "managed by the proxy"},
+        {"add_headers = ( { name = \"X-A\"; value = \"1\"; },\n { name = \"x-a\"; value = \"2\"; } "
+         "); }\n);",
+         "<config>:14: ", "x-a is listed twice"},
+        {"add_headers = ( { name = \"X-A\"; val = \"1\"; } ); }\n);",
+         "<config>:13: ", "unknown key \"val\""},
+        {"add_headers = ( { name = \"X-A\"; } ); }\n);", "<config>:13: ", "string value"},
+        {"add_headers = ( { name = \"X-A\"; value = 1; } ); }\n);",
+         "<config>:13: ", "string value"},
+        {"add_headers = ( ); }\n);", "<config>:13: ", "non-empty list"},
+        {"add_headers = [ \"X-A: 1\" ]; }\n);", "<config>:13: ", "non-empty list"},
+        {"add_headers = ( \"X-A: 1\" ); }\n);", "<config>:13: ", "entry 1 must be"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text), "%s%s", head, cases[i].body);
+        load(text);
+        ck_assert_msg(pol == NULL, "loaded: %s", text);
+        ck_assert_msg(strncmp(err, cases[i].prefix, strlen(cases[i].prefix)) == 0,
+                      "case %zu: '%s' does not start with '%s'", i, err, cases[i].prefix);
+        ck_assert_msg(strstr(err, "rule \"ws\": add_headers") != NULL, "case %zu: '%s'", i, err);
+        ck_assert_msg(strstr(err, cases[i].what) != NULL, "case %zu: '%s' lacks '%s'", i, err,
+                      cases[i].what);
+        unload();
+    }
+    /* at most POLICY_HEADERS_MAX, names and values bounded */
+    {
+        char *big = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&big, &len);
+
+        fprintf(f, "%sadd_headers = (", head);
+        for (int i = 0; i <= POLICY_HEADERS_MAX; i++)
+            fprintf(f, "%s{ name = \"X-H%d\"; value = \"v\"; }", i ? "," : "", i);
+        fprintf(f, "); }\n);");
+        fclose(f);
+        load(big);
+        free(big);
+        ck_assert_ptr_null(pol);
+        ck_assert_ptr_nonnull(strstr(err, "at most"));
+        unload();
+    }
+    {
+        char *v = malloc(POLICY_HEADER_VALUE_MAX + 2), *text2 = NULL;
+
+        memset(v, 'a', POLICY_HEADER_VALUE_MAX + 1);
+        v[POLICY_HEADER_VALUE_MAX + 1] = '\0';
+        ck_assert_int_ne(asprintf(&text2,
+                                  "%sadd_headers = ( { name = \"X\"; value = \"%s\"; } ); }\n);",
+                                  head, v),
+                         -1);
+        load(text2);
+        ck_assert_ptr_null(pol);
+        ck_assert_ptr_nonnull(strstr(err, "too long"));
+        unload();
+        v[POLICY_HEADER_VALUE_MAX] = '\0';
+        free(text2);
+        ck_assert_int_ne(asprintf(&text2,
+                                  "%sadd_headers = ( { name = \"X\"; value = \"%s\"; } ); }\n);",
+                                  head, v),
+                         -1);
+        load(text2);
+        ck_assert_msg(pol != NULL, "%s", err);
+        ck_assert_uint_eq(strlen(policy_rule_at(pol, 0)->headers[0].value),
+                          POLICY_HEADER_VALUE_MAX);
+        unload();
+        free(text2);
+        free(v);
+    }
 }
 END_TEST
 
@@ -523,6 +735,8 @@ static const char *const r_reqhosts[] = {
 static const char *const r_methods[] = {"GET", "POST", "PUT"};
 static const char *const r_paths[] = {"/", "/upload", "/api/files/1", "/v1/chat"};
 static const char *const r_pathpats[] = {"*/upload*", "/api/*", "/v1/chat", "*"};
+static const char *const r_queries[] = {"", "udm=50", "q=1&udm=50", "q=2"};
+static const char *const r_querypats[] = {"*udm=50*", "q=*", "*"};
 
 static void
 gen_cond(unsigned kind, FILE *f)
@@ -558,6 +772,9 @@ gen_cond(unsigned kind, FILE *f)
     case 9:
         fprintf(f, " hours = \"%02u:00-%02u:00\";", rnd(12), 12 + rnd(12));
         break;
+    case 11:
+        fprintf(f, " query = \"%s\";", r_querypats[rnd(3)]);
+        break;
     default:
         fprintf(f, " days = [ \"mon\", \"%s\" ];", rnd(2) ? "sat" : "sun");
         break;
@@ -582,7 +799,7 @@ START_TEST(index_matches_scan)
         fprintf(f, "%s{ name = \"r%u\"; action = \"%s\";", i ? ",\n" : "", i,
                 rnd(2) ? "block" : "warn");
         while (nc > 0) {
-            unsigned kind = rnd(11);
+            unsigned kind = rnd(12);
 
             if (used & (1u << kind))
                 continue;
@@ -615,6 +832,8 @@ START_TEST(index_matches_scan)
               r_reqhosts[rnd(9)], m ? r_paths[rnd(4)] : NULL);
         t.tm.tm_hour = (int)rnd(24);
         t.tm.tm_wday = (int)rnd(7);
+        if (m)
+            set_query(&t, r_queries[rnd(4)]);
         decide(&t.r);
         if ((d = policy_eval(pol, &t.r)) && !seen[d->index]++) {
             distinct++;
@@ -643,8 +862,12 @@ policy_suite(void)
     tcase_add_test(t, path_globs);
     tcase_add_test(t, hours_and_days);
     tcase_add_test(t, connect_sees_host_level_only);
+    tcase_add_test(t, query_condition);
+    tcase_add_test(t, add_headers_loaded);
+    tcase_add_test(t, wants_request_hosts);
     tcase_add_test(t, dlp_secret_kinds);
     tcase_add_test(t, load_errors);
+    tcase_add_test(t, add_headers_errors);
     tcase_add_test(t, explain_checks);
     tcase_add_test(t, shipped_policy);
     tcase_add_test(t, index_matches_scan);
