@@ -150,7 +150,7 @@ def read_catalog(path):
         hosts = s.get("hosts", [])
         hosts = [hosts] if isinstance(hosts, str) else hosts
         catalog.append({"id": s["id"], "hosts": [h.lower().rstrip(".") for h in hosts],
-                        "line": s.get("__line__", 0)})
+                        "line": s.get("__line__", 0), "paths": bool(s.get("paths"))})
     left_out = {}
     for line in text.splitlines():
         m = LEFT_OUT.match(line)
@@ -160,11 +160,16 @@ def read_catalog(path):
 
 
 class Catalog:
-    """Host lookup with the catalog's rules: exact beats wildcard, longest wins."""
+    """Host lookup with the catalog's rules: exact beats wildcard, longest wins.
+
+    Path-scoped entries (`paths`) own only some paths of their hosts, never a
+    host as a whole, so they cover no list domain."""
 
     def __init__(self, services):
         self.exact, self.wild = {}, {}
         for s in services:
+            if s.get("paths"):
+                continue
             for h in s["hosts"]:
                 if h.startswith("*."):
                     self.wild[h[2:]] = s["id"]
@@ -308,7 +313,7 @@ def compare(catalog_services, left_out, rules, with_ads):
             bare = h[2:] if h.startswith("*.") else h
             if any(_under(bare, d) for d in domains) or bare in fulls:
                 continue
-            not_listed.append((s["id"], h))
+            not_listed.append((s["id"] + (" (paths only)" if s.get("paths") else ""), h))
 
     listed = {r["value"] for r in rules if r["kind"] in ("domain", "full")}
     stale = sorted(d for d in left_out if not any(_under(x, d) or _under(d, x) for x in listed))
