@@ -186,6 +186,7 @@ install: build/aigate
 	keep build/install/aigate.conf $(ETC)/aigate.conf; \
 	keep rules/services.conf $(ETC)/services.conf; \
 	keep rules/policy.conf $(ETC)/policy.conf; \
+	keep rules/ai-unlisted.txt $(ETC)/ai-unlisted.txt; \
 	for f in rules/pages/*; do keep $$f $(ETC)/pages/$${f##*/}; done
 	@if [ ! -e $(ETC)/users.htpasswd ]; then \
 	  install -m 0640 contrib/systemd/users.htpasswd $(ETC)/users.htpasswd; \

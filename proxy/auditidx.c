@@ -206,6 +206,63 @@ idx_combo_intern(struct idx_combos *t, const struct idx_combo *c)
     return t->n++;
 }
 
+/* ---- hosts (--report --unlisted) --------------------------------------------------- */
+
+/*
+ * Lines per (host, who), who being the user or "@CLIENT" for anonymous
+ * lines: an open-addressing table of string-id pairs, filled only when
+ * auditidx_track_hosts() asked for it (the dashboard's index never does).
+ */
+struct idx_pair {
+    uint32_t host, who; /* string ids; host 0 marks a free cell */
+    uint64_t n;
+};
+
+struct idx_hostuse {
+    int on;
+    struct idx_pair *v;
+    uint32_t n, cap; /* cap: a power of two */
+};
+
+static uint32_t
+idx_pair_slot(uint32_t host, uint32_t who, uint32_t cap)
+{
+    uint32_t k[2] = {host, who};
+    return (uint32_t)hash_bytes(k, sizeof(k)) & (cap - 1);
+}
+
+static int
+idx_pair_add(struct idx_hostuse *t, uint32_t host, uint32_t who)
+{
+    uint32_t j;
+
+    if (2 * (t->n + 1) > t->cap) {
+        uint32_t nc = t->cap ? 2 * t->cap : 1024;
+        struct idx_pair *v = calloc(nc, sizeof(*v));
+        if (!v)
+            return -1;
+        for (uint32_t i = 0; i < t->cap; i++) {
+            if (!t->v[i].host)
+                continue;
+            for (j = idx_pair_slot(t->v[i].host, t->v[i].who, nc); v[j].host;
+                 j = (j + 1) & (nc - 1))
+                ;
+            v[j] = t->v[i];
+        }
+        free(t->v);
+        t->v = v;
+        t->cap = nc;
+    }
+    for (j = idx_pair_slot(host, who, t->cap); t->v[j].host; j = (j + 1) & (t->cap - 1))
+        if (t->v[j].host == host && t->v[j].who == who) {
+            t->v[j].n++;
+            return 0;
+        }
+    t->v[j] = (struct idx_pair){host, who, 1};
+    t->n++;
+    return 0;
+}
+
 /* ---- records ---------------------------------------------------------------------- */
 
 struct idx_rec {
@@ -264,6 +321,7 @@ struct auditidx {
     struct idx_recent recent[AUDITIDX_RECENT];
     size_t recent_next, nrecent;
     int oom_logged;
+    struct idx_hostuse hostuse; /* lines per (host, who) when tracking hosts */
 
     /* the thread */
     int running;
@@ -582,6 +640,8 @@ struct idx_fields {
     size_t l[F_N];
     int dlp;
     uint64_t bytes_out;
+    const char *host, *client; /* NULL: null, absent, or (jansson) not a string */
+    size_t hostl, clientl;
 };
 
 /*
@@ -622,6 +682,14 @@ idx_parse_json(const char *line, size_t len, struct idx_fields *p, json_t **root
         return -1;
     v = json_object_get(o, "dlp");
     p->dlp = json_is_array(v) && json_array_size(v) > 0;
+    if (json_is_string(v = json_object_get(o, "host"))) {
+        p->host = json_string_value(v);
+        p->hostl = json_string_length(v);
+    }
+    if (json_is_string(v = json_object_get(o, "client"))) {
+        p->client = json_string_value(v);
+        p->clientl = json_string_length(v);
+    }
     return 0;
 }
 
@@ -636,10 +704,12 @@ idx_parse_json(const char *line, size_t len, struct idx_fields *p, json_t **root
  * Returns 0 (parsed) or 1 (use jansson).
  */
 enum { FV_STR, FV_INT, FV_ANY };
+/* Fields outside the combo that the fast path takes (idx_fields). */
+enum { FK_SKIP = -1, FK_BYTES_OUT = -2, FK_CLIENT = -3, FK_HOST = -4 };
 struct idx_fast_key {
     const char *key; /* ,"name": */
     size_t len;
-    int field; /* F_* or -1 */
+    int field; /* F_*, or one of FK_* */
     int kind;  /* FV_STR: string or null; FV_INT: integer or null */
 };
 #define FK(k, f, kind)                                                                             \
@@ -647,23 +717,23 @@ struct idx_fast_key {
         ",\"" k "\":", sizeof(k) + 3, f, kind                                                      \
     }
 static const struct idx_fast_key idx_fast_keys[] = {
-    FK("id", -1, FV_STR),
-    FK("client", -1, FV_STR),
+    FK("id", FK_SKIP, FV_STR),
+    FK("client", FK_CLIENT, FV_STR),
     FK("user", F_USER, FV_STR),
-    FK("method", -1, FV_STR),
-    FK("scheme", -1, FV_STR),
-    FK("host", -1, FV_STR),
-    FK("port", -1, FV_INT),
-    FK("path", -1, FV_STR),
+    FK("method", FK_SKIP, FV_STR),
+    FK("scheme", FK_SKIP, FV_STR),
+    FK("host", FK_HOST, FV_STR),
+    FK("port", FK_SKIP, FV_INT),
+    FK("path", FK_SKIP, FV_STR),
     FK("service", F_SERVICE, FV_STR),
     FK("category", F_CATEGORY, FV_STR),
     FK("rule", F_RULE, FV_STR),
     FK("action", F_ACTION, FV_STR),
-    FK("status", -1, FV_INT),
-    FK("bytes_in", -1, FV_INT),
-    FK("bytes_out", -2, FV_INT),
-    FK("ms", -1, FV_INT),
-    FK("tls", -1, FV_STR),
+    FK("status", FK_SKIP, FV_INT),
+    FK("bytes_in", FK_SKIP, FV_INT),
+    FK("bytes_out", FK_BYTES_OUT, FV_INT),
+    FK("ms", FK_SKIP, FV_INT),
+    FK("tls", FK_SKIP, FV_STR),
 };
 #undef FK
 
@@ -733,8 +803,14 @@ idx_parse_fast(const char *line, size_t len, struct idx_fields *p)
         if (fk->field >= 0 && v) {
             p->s[fk->field] = v;
             p->l[fk->field] = vl;
-        } else if (fk->field == -2) {
+        } else if (fk->field == FK_BYTES_OUT) {
             p->bytes_out = num < 0 ? 0 : (uint64_t)num;
+        } else if (fk->field == FK_HOST) {
+            p->host = v;
+            p->hostl = v ? vl : 0;
+        } else if (fk->field == FK_CLIENT) {
+            p->client = v;
+            p->clientl = v ? vl : 0;
         }
     }
     if (!p->s[F_ACTION])
@@ -766,6 +842,29 @@ idx_parse_fast(const char *line, size_t len, struct idx_fields *p)
     return 0;
 }
 
+/* Count the line's (host, who) when tracking hosts; -1 when out of memory. */
+static int
+idx_host_add(struct auditidx *x, const struct idx_fields *p, uint32_t user)
+{
+    char who[AUDITIDX_FILTER_MAX];
+    uint32_t h, w = user;
+
+    if (!x->hostuse.on || !p->host || p->hostl == 0 || memchr(p->host, '\0', p->hostl))
+        return 0;
+    if ((h = idx_str_intern(&x->strs, p->host, p->hostl)) == IDX_NONE)
+        return -1;
+    if (!w) {
+        size_t n = p->client && p->clientl < sizeof(who) - 1 && !memchr(p->client, '\0', p->clientl)
+                       ? p->clientl
+                       : 0;
+        who[0] = '@';
+        memcpy(who + 1, n ? p->client : "-", n ? n : 1);
+        if ((w = idx_str_intern(&x->strs, who, (n ? n : 1) + 1)) == IDX_NONE)
+            return -1;
+    }
+    return idx_pair_add(&x->hostuse, h, w);
+}
+
 /* Index one line (no newline).  Unreadable lines are counted in bad. */
 static void
 idx_line(struct auditidx *x, const char *line, size_t len)
@@ -785,6 +884,8 @@ idx_line(struct auditidx *x, const char *line, size_t len)
     }
     c.act = (uint8_t)idx_act_of(idx_str(&x->strs, c.f[F_ACTION]));
     c.dlp = (uint8_t)p.dlp;
+    if (idx_host_add(x, &p, c.f[F_USER]) < 0)
+        goto oom;
     json_decref(root);
     root = NULL;
     uint32_t id = idx_combo_intern(&x->combos, &c);
@@ -819,6 +920,9 @@ auditidx_parse_debug(const char *line, size_t len, int fast, char *out, size_t c
         for (int f = 0; f < F_N && o < cap; f++)
             o += (size_t)snprintf(out + o, cap - o, "|%s=%.*s", p.s[f] ? "s" : "null", (int)p.l[f],
                                   p.s[f] ? p.s[f] : "");
+        if (o < cap)
+            o += (size_t)snprintf(out + o, cap - o, "|host=%.*s|client=%.*s", (int)p.hostl,
+                                  p.host ? p.host : "", (int)p.clientl, p.client ? p.client : "");
     }
     json_decref(root);
     return rc;
@@ -1580,6 +1684,97 @@ auditidx_report(const struct auditidx *x, FILE *out)
     free(bytes);
 }
 
+void
+auditidx_track_hosts(struct auditidx *x)
+{
+    x->hostuse.on = 1;
+}
+
+static int
+idx_who_cmp(const void *pa, const void *pb)
+{
+    const struct auditidx_who *a = pa, *b = pb;
+    if (a->requests != b->requests)
+        return a->requests > b->requests ? -1 : 1;
+    return strcmp(a->name, b->name);
+}
+
+static int
+idx_host_cmp(const void *pa, const void *pb)
+{
+    const struct auditidx_host *a = pa, *b = pb;
+    if (a->requests != b->requests)
+        return a->requests > b->requests ? -1 : 1;
+    return strcmp(a->host, b->host);
+}
+
+int
+auditidx_hosts(const struct auditidx *x, int (*keep)(const char *host, void *arg), void *arg,
+               struct auditidx_host **out, size_t *n)
+{
+    const struct idx_hostuse *t = &x->hostuse;
+    uint32_t *at = calloc(x->strs.n + 1, sizeof(*at)); /* host id -> row + 1, or UINT32_MAX */
+    struct auditidx_host *rows = NULL;
+    size_t k = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (!at)
+        return -1;
+    /* rows for the hosts kept, with their totals and how many users */
+    for (uint32_t i = 0; i < t->cap; i++) {
+        const struct idx_pair *e = &t->v[i];
+        if (!e->host || at[e->host] == UINT32_MAX)
+            continue;
+        if (!at[e->host]) {
+            if (keep && !keep(idx_str(&x->strs, e->host), arg)) {
+                at[e->host] = UINT32_MAX;
+                continue;
+            }
+            struct auditidx_host *r = realloc(rows, (k + 1) * sizeof(*r));
+            if (!r)
+                goto oom;
+            rows = r;
+            rows[k] = (struct auditidx_host){idx_str(&x->strs, e->host), 0, NULL, 0};
+            at[e->host] = (uint32_t)++k;
+        }
+        rows[at[e->host] - 1].requests += e->n;
+        rows[at[e->host] - 1].nwho++;
+    }
+    for (size_t r = 0; r < k; r++) {
+        if (!(rows[r].who = calloc(rows[r].nwho, sizeof(*rows[r].who))))
+            goto oom;
+        rows[r].nwho = 0;
+    }
+    for (uint32_t i = 0; i < t->cap; i++) {
+        const struct idx_pair *e = &t->v[i];
+        if (!e->host || at[e->host] == UINT32_MAX || !at[e->host])
+            continue;
+        struct auditidx_host *r = &rows[at[e->host] - 1];
+        r->who[r->nwho++] = (struct auditidx_who){idx_str(&x->strs, e->who), e->n};
+    }
+    for (size_t r = 0; r < k; r++)
+        qsort(rows[r].who, rows[r].nwho, sizeof(*rows[r].who), idx_who_cmp);
+    if (k)
+        qsort(rows, k, sizeof(*rows), idx_host_cmp);
+    free(at);
+    *out = rows;
+    *n = k;
+    return 0;
+oom:
+    free(at);
+    auditidx_hosts_free(rows, k);
+    return -1;
+}
+
+void
+auditidx_hosts_free(struct auditidx_host *h, size_t n)
+{
+    for (size_t i = 0; h && i < n; i++)
+        free(h[i].who);
+    free(h);
+}
+
 /* ---- the thread ------------------------------------------------------------------- */
 
 static int
@@ -1961,5 +2156,6 @@ auditidx_free(struct auditidx *x)
     free(x->strs.slot);
     free(x->combos.v);
     free(x->combos.slot);
+    free(x->hostuse.v);
     free(x);
 }

@@ -35,6 +35,7 @@ struct catalog {
     size_t nh, caph;
     size_t nscoped;   /* services with paths */
     char version[11]; /* catalog_version, "" if none */
+    char *file;       /* where `services` was read from, NULL if unknown */
 };
 
 static const char *const cat_categories[] = {"chat",   "api",   "image", "code",
@@ -398,6 +399,11 @@ catalog_load(const config_setting_t *services, char *err, size_t errlen)
     }
     if (!services)
         return c;
+    if (config_setting_source_file(services) &&
+        !(c->file = strdup(config_setting_source_file(services)))) {
+        snprintf(err, errlen, "<config>: out of memory");
+        goto fail;
+    }
     if (config_setting_parent(services) &&
         cat_date(config_setting_get_member(config_setting_parent(services), "catalog_version"),
                  NULL, c->version, err, errlen) < 0)
@@ -449,6 +455,7 @@ catalog_free(struct catalog *c)
         free(c->hv[i]);
     }
     free(c->hv);
+    free(c->file);
     hostset_free(c->hosts);
     hostset_free(c->ids);
     free(c);
@@ -561,6 +568,12 @@ const char *
 catalog_version(const struct catalog *c)
 {
     return c ? c->version : "";
+}
+
+const char *
+catalog_file(const struct catalog *c)
+{
+    return c && c->file ? c->file : "";
 }
 
 size_t

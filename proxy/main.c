@@ -36,6 +36,7 @@
 #include "aigate/netaddr.h"
 #include "aigate/offload.h"
 #include "aigate/tls_mitm.h"
+#include "aigate/unlisted.h"
 #include "aigate/users.h"
 #include "aigate/worker.h"
 
@@ -59,6 +60,7 @@ usage(FILE *out)
         "       aigate [-c FILE] --explain USER METHOD URL [BODY]\n"
         "       aigate [-c FILE] --verify-log [--from-any] [--checkpoint FILE|-] FILE [FILE...]\n"
         "       aigate --report FILE [FILE...]\n"
+        "       aigate [-c FILE] --report --unlisted FILE [FILE...]\n"
         "       aigate --gen-ca DIR\n"
         "\n"
         "  -c FILE       config file (default rules/aigate.conf, then /etc/aigate/aigate.conf)\n"
@@ -72,6 +74,8 @@ usage(FILE *out)
         "  --checkpoint FILE|-   with --verify-log: also check that the log reaches the last\n"
         "                checkpoint in FILE (- = stdin, e.g. lines grepped from syslog)\n"
         "  --report FILE...      counts per service and user from audit logs\n"
+        "  --unlisted    with --report: hosts outside the catalog that look like AI\n"
+        "                services, with requests and users (shadow AI)\n"
         "  --gen-ca DIR  create DIR/ca.pem and DIR/ca.key (0600), an interception CA\n"
         "  -V            print the version, and the catalog version of the configuration\n"
         "  -h            this help\n"
@@ -249,6 +253,64 @@ run_report(char **files, int n)
     }
     auditidx_report(x, stdout);
     auditidx_free(x);
+    return rc;
+}
+
+/*
+ * The list of known AI domains outside the catalog: UNLISTED_KNOWN_FILE
+ * beside the catalog's file (or the config file).  Missing is not an error
+ * (the name heuristic still works); unreadable or malformed is.
+ */
+static int
+unlisted_known_of(const struct config *c, const char *cfgpath, struct unlisted_known **k)
+{
+    const char *base = *catalog_file(c->catalog) ? catalog_file(c->catalog) : cfgpath;
+    const char *slash = strrchr(base, '/');
+    char path[4096], err[1024];
+
+    *k = NULL;
+    snprintf(path, sizeof(path), "%.*s%s", slash ? (int)(slash - base + 1) : 0, base,
+             UNLISTED_KNOWN_FILE);
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr, "aigate: no %s (known AI domains): the name heuristic only\n", path);
+        return 0;
+    }
+    if (!(*k = unlisted_known_load(path, err, sizeof(err)))) {
+        fprintf(stderr, "aigate: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* --report --unlisted: hosts of the logs outside c's catalog that look like AI services. */
+static int
+run_unlisted(const struct config *c, const char *cfgpath, char **files, int n)
+{
+    struct unlisted_known *k;
+    struct auditidx *x;
+    char err[1024];
+    int rc = 0;
+
+    if (unlisted_known_of(c, cfgpath, &k) < 0)
+        return 2;
+    if (!(x = auditidx_new())) {
+        unlisted_known_free(k);
+        fprintf(stderr, "aigate: out of memory\n");
+        return 2;
+    }
+    auditidx_track_hosts(x);
+    for (int i = 0; i < n; i++) {
+        if (auditidx_load_file(x, files[i], err, sizeof(err)) < 0) {
+            printf("%s\n", err);
+            rc = 2;
+        }
+    }
+    if (unlisted_report(stdout, x, c->catalog, k) < 0) {
+        fprintf(stderr, "aigate: out of memory\n");
+        rc = 2;
+    }
+    auditidx_free(x);
+    unlisted_known_free(k);
     return rc;
 }
 
@@ -487,11 +549,20 @@ out:
 int
 main(int argc, char **argv)
 {
-    enum { OPT_EXPLAIN = 256, OPT_VERIFY, OPT_REPORT, OPT_FROM_ANY, OPT_GENCA, OPT_CHECKPOINT };
+    enum {
+        OPT_EXPLAIN = 256,
+        OPT_VERIFY,
+        OPT_REPORT,
+        OPT_FROM_ANY,
+        OPT_GENCA,
+        OPT_CHECKPOINT,
+        OPT_UNLISTED
+    };
     static const struct option longopts[] = {
         {"explain", no_argument, NULL, OPT_EXPLAIN},
         {"verify-log", no_argument, NULL, OPT_VERIFY},
         {"report", no_argument, NULL, OPT_REPORT},
+        {"unlisted", no_argument, NULL, OPT_UNLISTED},
         {"from-any", no_argument, NULL, OPT_FROM_ANY},
         {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
         {"gen-ca", required_argument, NULL, OPT_GENCA},
@@ -500,6 +571,7 @@ main(int argc, char **argv)
         {NULL, 0, NULL, 0}};
     const char *cfgpath = NULL, *checkpoint = NULL;
     int foreground = isatty(STDERR_FILENO), test = 0, version = 0, mode = 0, from_any = 0, ch;
+    int unlisted = 0;
     char err[1024];
 
     /* Before any other libevent call (evmem.h says why). */
@@ -529,6 +601,9 @@ main(int argc, char **argv)
         case OPT_CHECKPOINT:
             checkpoint = optarg;
             break;
+        case OPT_UNLISTED:
+            unlisted = 1;
+            break;
         case OPT_GENCA:
             if (tls_gen_ca(optarg, err, sizeof(err)) < 0) {
                 fprintf(stderr, "aigate: %s\n", err);
@@ -550,13 +625,12 @@ main(int argc, char **argv)
     argv += optind;
     if (version)
         return print_version(cfgpath ? cfgpath : default_config());
-    if (mode == OPT_REPORT) {
-        if (argc < 1) {
-            usage(stderr);
-            return 2;
-        }
-        return run_report(argv, argc);
+    if ((mode == OPT_REPORT && argc < 1) || (unlisted && mode != OPT_REPORT)) {
+        usage(stderr);
+        return 2;
     }
+    if (mode == OPT_REPORT && !unlisted)
+        return run_report(argv, argc);
     if ((mode == OPT_EXPLAIN && (argc < 3 || argc > 4)) || (mode == OPT_VERIFY && argc < 1) ||
         (mode == 0 && argc != 0) || (checkpoint && mode != OPT_VERIFY)) {
         usage(stderr);
@@ -570,6 +644,11 @@ main(int argc, char **argv)
         return 2;
     }
     int rc;
+    if (mode == OPT_REPORT) {
+        rc = run_unlisted(c, cfgpath, argv, argc);
+        config_unref(c);
+        return rc;
+    }
     if (mode == OPT_VERIFY) {
         FILE *cp = NULL;
         if (checkpoint && !(cp = strcmp(checkpoint, "-") == 0 ? stdin : fopen(checkpoint, "r"))) {

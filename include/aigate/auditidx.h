@@ -164,6 +164,38 @@ int auditidx_recent_write(const struct auditidx *x, const struct auditidx_query 
 void auditidx_report(const struct auditidx *x, FILE *out);
 
 /*
+ * --report --unlisted: also count lines per host and per (host, user), the
+ * user being "@CLIENT" (the client address) on lines without one.  Call
+ * before the first auditidx_load_file(); never on an index with a thread
+ * (the dashboard's does not count hosts, so its memory does not grow with
+ * every site visited).
+ */
+void auditidx_track_hosts(struct auditidx *x);
+
+struct auditidx_who {
+    const char *name; /* a user, or "@ADDRESS" for anonymous lines; x's */
+    uint64_t requests;
+};
+
+struct auditidx_host {
+    const char *host;  /* as the audit line has it (lower case, no port); x's */
+    uint64_t requests; /* lines naming it: requests, and tunnels */
+    struct auditidx_who *who;
+    size_t nwho;
+};
+
+/*
+ * The hosts counted since auditidx_track_hosts() for which keep(host, arg)
+ * returns 1 (keep NULL: all), each with its users, most requests first
+ * (then by name), into *out: n rows owned by the caller (free with
+ * auditidx_hosts_free), whose strings belong to x.  Returns 0, or -1 when
+ * out of memory (nothing to free).
+ */
+int auditidx_hosts(const struct auditidx *x, int (*keep)(const char *host, void *arg), void *arg,
+                   struct auditidx_host **out, size_t *n);
+void auditidx_hosts_free(struct auditidx_host *h, size_t n);
+
+/*
  * Start following the log at path on a thread: its rotated files and the
  * live file are opened here (so a rotation after this call cannot hide a
  * file), read on the thread, then the live file followed.  Finished jobs come

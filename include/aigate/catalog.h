@@ -76,6 +76,8 @@ int catalog_has_scoped(const struct catalog *c, const char *host, size_t len);
 int catalog_glob(const char *pat, const char *s, size_t n);
 
 size_t catalog_count(const struct catalog *c);
+/* The file `services` was read from (as libconfig names it), or "" if unknown. */
+const char *catalog_file(const struct catalog *c);
 /* The file's catalog_version ("YYYY-MM-DD"), or "" if it has none. */
 const char *catalog_version(const struct catalog *c);
 /* The i-th service in file order, NULL past the end. */

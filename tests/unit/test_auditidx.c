@@ -605,6 +605,95 @@ START_TEST(test_recent_and_report)
 }
 END_TEST
 
+/* A line as the writer makes it, for host and client. */
+static void
+put_host_line(FILE *f, int64_t sec, const char *client, const char *user, const char *host)
+{
+    struct audit_rec r = {0};
+    char buf[AUDIT_LINE_MAX];
+    r.ts.tv_sec = (time_t)sec;
+    snprintf(r.id, sizeof(r.id), "%032x", 8);
+    r.client = client;
+    r.user = user;
+    r.method = "CONNECT";
+    r.host = host;
+    r.port = 443;
+    r.action = AUDIT_ALLOW;
+    r.status = 200;
+    r.bytes_in = r.bytes_out = r.ms = 1;
+    r.tls = "tunnel";
+    size_t n = audit_format(buf, sizeof(buf), &r, 0);
+    ck_assert_uint_gt(n, 0);
+    fwrite(buf, 1, n - 1, f);
+    fputs(CHAIN "\n", f);
+}
+
+static int
+keep_not_b(const char *host, void *arg)
+{
+    (*(int *)arg)++;
+    return strcmp(host, "b.example") != 0;
+}
+
+/* --report --unlisted: lines per host and per (host, user or @client), through both parsers. */
+START_TEST(test_hosts)
+{
+    FILE *f = fopen(logpath, "w");
+    ck_assert_ptr_nonnull(f);
+    put_host_line(f, T0, "10.0.0.1", "alice", "a.example");
+    put_host_line(f, T0 + 1, "10.0.0.1", "alice", "a.example");
+    put_host_line(f, T0 + 2, "10.0.0.2", "bob", "a.example");
+    put_host_line(f, T0 + 3, "10.0.0.3", NULL, "a.example");
+    put_host_line(f, T0 + 4, "10.0.0.3", NULL, "b.example");
+    put_host_line(f, T0 + 5, NULL, NULL, "b.example");
+    put_host_line(f, T0 + 6, "10.0.0.1", "alice", NULL);
+    /* an escaped host goes through jansson */
+    fputs("{\"ts\":\"2026-11-23T04:10:07.000Z\",\"user\":\"carol\",\"host\":\"c\\u002eexample\","
+          "\"action\":\"allow\"}\n",
+          f);
+    fclose(f);
+
+    struct auditidx *x = auditidx_new();
+    char err[256];
+    struct auditidx_host *h;
+    size_t n;
+    int asked = 0;
+    auditidx_track_hosts(x);
+    ck_assert_int_eq(auditidx_load_file(x, logpath, err, sizeof(err)), 0);
+    ck_assert_int_eq(auditidx_hosts(x, NULL, NULL, &h, &n), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_str_eq(h[0].host, "a.example");
+    ck_assert_uint_eq(h[0].requests, 4);
+    ck_assert_uint_eq(h[0].nwho, 3);
+    ck_assert_str_eq(h[0].who[0].name, "alice");
+    ck_assert_uint_eq(h[0].who[0].requests, 2);
+    ck_assert_str_eq(h[0].who[1].name, "@10.0.0.3");
+    ck_assert_str_eq(h[0].who[2].name, "bob");
+    ck_assert_str_eq(h[1].host, "b.example");
+    ck_assert_uint_eq(h[1].requests, 2);
+    ck_assert_str_eq(h[1].who[0].name, "@-");
+    ck_assert_str_eq(h[1].who[1].name, "@10.0.0.3");
+    ck_assert_str_eq(h[2].host, "c.example");
+    ck_assert_str_eq(h[2].who[0].name, "carol");
+    auditidx_hosts_free(h, n);
+    /* keep() is asked once per host */
+    ck_assert_int_eq(auditidx_hosts(x, keep_not_b, &asked, &h, &n), 0);
+    ck_assert_int_eq(asked, 3);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(h[1].host, "c.example");
+    auditidx_hosts_free(h, n);
+    auditidx_free(x);
+
+    /* without tracking nothing is counted */
+    x = auditidx_new();
+    ck_assert_int_eq(auditidx_load_file(x, logpath, err, sizeof(err)), 0);
+    ck_assert_int_eq(auditidx_hosts(x, NULL, NULL, &h, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    auditidx_hosts_free(h, n);
+    auditidx_free(x);
+}
+END_TEST
+
 START_TEST(test_parse_time)
 {
     int64_t ms;
@@ -884,6 +973,7 @@ auditidx_suite(void)
     tcase_add_test(tc, test_write_json_csv);
     tcase_add_test(tc, test_recent_and_report);
     tcase_add_test(tc, test_parse_time);
+    tcase_add_test(tc, test_hosts);
     tcase_add_test(tc, test_follow_partial_line);
     tcase_add_test(tc, test_follow_rotations);
     tcase_add_test(tc, test_free_with_jobs);
