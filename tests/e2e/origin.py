@@ -20,6 +20,8 @@ Modes:
   dns-nx    UDP DNS server answering every query with NXDOMAIN.
 
 Only ever binds 127.0.0.1; --ready FILE is created once the socket is bound.
+With --tls-cert CERT --tls-key KEY the http mode speaks HTTPS (TLS is
+handshaken on the connection's own thread).
 """
 import argparse
 import base64
@@ -27,6 +29,7 @@ import hashlib
 import json
 import socket
 import socketserver
+import ssl
 import threading
 
 LOG_LOCK = threading.Lock()
@@ -87,6 +90,12 @@ class HTTPHandler(socketserver.StreamRequestHandler):
     def handle(self):
         with CONN_LOCK:
             cid = next(CONN_IDS)
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError) as e:
+                log({"ev": "tls-fail", "conn": cid, "error": str(e)})
+                return
         log({"ev": "accept", "conn": cid})
         nreq = 0
         try:
@@ -252,6 +261,15 @@ class TCPServer(socketserver.ThreadingTCPServer):
     request_queue_size = 128
 
 
+class TLSServer(TCPServer):
+    """TCPServer whose accepted sockets are wrapped in TLS (handshake on the handler's thread)."""
+    ctx = None
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+
 class UDPServer(socketserver.ThreadingUDPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -264,10 +282,16 @@ def main():
     ap.add_argument("--mode", choices=["http", "tcp-echo", "dns-nx"], default="http")
     ap.add_argument("--log")
     ap.add_argument("--ready", help="file created once the socket is bound")
+    ap.add_argument("--tls-cert", help="http mode over TLS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="the certificate's key (PEM)")
     args = ap.parse_args()
     LOG_FILE = args.log
     addr = ("127.0.0.1", args.port)
-    if args.mode == "http":
+    if args.mode == "http" and args.tls_cert:
+        TLSServer.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        TLSServer.ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        srv = TLSServer(addr, HTTPHandler)
+    elif args.mode == "http":
         srv = TCPServer(addr, HTTPHandler)
     elif args.mode == "tcp-echo":
         srv = TCPServer(addr, TCPEchoHandler)
