@@ -535,6 +535,15 @@ catalog_lookup_path(const struct catalog *c, const char *host, size_t len, const
 
     if (!path || !c || c->nscoped == 0)
         return catalog_lookup(c, host, len);
+    /* Most hosts: the most specific pattern decides at once (one probe per label until a hit). */
+    if (!hostset_match(c->hosts, host, len, hs))
+        return NULL;
+    const struct cat_host *first = hs[0];
+    for (size_t k = 0; k < first->nscoped; k++)
+        if (cat_path_matches(first->scoped[k], path, pathlen))
+            return first->scoped[k];
+    if (first->svc)
+        return first->svc;
     n = cat_matches(c, host, len, norm, hs);
     for (size_t i = 0; i < n; i++) {
         const struct cat_host *h = hs[i];
