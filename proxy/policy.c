@@ -737,6 +737,18 @@ pol_rule(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *e, st
     for (int i = 0; i < config_setting_length(e); i++)
         if (pol_member(x, r, config_setting_get_elem(e, (unsigned)i)) < 0)
             return -1;
+    /*
+     * Headers go to the sites a rule names: one naming none would apply to
+     * every site, and refuse every CONNECT that is not intercepted.
+     */
+    if (r->nheaders && !(r->conds & (POLICY_C_HOSTS | POLICY_C_SERVICES | POLICY_C_CATEGORIES |
+                                     POLICY_C_VENDORS))) {
+        pol_err(x, config_setting_get_member(e, "add_headers"),
+                "add_headers needs hosts, services, categories or vendor_countries: the sites "
+                "the headers are for (without them every site would get them, and every "
+                "CONNECT that is not intercepted would be refused)");
+        return -1;
+    }
     return 0;
 oom:
     pol_err(x, e, "out of memory");

@@ -536,7 +536,8 @@ END_TEST
 /* add_headers checked at load, naming the line of what is wrong (-t prints it). */
 START_TEST(add_headers_errors)
 {
-    static const char head[] = "policy = (\n{ name = \"ws\"; action = \"allow\";\n";
+    static const char head[] =
+        "policy = (\n{ name = \"ws\"; action = \"allow\"; hosts = \"h.example\";\n";
     char text[1024];
     struct {
         const char *body, *prefix, *what;
@@ -583,6 +584,14 @@ START_TEST(add_headers_errors)
                       cases[i].what);
         unload();
     }
+    /* a rule adding headers must say for which sites */
+    load("policy = (\n{ name = \"ws\"; action = \"allow\"; users = \"alice\";\n"
+         "  add_headers = ( { name = \"X-A\"; value = \"1\"; } ); }\n);");
+    ck_assert_ptr_null(pol);
+    ck_assert_msg(strstr(err, "<config>:13: rule \"ws\": add_headers needs hosts, services") !=
+                      NULL,
+                  "%s", err);
+    unload();
     /* at most POLICY_HEADERS_MAX, names and values bounded */
     {
         char *big = NULL;
