@@ -720,6 +720,18 @@ pol_rule(struct pol_ctx *x, struct policy_rule *r, const config_setting_t *e, st
         pol_err(x, nm ? nm : e, "missing \"name\" (a non-empty string)");
         return -1;
     }
+    /*
+     * The name goes into response headers (Proxy-Status) and pages: visible
+     * ASCII without quotes or backslashes, so it can never end a header line
+     * or a quoted string.
+     */
+    for (const char *p = config_setting_get_string(nm); *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '"' || *p == '\\') {
+            pol_err(x, nm,
+                    "a rule name is letters, digits and punctuation: no spaces, quotes, "
+                    "backslashes, control or non-ASCII characters");
+            return -1;
+        }
     if (!(r->name = strdup(config_setting_get_string(nm))))
         goto oom;
     x->rule = r->name;
