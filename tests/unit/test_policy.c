@@ -479,6 +479,10 @@ expect_error(const char *text, const char *prefix, const char *what)
 /* The services text above is 10 lines; "policy = (" is line 11. */
 START_TEST(load_errors)
 {
+    expect_error("policy = (\n{ name = \"a\\r\\nX-Evil: 1\"; action = \"block\"; }\n);",
+                 "<config>:12: ", "no spaces, quotes");
+    expect_error("policy = (\n{ name = \"two words\"; action = \"block\"; }\n);",
+                 "<config>:12: ", "no spaces, quotes");
     expect_error("policy = (\n{ name = \"a\"; action = \"allow\"; },\n"
                  "{ name = \"b\"; action = \"block\";\n  colour = \"red\"; }\n);",
                  "<config>:14: rule \"b\": ", "unknown condition \"colour\"");
