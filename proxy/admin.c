@@ -18,6 +18,7 @@
 #include "aigate/audit.h"
 #include "aigate/config.h"
 #include "aigate/dashboard.h"
+#include "aigate/dirgroups.h"
 #include "aigate/log.h"
 #include "aigate/metrics.h"
 #include "aigate/worker.h"
@@ -121,6 +122,36 @@ admin_ack_metrics(struct evbuffer *b)
         ack_store_healthy(rt.acks, why, sizeof(why)));
 }
 
+/* The directory's group lookups (ldap). */
+static void
+admin_directory_metrics(struct evbuffer *b)
+{
+    struct dirgroups_stats st;
+    dirgroups_stats(rt.dirgroups, &st);
+    evbuffer_add_printf(
+        b,
+        "# HELP aigate_directory_cache_hits_total Group lookups answered from a fresh cache "
+        "entry.\n"
+        "# TYPE aigate_directory_cache_hits_total counter\n"
+        "aigate_directory_cache_hits_total %llu\n"
+        "# HELP aigate_directory_lookups_total Lookups made in the directory.\n"
+        "# TYPE aigate_directory_lookups_total counter\n"
+        "aigate_directory_lookups_total %llu\n"
+        "# HELP aigate_directory_failures_total Lookups that could not reach or read the "
+        "directory.\n"
+        "# TYPE aigate_directory_failures_total counter\n"
+        "aigate_directory_failures_total %llu\n"
+        "# HELP aigate_directory_timeouts_total Requests answered at ldap.timeout_ms, before "
+        "the directory did.\n"
+        "# TYPE aigate_directory_timeouts_total counter\n"
+        "aigate_directory_timeouts_total %llu\n"
+        "# HELP aigate_directory_fallbacks_total Requests answered with the last known (or no) "
+        "groups while the directory was down.\n"
+        "# TYPE aigate_directory_fallbacks_total counter\n"
+        "aigate_directory_fallbacks_total %llu\n",
+        st.hits, st.lookups, st.failures, st.timeouts, st.fallbacks);
+}
+
 static void
 admin_metrics(struct evhttp_request *req, void *arg)
 {
@@ -167,6 +198,8 @@ admin_metrics(struct evhttp_request *req, void *arg)
         (unsigned long long)atomic_load(&rt.proxy_refused), a->reloads, (long long)a->started);
     if (rt.acks)
         admin_ack_metrics(b);
+    if (rt.dirgroups)
+        admin_directory_metrics(b);
     metrics_write(b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");

@@ -120,8 +120,14 @@ ack_ttl(const struct caution_req *cr, const char *url, const char *url_path, tim
     q.client = cr->peer;
     q.user = r->user[0] ? r->user : NULL;
     q.authenticated = 1;
-    q.ngroups = q.user ? users_groups(cr->cfg->users, q.user, &q.groups) : 0;
-    q.groups_from = GATE_GROUPS_CONFIG;
+    if (cr->directory_groups) {
+        q.groups = cr->groups;
+        q.ngroups = cr->ngroups;
+        q.groups_from = GATE_GROUPS_CONFIG | GATE_GROUPS_DIRECTORY;
+    } else {
+        q.ngroups = q.user ? users_groups(cr->cfg->users, q.user, &q.groups) : 0;
+        q.groups_from = GATE_GROUPS_CONFIG;
+    }
     q.method = "GET";
     q.url = &u;
     q.buf = url;

@@ -30,6 +30,8 @@
 #include "aigate/catalog.h"
 #include "aigate/caution.h"
 #include "aigate/config.h"
+#include "aigate/dircache.h"
+#include "aigate/dirgroups.h"
 #include "aigate/dlp.h"
 #include "aigate/exchange.h"
 #include "aigate/gate.h"
@@ -57,6 +59,12 @@ static void client_event(struct bufferevent *bev, short what, void *arg);
 static void conn_timer(evutil_socket_t fd, short what, void *arg);
 static void conn_read_heads(struct conn *c);
 static void conn_decided(struct conn *c);
+
+/* A request's groups once the directory's were read: the list points into ans.set. */
+struct conn_groups {
+    struct dirgroups_answer ans;
+    struct dirgroups_list list;
+};
 
 /* ---- timers -------------------------------------------------------------- */
 
@@ -197,6 +205,23 @@ drain_head(struct conn *c)
     }
 }
 
+/* The request's directory lookup, groups and mutual-authentication token go. */
+static void
+req_identity_free(struct conn *c)
+{
+    if (c->dgreq)
+        dirgroups_cancel(c->dgreq);
+    if (c->groups) {
+        dirgroups_list_free(&c->groups->list);
+        dircache_set_unref(c->groups->ans.set);
+        free(c->groups);
+    }
+    free(c->auth_reply);
+    c->dgreq = NULL;
+    c->groups = NULL;
+    c->auth_reply = NULL;
+}
+
 /*
  * Everything the current request holds goes, after its audit line:
  * whatever it waits for is cancelled, the origin connection closed.
@@ -209,6 +234,7 @@ req_finish(struct conn *c, enum audit_action action, int status)
         return;
     req_audit(c, r, action, status);
     identity_cancel(c->idwait);
+    req_identity_free(c);
     caution_ack_cancel(c->ackwait);
     ack_store_lookup_cancel(c->acklookup);
     inspect_free(c->inspect);
@@ -318,6 +344,7 @@ conn_close(struct conn *c, const char *reason)
         req_audit(c, c->tunnel_req, c->tunnel_req->action, 200);
         req_free(c->tunnel_req);
     }
+    free(c->auth_user);
     if (c->bev)
         bufferevent_free(c->bev);
     event_free(c->timer);
@@ -423,11 +450,29 @@ answer_blind_refused(struct conn *c)
     answer_sent(c, AUDIT_BLOCK, 403);
 }
 
+/* What the caution module needs of the current request (its groups once the directory's are
+ * read). */
+static struct caution_req
+caution_req_of(struct conn *c)
+{
+    struct caution_req cr = {.cfg = c->cfg,
+                             .r = c->req,
+                             .peer = (struct sockaddr *)&c->peer,
+                             .peer_str = c->peer_str,
+                             .ack_key = rt.ack_key};
+    if (c->groups) {
+        cr.groups = c->groups->list.names;
+        cr.ngroups = c->groups->list.n;
+        cr.directory_groups = 1;
+    }
+    return cr;
+}
+
 static void
 answer_caution(struct conn *c)
 {
     struct req *r = c->req;
-    struct caution_req cr = {c->cfg, r, (struct sockaddr *)&c->peer, c->peer_str, rt.ack_key};
+    struct caution_req cr = caution_req_of(c);
     int keep = answer_keep(c, r->body != HTTP_BODY_NONE && !r->body_done);
     caution_page(c->w->scratch, &cr, time(NULL), keep);
     answer_sent(c, AUDIT_WARN, 403);
@@ -439,7 +484,10 @@ answer_407(struct conn *c, unsigned delay_ms)
 {
     struct req *r = c->req;
     int keep = answer_keep(c, 0);
-    respond_auth(c->w->scratch, c->cfg->pages, r, c->cfg->auth.realm, keep);
+    unsigned schemes = c->cfg->auth.mode == AUTH_NEGOTIATE ? RESPOND_AUTH_NEGOTIATE : 0;
+    if (c->cfg->auth.mode == AUTH_BASIC || (schemes && c->cfg->authdb))
+        schemes |= RESPOND_AUTH_BASIC;
+    respond_auth(c->w->scratch, c->cfg->pages, r, c->cfg->auth.realm, schemes, keep);
     if (!delay_ms)
         return answer_sent(c, AUDIT_AUTH_FAIL, 407);
     send_out(c, c->w->scratch);
@@ -476,17 +524,30 @@ head_buf(struct conn *c)
                                          (ev_ssize_t)c->head->head_len);
 }
 
+/*
+ * Who is asking is known (or refused).  A Negotiate token authenticated the
+ * connection: its user is kept for the requests that follow (SPEC 9), and
+ * GSSAPI's mutual-authentication token goes with this request's answer.
+ */
 static void
-identity_done(void *arg, enum identity_rc rc, const struct identity_result *res)
+identity_done(void *arg, enum identity_rc rc, struct identity_result *res)
 {
     struct conn *c = arg;
     struct req *r = c->req;
     c->idwait = NULL;
     snprintf(r->user, sizeof(r->user), "%s", res->user);
-    if (rc == IDENTITY_OK)
-        conn_decided(c);
-    else
-        answer_407(c, res->delay_ms);
+    if (rc != IDENTITY_OK)
+        return answer_407(c, res->delay_ms);
+    if (res->negotiated) {
+        char *u = strdup(res->user);
+        if (!u)
+            return conn_fail(c, "out of memory");
+        free(c->auth_user);
+        c->auth_user = u;
+        c->auth_reply = res->reply;
+        res->reply = NULL;
+    }
+    conn_decided(c);
 }
 
 /* A complete head: the checks that need no identity, then who is asking. */
@@ -521,16 +582,20 @@ conn_request(struct conn *c)
         .backoff = rt.auth_backoff,
         .peer = (struct sockaddr *)&c->peer,
         .tunnel_user = c->intercept && c->tunnel_req ? c->tunnel_req->user : NULL,
+        .conn_user = c->auth_user,
         .authz = i >= 0 ? buf + h->hdr[i].value.off : NULL,
         .authz_len = i >= 0 ? h->hdr[i].value.len : 0,
     };
     struct identity_result res;
     enum identity_rc rc = identity_resolve(&q, &res, identity_done, c, &c->idwait);
     if (rc == IDENTITY_PENDING) {
+        /* The head is in: from now on the idle timeout bounds the wait, not the header's. */
         c->stage = CS_IDENTITY;
+        timer_idle(c);
         return;
     }
     identity_done(c, rc, &res);
+    free(res.reply);
 }
 
 /* ---- reading heads ------------------------------------------------------------------ */
@@ -655,7 +720,7 @@ ack_state_known(enum ack_lookup_answer a, void *arg)
 static enum decide_rc
 wait_ack_state(struct conn *c, time_t now)
 {
-    struct caution_req cr = {c->cfg, c->req, (struct sockaddr *)&c->peer, c->peer_str, rt.ack_key};
+    struct caution_req cr = caution_req_of(c);
     if (!(c->acklookup = caution_lookup(&cr, rt.acks, c->w, now, ack_state_known, c))) {
         c->req->ack_state = GATE_ACK_NO;
         return DECIDE_GO;
@@ -664,11 +729,76 @@ wait_ack_state(struct conn *c, time_t now)
     return DECIDE_WAIT;
 }
 
+/* The groups the gate sees: the config's, and the directory's once read. */
+static void
+groups_into(struct conn *c, struct gate_req *q)
+{
+    if (c->groups) {
+        q->groups = c->groups->list.names;
+        q->ngroups = c->groups->list.n;
+        q->groups_from = GATE_GROUPS_CONFIG | GATE_GROUPS_DIRECTORY;
+        return;
+    }
+    q->ngroups = q->user ? users_groups(c->cfg->users, q->user, &q->groups) : 0;
+    q->groups_from = GATE_GROUPS_CONFIG;
+}
+
+/* The directory's answer (ans.set is ours): the request's groups.  -1 when out of memory. */
+static int
+groups_take(struct conn *c, struct dirgroups_answer ans)
+{
+    struct conn_groups *g = calloc(1, sizeof(*g));
+    if (!g || dirgroups_list_build(&g->list, c->cfg->users, c->req->user, &ans) < 0) {
+        free(g);
+        dircache_set_unref(ans.set);
+        return -1;
+    }
+    g->ans = ans;
+    c->groups = g;
+    return 0;
+}
+
+/* The directory answered (on this worker's loop, by timeout_ms): the decision goes on. */
+static void
+groups_known(struct dirgroups_answer ans, void *arg)
+{
+    struct conn *c = arg;
+    c->dgreq = NULL;
+    if (groups_take(c, ans) < 0)
+        return conn_fail(c, "out of memory");
+    conn_decided(c);
+}
+
+/*
+ * The user's groups from the directory (SPEC 9): known now from the cache
+ * (or, the directory being down, the last known ones), or asked for; the
+ * request then waits in CS_GROUPS for ldap.timeout_ms at most.
+ */
+static enum decide_rc
+wait_groups(struct conn *c)
+{
+    struct dirgroups_answer now = {DIRGROUPS_UNAVAILABLE, NULL};
+    int rc = rt.dirgroups
+                 ? dirgroups_get(rt.dirgroups, c->w, c->req->user, groups_known, c, &now, &c->dgreq)
+                 : 1;
+    if (rc == 0) {
+        c->stage = CS_GROUPS;
+        timer_idle(c);
+        return DECIDE_WAIT;
+    }
+    if (rc < 0 || groups_take(c, now) < 0) {
+        conn_fail(c, "out of memory");
+        return DECIDE_ANSWERED;
+    }
+    return DECIDE_GO;
+}
+
 /*
  * Ask the gate (gate.h) and act on its verdict.  DECIDE_GO: allowed
  * (r->action set); DECIDE_ANSWERED: a page went out and the request ended,
  * or the request was taken over (interception, the acknowledgement form);
- * DECIDE_WAIT: the body a dlp rule needs is awaited.
+ * DECIDE_WAIT: the directory's groups, the body a dlp rule needs or the
+ * acknowledgement state are awaited; the stage's callback decides again.
  */
 static enum decide_rc
 conn_decide(struct conn *c, const char *buf, const struct http_head *h)
@@ -686,8 +816,7 @@ conn_decide(struct conn *c, const char *buf, const struct http_head *h)
     q.client = (const struct sockaddr *)&c->peer;
     q.user = r->user[0] ? r->user : NULL;
     q.authenticated = 1; /* identity.c answered the others */
-    q.ngroups = q.user ? users_groups(cfg->users, q.user, &q.groups) : 0;
-    q.groups_from = GATE_GROUPS_CONFIG;
+    groups_into(c, &q);
     q.method = r->method;
     q.connect = r->is_connect;
     q.url = &r->url;
@@ -698,6 +827,14 @@ conn_decide(struct conn *c, const char *buf, const struct http_head *h)
     q.local = &local;
     gate_decide(&g, &q, &v);
     r->svc = v.service;
+    if (v.needs & GATE_NEED_GROUPS) {
+        enum decide_rc rc = wait_groups(c);
+        if (rc != DECIDE_GO)
+            return rc;
+        groups_into(c, &q);
+        gate_resume(&g, &q, &v);
+        r->svc = v.service;
+    }
     if (v.needs & GATE_NEED_BODY) {
         /* Inspect the body only when what it holds could change the decision. */
         if (wait_body(c, h) == DECIDE_WAIT)
@@ -735,6 +872,12 @@ conn_decide(struct conn *c, const char *buf, const struct http_head *h)
         answer_caution(c);
         return DECIDE_ANSWERED;
     case GATE_ACK:
+        /* The warn rule that sets the acknowledgement's TTL may name a directory group. */
+        if (g.directory_groups && q.user && !c->groups) {
+            enum decide_rc rc = wait_groups(c);
+            if (rc != DECIDE_GO)
+                return rc;
+        }
         ack_request(c);
         return DECIDE_ANSWERED;
     case GATE_AUTH_NEEDED:
@@ -804,6 +947,28 @@ forward(struct conn *c, const char *buf, const struct http_head *h)
     timer_idle(c);
 }
 
+/*
+ * "200 Connection established" to a CONNECT; with the Negotiate mutual-
+ * authentication token when the CONNECT carried the token (RFC 4559 5: the
+ * final token goes with the answer to the request that was authenticated).
+ * Returns the bytes written.
+ */
+static size_t
+connect_established(struct conn *c)
+{
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t before = evbuffer_get_length(out);
+    if (c->auth_reply)
+        evbuffer_add_printf(out,
+                            "HTTP/1.1 200 Connection established\r\n"
+                            "Proxy-Authenticate: Negotiate %s\r\n\r\n",
+                            c->auth_reply);
+    else
+        evbuffer_add(out, ok, sizeof(ok) - 1);
+    return evbuffer_get_length(out) - before;
+}
+
 static void
 tunnel_ended(void *arg, const char *why)
 {
@@ -837,10 +1002,8 @@ connect_ready(struct upstream *u, enum upstream_err err, const char *detail, voi
                             status == 504 ? "Gateway timeout" : "Bad gateway", msg, 1);
     }
     c->up = u;
-    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-    evbuffer_add(bufferevent_get_output(c->bev), ok, sizeof(ok) - 1);
+    r->bytes_out += connect_established(c);
     r->status = 200;
-    r->bytes_out += sizeof(ok) - 1;
     r->body_done = 1;
     if (!(c->tunnel = tunnel_start(c->w->base, c->bev, u->bev, c->client_eof, 1, &r->bytes_in,
                                    &r->bytes_out, &tops, c)))
@@ -878,9 +1041,8 @@ intercept(struct conn *c)
         return answer_error(c, 502, "proxy_internal_error", "Interception failed",
                             "The proxy could not make a certificate for this site.", 1);
     drain_head(c);
-    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-    evbuffer_add(bufferevent_get_output(c->bev), ok, sizeof(ok) - 1);
-    r->bytes_out += sizeof(ok) - 1;
+    r->bytes_out += connect_established(c);
+    req_identity_free(c); /* the requests inside have their own */
     struct bufferevent *fb = bufferevent_openssl_filter_new(
         c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!fb)
@@ -945,7 +1107,7 @@ ack_body(struct conn *c)
     r->bytes_in += n;
     r->body_left = 0;
     r->body_done = 1;
-    struct caution_req cr = {c->cfg, r, (struct sockaddr *)&c->peer, c->peer_str, rt.ack_key};
+    struct caution_req cr = caution_req_of(c);
     c->ackwait =
         caution_ack(&cr, rt.acks, c->w, body, n, time(NULL), ack_recorded, c, why, sizeof(why));
     free(body);
@@ -1038,6 +1200,7 @@ client_read(struct bufferevent *bev, void *arg)
                        evbuffer_get_length(bufferevent_get_input(c->bev)));
         break;
     case CS_IDENTITY:
+    case CS_GROUPS:
     case CS_ACKSTATE:
     case CS_ACKWAIT:
     case CS_UPSTREAM:

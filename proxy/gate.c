@@ -29,10 +29,11 @@ gate_cfg_init(struct gate_cfg *g, const struct config *cfg)
     memset(g, 0, sizeof(*g));
     g->catalog = cfg->catalog;
     g->policy = cfg->policy;
-    g->auth_required = cfg->auth.mode == AUTH_BASIC;
+    g->auth_required = cfg->auth.mode == AUTH_BASIC || cfg->auth.mode == AUTH_NEGOTIATE;
     g->intercept = cfg->tls.intercept;
     g->warn_fallback_block = cfg->tls.warn_fallback_block;
     g->ack_ttl_s = cfg->ack.ttl_s;
+    g->directory_groups = cfg->ldap != NULL;
 }
 
 const char *

@@ -131,17 +131,6 @@ audit_cfg_of(const struct config *c)
     return ac;
 }
 
-/*
- * auth.mode "negotiate" is loaded and checked (-t), but connections do not
- * ask for it yet: refuse to serve with it rather than serve unauthenticated.
- * Goes when conn.c asks for Negotiate.
- */
-static int
-negotiate_unwired(const struct config *c)
-{
-    return c->auth.mode == AUTH_NEGOTIATE;
-}
-
 static void
 reload(void)
 {
@@ -151,9 +140,10 @@ reload(void)
         log_warnx("reload refused, old configuration stays in force: %s", err);
         return;
     }
-    if (negotiate_unwired(next)) {
-        log_warnx("reload refused, old configuration stays in force: auth.mode \"negotiate\" "
-                  "is not served yet");
+    /* A directory named for the first time: its lookup threads start now. */
+    if (next->ldap && !rt.dirgroups &&
+        !(rt.dirgroups = dirgroups_new(next->ldap, err, sizeof(err)))) {
+        log_warnx("reload refused, old configuration stays in force: %s", err);
         config_unref(next);
         return;
     }
@@ -165,6 +155,9 @@ reload(void)
         config_unref(next);
         return;
     }
+    /* Without ldap the directory is no longer asked; its (idle) threads stay until exit. */
+    if (next->ldap && dirgroups_reconfigure(rt.dirgroups, next->ldap) < 0)
+        log_warnx("reload: the directory settings stay as they were: out of memory");
     for (int i = 0; i < nworkers; i++)
         worker_post_config(&workers[i], next);
     config_unref(current);
@@ -473,6 +466,10 @@ run_proxy(struct config *c, int foreground)
         goto out;
     }
     offloading = 1;
+    if (c->ldap && !(rt.dirgroups = dirgroups_new(c->ldap, err, sizeof(err)))) {
+        log_warnx("%s", err);
+        goto out;
+    }
     nworkers = c->workers;
     workers = calloc((size_t)nworkers, sizeof(*workers));
     main_base = event_base_new();
@@ -524,6 +521,9 @@ out:
     /* Its journal thread hands finished commits back to the workers: close it first. */
     ack_store_close(rt.acks);
     rt.acks = NULL;
+    /* Its threads hand finished lookups back to the workers too: before worker_free(). */
+    dirgroups_free(rt.dirgroups);
+    rt.dirgroups = NULL;
     for (int i = 0; workers && i < nworkers; i++)
         worker_free(&workers[i]);
     for (int i = 0; i < 4; i++)
@@ -673,12 +673,6 @@ main(int argc, char **argv)
         printf("%s: configuration OK\n", cfgpath);
         config_unref(c);
         return 0;
-    }
-    if (negotiate_unwired(c)) {
-        fprintf(stderr, "%s: auth.mode \"negotiate\" is checked by -t but not served yet\n",
-                cfgpath);
-        config_unref(c);
-        return 2;
     }
     return run_proxy(c, foreground);
 }

@@ -134,7 +134,7 @@ respond_block(struct evbuffer *out, const struct pages *pages, const struct req 
 
 size_t
 respond_auth(struct evbuffer *out, const struct pages *pages, const struct req *r,
-             const char *realm, int keep)
+             const char *realm, unsigned schemes, int keep)
 {
     char extra[400];
     struct page_vars v = {.status = 407,
@@ -143,9 +143,12 @@ respond_auth(struct evbuffer *out, const struct pages *pages, const struct req *
                           .lang = lang_of(r)};
     snprintf(
         extra, sizeof(extra),
-        "Proxy-Authenticate: Basic realm=\"%s\", charset=\"UTF-8\"\r\n"
+        "%s%s%.200s%s"
         "Proxy-Status: aigate; error=http_request_denied; details=\"authentication required\"\r\n",
-        realm);
+        schemes & RESPOND_AUTH_NEGOTIATE ? "Proxy-Authenticate: Negotiate\r\n" : "",
+        schemes & RESPOND_AUTH_BASIC ? "Proxy-Authenticate: Basic realm=\"" : "",
+        schemes & RESPOND_AUTH_BASIC ? realm : "",
+        schemes & RESPOND_AUTH_BASIC ? "\", charset=\"UTF-8\"\r\n" : "");
     return respond_page(out, pages, PAGE_ERROR, &v, r->wants_html, extra, keep, r->is_head);
 }
 

@@ -32,6 +32,11 @@ struct caution_req {
     const struct sockaddr *peer; /* the client (anonymous users are keyed by address) */
     const char *peer_str;
     const unsigned char *ack_key; /* ACK_KEY_LEN bytes */
+    /* The user's groups, config and directory (ldap), when the directory's were read: the
+     * warn rule whose TTL an acknowledgement gets may name a directory group.  Else unset. */
+    const char *const *groups;
+    size_t ngroups;
+    int directory_groups; /* groups holds the directory's too */
 };
 
 /* The key acknowledgements are stored under: the user name, or "@address" for anonymous users. */

@@ -12,6 +12,9 @@
  *                timeout
  *   CS_IDENTITY  who is asking is being checked off the loop (identity.h);
  *                the head stays in the input buffer, parsed
+ *   CS_GROUPS    the directory's groups for the user are being read (ldap,
+ *                dirgroups.h): a cached answer costs no wait; a lookup is
+ *                answered by its callback, at the latest at ldap.timeout_ms
  *   CS_BODY      the body a dlp rule needs is arriving (inspect.h): only the
  *                new bytes are looked at
  *   CS_ACKSTATE  a warn rule matched: the acknowledgement store is asked
@@ -26,8 +29,12 @@
  *   CS_HELD      a 407 held back after repeated failures (auth back-off)
  *   CS_CLOSING   flushing a final response, then closed
  *
- * Lower layers (identity, inspect, caution, exchange, tunnel, upstream)
- * report to the connection by callback; none of them calls the connection
+ * Negotiate (Kerberos) authenticates the connection, not the request: the
+ * user a token proved is kept (auth_user) and its later requests, and the
+ * inner requests of its intercepted tunnel, are that user's (SPEC 9).
+ *
+ * Lower layers (identity, dirgroups, inspect, caution, exchange, tunnel,
+ * upstream) report to the connection by callback; none of them calls the connection
  * by name.  Every request ends in one place, which writes its one audit line
  * (SPEC 7), also when the connection is torn down mid-request; and a
  * connection ends only in conn_close(), which logs why at debug level.
@@ -44,6 +51,8 @@ struct config;
 struct req;
 struct http_head;
 struct identity_wait;
+struct dirgroups_req;
+struct conn_groups;
 struct inspect;
 struct caution_wait;
 struct ack_lookup;
@@ -59,6 +68,7 @@ enum conn_stage {
     CS_IDLE,
     CS_HEAD,
     CS_IDENTITY,
+    CS_GROUPS,
     CS_BODY,
     CS_ACKSTATE,
     CS_LOCALBODY,
@@ -88,12 +98,16 @@ struct conn {
     uint16_t tls_port;
     unsigned tls_requests;  /* requests seen inside the intercepted connection */
     struct req *tunnel_req; /* the CONNECT an intercepted connection started with */
+    char *auth_user;        /* the user a Negotiate token authenticated this connection as */
 
     /* the request in progress and what it is waiting for */
     struct req *req;
     struct http_head *head; /* its parsed head (the parser's state while reading it) */
     size_t head_pending;    /* bytes of that head still at the start of the input buffer */
     struct identity_wait *idwait;
+    char *auth_reply; /* the Negotiate mutual-authentication token for this request's answer */
+    struct dirgroups_req *dgreq;
+    struct conn_groups *groups; /* the user's groups, config and directory, once read */
     struct inspect *inspect;
     struct caution_wait *ackwait;
     struct ack_lookup *acklookup;

@@ -34,11 +34,11 @@ struct service;
 struct gate_cfg {
     const struct catalog *catalog;
     const struct policy *policy;
-    int auth_required;       /* auth.mode asks for credentials (basic) */
+    int auth_required;       /* auth.mode asks for credentials (basic, negotiate) */
     int intercept;           /* tls.intercept */
     int warn_fallback_block; /* tls.warn_fallback = "block" */
     int ack_ttl_s;           /* ack.ttl_s */
-    int directory_groups;    /* groups also come from a directory (issue 14); 0 today */
+    int directory_groups;    /* groups also come from the directory (ldap, SPEC 9) */
 };
 
 /* Fill g from a loaded config snapshot; g borrows from cfg. */

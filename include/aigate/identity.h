@@ -7,16 +7,27 @@
  *                        file; a verified credential is cached per worker,
  *                        a cache miss is verified on the offload pool
  *                        (bcrypt never runs on an event loop)
+ *   auth.mode "negotiate"  Proxy-Authorization: Negotiate (SPNEGO/Kerberos,
+ *                        negotiate.h), every token accepted on the offload
+ *                        pool; Basic as above too when auth.htpasswd is set.
+ *                        Connection-based (SPEC 9): a connection a token
+ *                        authenticated is that user's (conn_user) until it
+ *                        closes, so its later requests need no header
  *
  * Inside an intercepted tunnel the user is the one the CONNECT
  * authenticated (tunnel_user): browsers never send Proxy-Authorization
  * inside TLS.  Credentials that are sent anyway are checked and must name
  * that user.
  *
+ * Refused credentials count towards the client's back-off (auth.h); why a
+ * Negotiate token was refused (replay, clock skew, a key the keytab lacks)
+ * goes to the diagnostic log at info level, never the token.
+ *
  * identity_resolve() answers at once (IDENTITY_OK or IDENTITY_REFUSED, the
  * result filled) or later (IDENTITY_PENDING: cb runs exactly once on the
  * worker's loop with the result, unless identity_cancel() is called first;
- * never from inside identity_resolve()).
+ * never from inside identity_resolve()).  An answer given at once leaves
+ * res->reply to the caller (free() it).
  */
 #ifndef AIGATE_IDENTITY_H
 #define AIGATE_IDENTITY_H
@@ -39,6 +50,7 @@ struct identity_q {
     struct auth_backoff *backoff;
     const struct sockaddr *peer;
     const char *tunnel_user; /* inner request of an intercepted tunnel: its user ("" = anonymous) */
+    const char *conn_user;   /* negotiate: the user a token authenticated this connection as */
     const char *authz;       /* Proxy-Authorization value, or NULL */
     size_t authz_len;
 };
@@ -46,9 +58,14 @@ struct identity_q {
 struct identity_result {
     char user[128];    /* the user, or the name that was tried when refused; "" anonymous */
     unsigned delay_ms; /* refused: hold the 407 back this long (repeated failures) */
+    int negotiated;    /* OK by a Negotiate token: the connection is user's from now on */
+    char *reply;       /* negotiated: GSSAPI's mutual-authentication token (base64) for
+                        * "Proxy-Authenticate: Negotiate <reply>", or NULL.  malloc'd: the
+                        * receiver takes it (and sets it NULL) or frees it */
 };
 
-typedef void (*identity_cb)(void *arg, enum identity_rc rc, const struct identity_result *res);
+/* res is the callee's to read; it may take res->reply, which is freed when cb returns otherwise. */
+typedef void (*identity_cb)(void *arg, enum identity_rc rc, struct identity_result *res);
 
 enum identity_rc identity_resolve(const struct identity_q *q, struct identity_result *res,
                                   identity_cb cb, void *arg, struct identity_wait **wait);

@@ -49,9 +49,14 @@ size_t respond_error(struct evbuffer *out, const struct pages *pages, const stru
 /* 403 with the block page for r decided by r->rule (client: shown when r has no user). */
 size_t respond_block(struct evbuffer *out, const struct pages *pages, const struct req *r,
                      const char *client, int keep);
-/* 407 asking to sign in (Proxy-Authenticate: Basic with realm). */
+/* Schemes a 407 offers (bits of respond_auth()'s schemes). */
+#define RESPOND_AUTH_BASIC (1u << 0)     /* Proxy-Authenticate: Basic realm="…" */
+#define RESPOND_AUTH_NEGOTIATE (1u << 1) /* Proxy-Authenticate: Negotiate (SPEC 9) */
+
+/* 407 asking to sign in with schemes (RESPOND_AUTH_*), Negotiate first: clients take the
+ * first they support, and one with a Kerberos ticket should not be asked for a password. */
 size_t respond_auth(struct evbuffer *out, const struct pages *pages, const struct req *r,
-                    const char *realm, int keep);
+                    const char *realm, unsigned schemes, int keep);
 /* 200 echoing the head h (in buf) as message/http, without credentials or cookies (TRACE). */
 size_t respond_trace(struct evbuffer *out, const char *buf, const struct http_head *h, int keep,
                      int head_only);

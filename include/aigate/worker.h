@@ -25,6 +25,7 @@ struct upstream_pool;
 struct ack_store;
 struct tls_leaf_cache;
 struct offload_job;
+struct dirgroups;
 
 /* Process-wide state shared by all workers. */
 struct runtime {
@@ -37,6 +38,9 @@ struct runtime {
     atomic_int draining;               /* SIGTERM: stopping, /healthz says so */
     atomic_ullong accept_paused;       /* accepting paused for lack of descriptors */
     atomic_ullong proxy_refused;       /* connections refused for their PROXY protocol header */
+    /* Groups from the directory (config `ldap`), or NULL.  Set by the main thread before a
+     * snapshot naming ldap reaches a worker, read only for such snapshots; never replaced. */
+    struct dirgroups *dirgroups;
 };
 
 extern struct runtime rt;

@@ -9,6 +9,10 @@
  *       one without a space) with one acceptor, in order; -n keeps the realm.  One line
  *       per token: "accepted user=U principal=P reply=yes|no" or
  *       "refused reason=R".
+ *   dirparts tokens HOST N
+ *       Print N Proxy-Authorization values ("Negotiate <token>"), one a line,
+ *       for HTTP@HOST with the current ticket cache, each from its own
+ *       security context (as N browser connections would send them).
  *   dirparts negotiate-bench KEYTAB HOST N THREADS
  *       Make N SPNEGO tokens for HTTP@HOST with the current ticket cache (as a
  *       browser would, one security context each), then accept them all with
@@ -162,6 +166,46 @@ make_token(gss_name_t target)
     return b64;
 }
 
+/* The GSSAPI name of the service HTTP@host, or GSS_C_NO_NAME. */
+static gss_name_t
+service_name(const char *host)
+{
+    char svc[300];
+    OM_uint32 minor;
+    gss_name_t target = GSS_C_NO_NAME;
+    snprintf(svc, sizeof(svc), "HTTP@%s", host);
+    gss_buffer_desc nb = {strlen(svc), svc};
+    if (GSS_ERROR(gss_import_name(&minor, &nb, GSS_C_NT_HOSTBASED_SERVICE, &target)))
+        return GSS_C_NO_NAME;
+    return target;
+}
+
+static int
+cmd_tokens(int argc, char **argv)
+{
+    OM_uint32 minor;
+    long n;
+    if (argc != 2 || (n = strtol(argv[1], NULL, 10)) < 1)
+        return 2;
+    gss_name_t target = service_name(argv[0]);
+    if (target == GSS_C_NO_NAME) {
+        fprintf(stderr, "cannot import the name HTTP@%s\n", argv[0]);
+        return 1;
+    }
+    for (long i = 0; i < n; i++) {
+        char *t = make_token(target);
+        if (!t) {
+            fprintf(stderr, "cannot make a token (kinit?)\n");
+            gss_release_name(&minor, &target);
+            return 1;
+        }
+        printf("Negotiate %s\n", t);
+        free(t);
+    }
+    gss_release_name(&minor, &target);
+    return 0;
+}
+
 static void *
 bench_accept(void *arg)
 {
@@ -179,18 +223,16 @@ bench_accept(void *arg)
 static int
 cmd_negotiate_bench(int argc, char **argv)
 {
-    char err[1024], svc[300];
+    char err[1024];
     struct bench b = {0};
     OM_uint32 minor;
-    gss_name_t target = GSS_C_NO_NAME;
+    gss_name_t target;
     pthread_t th[64];
     int nth;
     if (argc != 4 || (b.ntoks = strtoul(argv[2], NULL, 10)) == 0 || (nth = atoi(argv[3])) < 1 ||
         nth > 64)
         return 2;
-    snprintf(svc, sizeof(svc), "HTTP@%s", argv[1]);
-    gss_buffer_desc nb = {strlen(svc), svc};
-    if (GSS_ERROR(gss_import_name(&minor, &nb, GSS_C_NT_HOSTBASED_SERVICE, &target)) ||
+    if ((target = service_name(argv[1])) == GSS_C_NO_NAME ||
         !(b.n = negotiate_new(argv[0], NULL, 1, err, sizeof(err))) ||
         !(b.toks = calloc(b.ntoks, sizeof(*b.toks)))) {
         printf("set-up failed: %s\n", b.n ? "out of memory" : err);
@@ -366,6 +408,8 @@ main(int argc, char **argv)
         rc = cmd_keytab_check(argc - 2, argv + 2);
     else if (argc >= 2 && strcmp(argv[1], "negotiate") == 0)
         rc = cmd_negotiate(argc - 2, argv + 2);
+    else if (argc >= 2 && strcmp(argv[1], "tokens") == 0)
+        rc = cmd_tokens(argc - 2, argv + 2);
     else if (argc >= 2 && strcmp(argv[1], "negotiate-bench") == 0)
         rc = cmd_negotiate_bench(argc - 2, argv + 2);
     else if (argc >= 2 && strcmp(argv[1], "groups") == 0)
@@ -373,6 +417,7 @@ main(int argc, char **argv)
     if (rc == 2)
         fprintf(stderr, "usage: dirparts keytab-check KEYTAB PRINCIPAL|-\n"
                         "       dirparts negotiate [-n] KEYTAB PRINCIPAL|- TOKENFILE...\n"
+                        "       dirparts tokens HOST N\n"
                         "       dirparts negotiate-bench KEYTAB HOST N THREADS\n"
                         "       dirparts groups CONFIG  (commands on stdin)\n");
     return rc;
