@@ -42,8 +42,8 @@ const notOk = (desc) => {
 };
 const check = (desc, cond, got) => (cond ? ok(desc) : notOk(`${desc}: got ${JSON.stringify(got)}`));
 
-// A persistent profile, as a person's browser has (an off-the-record context is not:
-// Chromium may refuse ambient authentication there), in a fresh folder.
+// A persistent profile in a fresh folder, as a person's browser has (not the
+// off-the-record context of browser.newContext()).
 const profile = await mkdtemp(join(tmpdir(), 'aigate-negotiate-'));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
