@@ -440,7 +440,8 @@ assert_eq "blind CONNECT tunnel: one tunnel line, allowed, no dlp" 1 "$(wait_aud
 # ---- the audit log names kinds, never the data -----------------------------------------
 stop_proxy
 assert_eq "proxy exits 0 on SIGTERM" 0 "$PROXY_RC"
-log=$(cat "$AUDIT")
+# (random hex ids and chain values are left out: they may hold any digits by chance)
+log=$(sed -E 's/"(id|chain)":"[0-9a-f]+"//g' "$AUDIT")
 for secret in 900101 1234568 4111 alice@example 'alice\u0040' PROJECT-4711 010-1234; do
     assert_not_contains "no [$secret] in the audit log" "$log" "$secret"
     assert_not_contains "no [$secret] in the proxy's log" "$(cat "$PROXY_LOG")" "$secret"
