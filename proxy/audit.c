@@ -301,8 +301,23 @@ audit_put_int(struct audit_buf *b, const char *key, int64_t v)
         audit_put(b, "null", 4);
         return;
     }
-    n = snprintf(num, sizeof(num), "%" PRId64, v);
-    audit_put(b, num, (size_t)n);
+    /* Digits from the right: no printf on the hot path. */
+    n = (int)sizeof(num);
+    do {
+        num[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    audit_put(b, num + n, sizeof(num) - (size_t)n);
+}
+
+/* d as exactly width decimal digits (zero-padded) at out. */
+static void
+audit_digits(char *out, unsigned d, int width)
+{
+    while (width-- > 0) {
+        out[width] = (char)('0' + d % 10);
+        d /= 10;
+    }
 }
 
 /* audit_format() with node_field (`,"node":"NAME"`, node_len bytes; NULL: none) after "tls". */
@@ -311,18 +326,27 @@ audit_format_node(char *buf, size_t cap, const struct audit_rec *r, int log_quer
                   const char *node_field, size_t node_len)
 {
     struct audit_buf b = {buf, cap ? cap - 1 : 0, 0, cap == 0};
-    char ts[80];
-    struct tm tm;
+    /* {"ts":"YYYY-MM-DDTHH:MM:SS.mmmZ": the seconds' part is made once a second per thread. */
+    static _Thread_local char ts[] = "{\"ts\":\"0000-00-00T00:00:00.000Z\"";
+    static _Thread_local time_t ts_sec = -1;
     long ms = r->ts.tv_nsec / 1000000;
 
-    if (!gmtime_r(&r->ts.tv_sec, &tm))
-        memset(&tm, 0, sizeof(tm));
+    if (r->ts.tv_sec != ts_sec) {
+        struct tm tm;
+        if (!gmtime_r(&r->ts.tv_sec, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
+            memset(&tm, 0, sizeof(tm));
+        audit_digits(ts + 7, (unsigned)(tm.tm_year + 1900), 4);
+        audit_digits(ts + 12, (unsigned)tm.tm_mon + 1, 2);
+        audit_digits(ts + 15, (unsigned)tm.tm_mday, 2);
+        audit_digits(ts + 18, (unsigned)tm.tm_hour, 2);
+        audit_digits(ts + 21, (unsigned)tm.tm_min, 2);
+        audit_digits(ts + 24, (unsigned)tm.tm_sec, 2);
+        ts_sec = r->ts.tv_sec;
+    }
     if (ms < 0 || ms > 999)
         ms = 0;
-    int n = snprintf(ts, sizeof(ts), "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ms);
-    audit_put(&b, ts, (size_t)n);
+    audit_digits(ts + 27, (unsigned)ms, 3);
+    audit_put(&b, ts, sizeof(ts) - 1);
     audit_put_str(&b, ",\"id\":", r->id[0] ? r->id : NULL, strnlen(r->id, sizeof(r->id)),
                   AUDIT_FIELD_MAX);
     audit_put_cstr(&b, ",\"client\":", r->client);

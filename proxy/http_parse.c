@@ -78,13 +78,24 @@ static const char *const http_methods[] = {
 };
 #define N_METHODS (sizeof(http_methods) / sizeof(http_methods[0]))
 
-/* RFC 9110 tchar */
+/* RFC 9110 tchar: ALPHA, DIGIT and !#$%&'*+-.^_`|~ (a table: it is asked of every name byte). */
+static const unsigned char tchar_table[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
 static int
 is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return tchar_table[c];
 }
 
 /* field-vchar / obs-text: anything visible, no controls, no DEL */
@@ -106,34 +117,24 @@ lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
-/* 1 if some method starts with the n bytes at p; 2 if one equals them. */
+/* 1 if some method starts with the n (>= 1) bytes at p; 2 if one equals them. */
 static int
 method_match(const char *p, size_t n)
 {
     int r = 0;
 
     for (size_t i = 0; i < N_METHODS; i++) {
-        size_t ml = strlen(http_methods[i]);
-        if (ml >= n && memcmp(http_methods[i], p, n) == 0) {
+        const char *m = http_methods[i];
+        if (m[0] != p[0])
+            continue;
+        size_t ml = strlen(m);
+        if (ml >= n && memcmp(m, p, n) == 0) {
             if (ml == n)
                 return 2;
             r = 1;
         }
     }
     return r;
-}
-
-int
-http_span_ieq(const char *buf, struct http_span s, const char *str)
-{
-    size_t n = strlen(str);
-
-    if (s.len != n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (lower((unsigned char)buf[s.off + i]) != lower((unsigned char)str[i]))
-            return 0;
-    return 1;
 }
 
 int
@@ -381,6 +382,13 @@ parse_head(const char *buf, size_t len, size_t max_head, int response, int req_i
             h->ps.state = S_TARGET;
             break;
         case S_TARGET:
+            if (c > 0x20 && c < 0x7f) {
+                size_t j = i + 1;
+                while (j < end && buf[j] > 0x20 && buf[j] < 0x7f)
+                    j++;
+                i = j - 1;
+                break;
+            }
             if (c == ' ') {
                 h->target.len = (uint32_t)(i - h->target.off);
                 h->ps.state = S_VERSION;
@@ -460,6 +468,14 @@ parse_head(const char *buf, size_t len, size_t max_head, int response, int req_i
             h->ps.state = S_NAME;
             break;
         case S_NAME:
+            if (is_tchar(c)) {
+                /* The rest of the name in one run (the switch is per byte otherwise). */
+                size_t j = i + 1;
+                while (j < end && is_tchar((unsigned char)buf[j]))
+                    j++;
+                i = j - 1;
+                break;
+            }
             if (c == ':') {
                 h->hdr[h->nhdr].name.len = (uint32_t)(i - h->hdr[h->nhdr].name.off);
                 h->ps.state = S_VALUE_OWS;
@@ -477,10 +493,15 @@ parse_head(const char *buf, size_t len, size_t max_head, int response, int req_i
             h->ps.state = S_VALUE;
             /* fall through */
         case S_VALUE:
-            if (c == '\r') {
+            if (is_vchar_or_obs(c)) {
+                /* A run of visible bytes in one go; OWS inside it is handled below. */
+                size_t j = i + 1;
+                while (j < end && is_vchar_or_obs((unsigned char)buf[j]))
+                    j++;
+                h->ps.value_end = (uint32_t)j;
+                i = j - 1;
+            } else if (c == '\r') {
                 h->ps.state = S_VALUE_LF;
-            } else if (is_vchar_or_obs(c)) {
-                h->ps.value_end = (uint32_t)i + 1;
             } else if (!is_ows(c)) {
                 return fail(h, 400, "invalid character in field value");
             }

@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum http_parse_rc { HTTP_PARSE_ERROR = -1, HTTP_PARSE_OK = 0, HTTP_PARSE_AGAIN = 1 };
 
@@ -106,7 +107,20 @@ int http_parse_response(const char *buf, size_t len, size_t max_head, int req_is
 /* Case-insensitive lookup; returns the index of the first header named name, or -1. */
 int http_header_find(const char *buf, const struct http_head *h, const char *name);
 /* 1 if span s of buf equals str, ignoring ASCII case. */
-int http_span_ieq(const char *buf, struct http_span s, const char *str);
+static inline int
+http_span_ieq(const char *buf, struct http_span s, const char *str)
+{
+    /* Inline: str is nearly always a literal, so its length is known at compile time. */
+    size_t n = strlen(str);
+    if (s.len != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char a = (unsigned char)buf[s.off + i], b = (unsigned char)str[i];
+        if ((a >= 'A' && a <= 'Z' ? a + 32 : a) != (b >= 'A' && b <= 'Z' ? b + 32 : b))
+            return 0;
+    }
+    return 1;
+}
 /* 1 if the comma-separated token list in s contains token (ASCII case-insensitive). */
 int http_list_has(const char *buf, struct http_span s, const char *token);
 
