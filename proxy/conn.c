@@ -927,7 +927,8 @@ forward(struct conn *c, const char *buf, const struct http_head *h)
 {
     struct req *r = c->req;
     if (!(r->head = evbuffer_new()) ||
-        http_msg_request_head(r->head, buf, h, &r->url, r->set_headers, r->nset_headers) < 0)
+        http_msg_request_head(r->head, buf, h, &r->url, r->set_headers, r->nset_headers,
+                              r->ws_upgrade) < 0)
         return answer_error(c, 500, "proxy_internal_error", "Internal error", "Out of memory.", 1);
     drain_head(c);
     /* The head is serialized: its parse is no longer needed while the origin answers. */
