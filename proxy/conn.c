@@ -5,7 +5,9 @@
  * (conn_decide acts on the gate's verdict, gate.h; the body is awaited
  * when a dlp rule needs it), then
  * answered here (pages, errors, the acknowledgement form), relayed to its
- * origin (exchange.c), tunnelled (tunnel.c) or intercepted (tls_mitm.c).
+ * origin (exchange.c), tunnelled (tunnel.c) or intercepted (tls_mitm.c); a
+ * WebSocket the origin accepted is relayed like a tunnel (wsrelay.c when
+ * its messages are inspected).
  * Keep-alive: one exchange at a time, later pipelined requests wait in the
  * input buffer.  Every request ends in req_end() (or in conn_close()'s
  * call of req_finish()), which writes its audit line.
@@ -49,6 +51,8 @@
 #include "aigate/upstream.h"
 #include "aigate/users.h"
 #include "aigate/worker.h"
+#include "aigate/ws.h"
+#include "aigate/wsrelay.h"
 
 #define CONN_HIGH_WATER (256 * 1024)
 #define CONN_LOW_WATER (64 * 1024)
@@ -239,8 +243,9 @@ req_finish(struct conn *c, enum audit_action action, int status)
     ack_store_lookup_cancel(c->acklookup);
     inspect_free(c->inspect);
     exchange_free(c->x);
-    if (c->tunnel) {
+    if (c->tunnel || c->wsr) {
         tunnel_free(c->tunnel);
+        wsrelay_free(c->wsr);
         bufferevent_setcb(c->bev, client_read, client_write, client_event, c);
     }
     upstream_cancel(c->ureq);
@@ -252,6 +257,7 @@ req_finish(struct conn *c, enum audit_action action, int status)
     c->inspect = NULL;
     c->x = NULL;
     c->tunnel = NULL;
+    c->wsr = NULL;
     c->ureq = NULL;
     c->up = NULL;
     free(c->head);
@@ -889,6 +895,81 @@ conn_decide(struct conn *c, const char *buf, const struct http_head *h)
     return DECIDE_ANSWERED;
 }
 
+/*
+ * The policy request for a WebSocket's messages (SPEC 6a): the upgrade
+ * request's user, groups, client, service, host, method and path (from
+ * r->path, which outlives the head), with the messages standing for a body.
+ */
+static void
+ws_policy_req(struct conn *c, struct policy_req *pr, struct tm *local)
+{
+    struct req *r = c->req;
+    const char *const *groups = NULL;
+    time_t now = time(NULL);
+    localtime_r(&now, local);
+    memset(pr, 0, sizeof(*pr));
+    pr->user = r->user[0] ? r->user : NULL;
+    pr->ngroups = r->user[0] ? users_groups(c->cfg->users, r->user, &groups) : 0;
+    pr->groups = groups;
+    pr->client = (const struct sockaddr *)&c->peer;
+    pr->svc = r->svc;
+    pr->host = r->url.host;
+    pr->local = local;
+    pr->have_request = 1;
+    pr->method = r->method;
+    pr->path = r->path ? r->path : "/";
+    pr->pathlen = strcspn(pr->path, "?");
+    pr->body_inspected = 1;
+}
+
+/* 1 if a dlp rule could decide for the WebSocket c->req opens: its messages are inspected. */
+static int
+ws_dlp_could_decide(struct conn *c)
+{
+    struct policy_req pr;
+    struct tm local;
+    ws_policy_req(c, &pr, &local);
+    pr.dlp_found = ~0u;
+    const struct policy_rule *with = policy_eval(c->cfg->policy, &pr);
+    pr.body_inspected = 0;
+    pr.dlp_found = 0;
+    return with != policy_eval(c->cfg->policy, &pr);
+}
+
+/*
+ * A WebSocket message holds the kinds found: the rule that decides with
+ * them, as it would for a body.  A block, or a warn not acknowledged (a
+ * WebSocket cannot show the caution page), stops the message and becomes
+ * the request's decision; NULL lets it through.
+ */
+static const char *
+ws_judge(void *arg, unsigned found)
+{
+    struct conn *c = arg;
+    struct req *r = c->req;
+    struct policy_req pr;
+    struct tm local;
+    ws_policy_req(c, &pr, &local);
+    pr.dlp_found = found;
+    const struct policy_rule *rule = policy_eval(c->cfg->policy, &pr);
+    if (!rule || rule == r->rule || rule->action == POLICY_ALLOW)
+        return NULL;
+    if (rule->action == POLICY_WARN) {
+        const struct policy_rule *upgrade_rule = r->rule;
+        r->rule = rule;
+        struct caution_req cr = {c->cfg, r, (struct sockaddr *)&c->peer, c->peer_str, rt.ack_key};
+        int acked = caution_acknowledged(&cr, rt.acks, time(NULL));
+        r->rule = upgrade_rule;
+        if (acked)
+            return NULL;
+    }
+    r->rule = rule;
+    r->action = AUDIT_BLOCK;
+    r->dlp_mask |= found;
+    r->is_ai = 1;
+    return rule->name;
+}
+
 /* ---- acting on the decision ---------------------------------------------------------- */
 
 static const struct exchange_env *
@@ -919,7 +1000,37 @@ x_aborted(void *arg, const char *why)
     conn_close(arg, why);
 }
 
-static const struct exchange_ops xops = {touch, x_done, x_failed, x_aborted};
+static void tunnel_ended(void *arg, const char *why);
+static const struct tunnel_ops tops;
+static const struct wsrelay_ops wsops = {touch, ws_judge, tunnel_ended};
+
+/*
+ * The origin accepted the WebSocket and the 101 went out: relay frames,
+ * inspecting the client's messages when a dlp rule could decide, else
+ * unparsed (spliced when neither side is TLS).
+ */
+static void
+x_upgraded(void *arg, struct upstream *u, const struct ws_deflate *pmd)
+{
+    struct conn *c = arg;
+    struct req *r = c->req;
+    c->up = u;
+    exchange_free(c->x);
+    c->x = NULL;
+    if (r->ws_inspect)
+        c->wsr = wsrelay_start(c->w->base, c->bev, u->bev, c->client_eof, pmd,
+                               c->cfg->limits.max_body_inspect_bytes, c->cfg->dlp, &r->bytes_in,
+                               &r->bytes_out, &wsops, c);
+    else
+        c->tunnel = tunnel_start(c->w->base, c->bev, u->bev, c->client_eof, !c->intercept,
+                                 &r->bytes_in, &r->bytes_out, &tops, c);
+    if (!c->wsr && !c->tunnel)
+        return conn_fail(c, "out of memory");
+    c->stage = CS_TUNNEL;
+    touch(c);
+}
+
+static const struct exchange_ops xops = {touch, x_done, x_failed, x_aborted, x_upgraded};
 
 /* Forward an allowed request to its origin. */
 static void
@@ -934,6 +1045,8 @@ forward(struct conn *c, const char *buf, const struct http_head *h)
     /* The head is serialized: its parse is no longer needed while the origin answers. */
     free(c->head);
     c->head = NULL;
+    if (r->ws_upgrade)
+        r->ws_inspect = ws_dlp_could_decide(c);
     if (r->body == HTTP_BODY_CHUNKED) {
         http_chunk_init(&r->chunk);
         if (!exchange_chunked_prefix_ok(bufferevent_get_input(c->bev), r))
@@ -974,7 +1087,8 @@ static void
 tunnel_ended(void *arg, const char *why)
 {
     struct conn *c = arg;
-    log_debug("tunnel to %s:%u ended: %s", c->req->url.host, c->req->url.port, why);
+    log_debug("%s to %s:%u ended: %s", c->req->upgraded ? "websocket" : "tunnel", c->req->url.host,
+              c->req->url.port, why);
     c->req->keep_alive = 0;
     req_end(c, c->req->action, c->req->status);
 }
@@ -1249,6 +1363,9 @@ client_event(struct bufferevent *bev, short what, void *arg)
     switch (c->stage) {
     case CS_FORWARD:
         exchange_client_eof(c->x);
+        /* A client that leaves during the response ends it (and the origin's stream) now. */
+        if (c->req->resp_head_done)
+            return conn_close(c, "client closed during the response");
         /* fall through */
     case CS_UPSTREAM:
         /* A half-closed client may still want its answer; an incomplete request cannot be sent. */
