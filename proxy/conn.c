@@ -1158,8 +1158,15 @@ intercept(struct conn *c)
     drain_head(c);
     r->bytes_out += connect_established(c);
     req_identity_free(c); /* the requests inside have their own */
-    struct bufferevent *fb = bufferevent_openssl_filter_new(
-        c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    /*
+     * Deferred callbacks: OpenSSL can meet the peer's close (close_notify, or
+     * EOF) in the same pass as the last records, and libevent reports it
+     * before it hands those bytes over; deferred, the read callback runs
+     * first (and nothing frees the bufferevent inside its own read).
+     */
+    struct bufferevent *fb =
+        bufferevent_openssl_filter_new(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!fb)
         return conn_fail(c, "cannot start TLS to the client");
     bufferevent_openssl_set_allow_dirty_shutdown(fb, 1);

@@ -377,6 +377,13 @@ parse_response(struct exchange *x)
         client_out(x, x->env->scratch);
         evbuffer_drain(in, h.head_len);
         r->resp_head_done = 1;
+        /*
+         * The body is bounded by back-pressure (pump_response), not by the
+         * head's read limit, which under a TLS filter would leave records
+         * unread below it until the origin sent more: a stream's last event,
+         * or the bytes before its close.
+         */
+        bufferevent_setwatermark(x->up->bev, EV_READ, 0, 0);
         return 0;
     }
 }
