@@ -443,10 +443,13 @@ tunnel_start(struct event_base *base, struct bufferevent *client, struct buffere
     bufferevent_setwatermark(client, EV_READ, 0, 0);
     bufferevent_setwatermark(client, EV_WRITE, TUNNEL_LOW_WATER, 0);
     /* Bulk data: move it in large reads and writes (the default is 16 KiB a call). */
-    bufferevent_set_max_single_read(origin, TUNNEL_IO_CHUNK);
-    bufferevent_set_max_single_write(origin, TUNNEL_IO_CHUNK);
-    bufferevent_set_max_single_read(client, TUNNEL_IO_CHUNK);
-    bufferevent_set_max_single_write(client, TUNNEL_IO_CHUNK);
+    for (int i = 0; i < 2; i++) {
+        bufferevent_set_max_single_read(sides[i], TUNNEL_IO_CHUNK);
+        bufferevent_set_max_single_write(sides[i], TUNNEL_IO_CHUNK);
+        /* and on the socket below a TLS side, which does the system calls */
+        bufferevent_set_max_single_read(below(sides[i]), TUNNEL_IO_CHUNK);
+        bufferevent_set_max_single_write(below(sides[i]), TUNNEL_IO_CHUNK);
+    }
     bufferevent_enable(origin, EV_READ | EV_WRITE);
     bufferevent_enable(client, t->client_eof ? EV_WRITE : EV_READ | EV_WRITE);
     event_active(t->kick, EV_TIMEOUT, 0);
