@@ -896,78 +896,74 @@ conn_decide(struct conn *c, const char *buf, const struct http_head *h)
 }
 
 /*
- * The policy request for a WebSocket's messages (SPEC 6a): the upgrade
- * request's user, groups, client, service, host, method and path (from
- * r->path, which outlives the head), with the messages standing for a body.
+ * The gate's verdict on a WebSocket's messages (SPEC 6a) as if they were
+ * the upgrade request's body: scanned (holding the kinds found) or not yet.
+ * The head is gone by then, so the target is read from r->path, the same
+ * path and query the head had.
  */
 static void
-ws_policy_req(struct conn *c, struct policy_req *pr, struct tm *local)
+ws_gate(struct conn *c, int scanned, unsigned found, struct gate_verdict *v)
 {
     struct req *r = c->req;
-    const char *const *groups = NULL;
+    struct gate_cfg g;
+    struct gate_req q = {0};
+    struct http_url url = r->url;
+    const char *path = r->path ? r->path : "/";
+    size_t len = strlen(path), plen = strcspn(path, "?");
     time_t now = time(NULL);
-    localtime_r(&now, local);
-    memset(pr, 0, sizeof(*pr));
-    pr->user = r->user[0] ? r->user : NULL;
-    pr->ngroups = r->user[0] ? users_groups(c->cfg->users, r->user, &groups) : 0;
-    pr->groups = groups;
-    pr->client = (const struct sockaddr *)&c->peer;
-    pr->svc = r->svc;
-    pr->host = r->url.host;
-    pr->local = local;
-    pr->have_request = 1;
-    pr->method = r->method;
-    pr->path = r->path ? r->path : "/";
-    pr->pathlen = strcspn(pr->path, "?");
-    pr->body_inspected = 1;
+    struct tm local;
+    localtime_r(&now, &local);
+    url.path = (struct http_span){0, (uint32_t)len};
+    url.pathname = (struct http_span){0, (uint32_t)plen};
+    url.query = plen < len ? (struct http_span){(uint32_t)plen + 1, (uint32_t)(len - plen - 1)}
+                           : (struct http_span){0, 0};
+    gate_cfg_init(&g, c->cfg);
+    q.client = (const struct sockaddr *)&c->peer;
+    q.user = r->user[0] ? r->user : NULL;
+    q.authenticated = 1;
+    q.ngroups = q.user ? users_groups(c->cfg->users, q.user, &q.groups) : 0;
+    q.groups_from = GATE_GROUPS_CONFIG;
+    q.method = r->method;
+    q.url = &url;
+    q.buf = path;
+    q.has_body = 1;
+    q.body_scanned = scanned;
+    q.dlp_found = found;
+    /* Asked at the upgrade, or not needed then: a message cannot wait for the store. */
+    q.ack = r->ack_state == GATE_ACK_YES ? GATE_ACK_YES : GATE_ACK_NO;
+    q.local = &local;
+    gate_decide(&g, &q, v);
 }
 
 /* 1 if a dlp rule could decide for the WebSocket c->req opens: its messages are inspected. */
 static int
 ws_dlp_could_decide(struct conn *c)
 {
-    struct policy_req pr;
-    struct tm local;
-    ws_policy_req(c, &pr, &local);
-    pr.dlp_found = ~0u;
-    const struct policy_rule *with = policy_eval(c->cfg->policy, &pr);
-    pr.body_inspected = 0;
-    pr.dlp_found = 0;
-    return with != policy_eval(c->cfg->policy, &pr);
+    struct gate_verdict v;
+    ws_gate(c, 0, 0, &v);
+    return (v.needs & GATE_NEED_BODY) != 0;
 }
 
 /*
- * A WebSocket message holds the kinds found: the rule that decides with
- * them, as it would for a body.  A block, or a warn not acknowledged (a
- * WebSocket cannot show the caution page), stops the message and becomes
- * the request's decision; NULL lets it through.
+ * A WebSocket message holds the kinds found: the gate decides as it would
+ * for a body holding them.  A block, or a caution not acknowledged (a
+ * WebSocket cannot show the page), stops the message and becomes the
+ * request's decision; NULL lets it through.
  */
 static const char *
 ws_judge(void *arg, unsigned found)
 {
     struct conn *c = arg;
     struct req *r = c->req;
-    struct policy_req pr;
-    struct tm local;
-    ws_policy_req(c, &pr, &local);
-    pr.dlp_found = found;
-    const struct policy_rule *rule = policy_eval(c->cfg->policy, &pr);
-    if (!rule || rule == r->rule || rule->action == POLICY_ALLOW)
+    struct gate_verdict v;
+    ws_gate(c, 1, found, &v);
+    if ((v.action != GATE_BLOCK && v.action != GATE_WARN) || !v.rule)
         return NULL;
-    if (rule->action == POLICY_WARN) {
-        const struct policy_rule *upgrade_rule = r->rule;
-        r->rule = rule;
-        struct caution_req cr = {c->cfg, r, (struct sockaddr *)&c->peer, c->peer_str, rt.ack_key};
-        int acked = caution_acknowledged(&cr, rt.acks, time(NULL));
-        r->rule = upgrade_rule;
-        if (acked)
-            return NULL;
-    }
-    r->rule = rule;
+    r->rule = v.rule;
     r->action = AUDIT_BLOCK;
     r->dlp_mask |= found;
     r->is_ai = 1;
-    return rule->name;
+    return v.rule->name;
 }
 
 /* ---- acting on the decision ---------------------------------------------------------- */

@@ -478,7 +478,9 @@ START_TEST(test_origin_framing_error)
 }
 END_TEST
 
-static Suite *
+Suite *wsrelay_suite(void);
+
+Suite *
 wsrelay_suite(void)
 {
     Suite *s = suite_create("wsrelay");
@@ -493,17 +495,4 @@ wsrelay_suite(void)
     tcase_add_test(tc, test_origin_framing_error);
     suite_add_tcase(s, tc);
     return s;
-}
-
-int
-main(void)
-{
-    SRunner *sr = srunner_create(wsrelay_suite());
-    int failed;
-
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
