@@ -266,13 +266,6 @@ for k in apikey pem; do
 done
 
 # ---- a client that stops reading while the origin pushes 50 MiB -----------------------------------
-# sample_rss FILE: the proxy's VmRSS (KiB) every 20 ms until killed
-sample_rss() {
-    while alive "$PROXY_PID"; do
-        rss_kb "$PROXY_PID" >>"$1" 2>/dev/null
-        sleep 0.02
-    done
-}
 # paused NAME WHAT URL ARGS...: the client reads nothing for 3 s, then all 50 MiB
 paused() {
     local name=$1 what=$2 url=$3

@@ -12,9 +12,23 @@
 
 #include "aigate/http_msg.h"
 
+/* What out holds, as a string (malloc'd); out is freed. */
+static char *
+taken(struct evbuffer *out)
+{
+    size_t n = evbuffer_get_length(out);
+    char *r = malloc(n + 1);
+
+    ck_assert_ptr_nonnull(r);
+    evbuffer_remove(out, r, n);
+    r[n] = '\0';
+    evbuffer_free(out);
+    return r;
+}
+
 /*
- * Parse request s (absolute-form), serialise it with set[0..nset) (as a
- * WebSocket upgrade when ws), return the result (malloc'd).
+ * Request s (absolute-form) parsed and serialised with set[0..nset), as a
+ * WebSocket upgrade when ws (malloc'd).
  */
 static char *
 fwd_request_full(const char *s, const struct http_msg_field *set, size_t nset, int ws)
@@ -22,21 +36,13 @@ fwd_request_full(const char *s, const struct http_msg_field *set, size_t nset, i
     struct http_head h;
     struct http_url u;
     struct evbuffer *out = evbuffer_new();
-    char *r;
-    size_t n;
 
     ck_assert_ptr_nonnull(out);
     memset(&h, 0, sizeof(h));
     ck_assert_int_eq(http_parse_request(s, strlen(s), 65536, &h), HTTP_PARSE_OK);
     ck_assert_int_eq(http_url_parse_absolute(s, h.target, &u), 0);
     ck_assert_int_eq(http_msg_request_head(out, s, &h, &u, set, nset, ws), 0);
-    n = evbuffer_get_length(out);
-    r = malloc(n + 1);
-    ck_assert_ptr_nonnull(r);
-    evbuffer_remove(out, r, n);
-    r[n] = '\0';
-    evbuffer_free(out);
-    return r;
+    return taken(out);
 }
 
 static char *
@@ -63,21 +69,13 @@ fwd_switch(const char *s)
 {
     struct http_head h;
     struct evbuffer *out = evbuffer_new();
-    char *r;
-    size_t n;
 
     ck_assert_ptr_nonnull(out);
     memset(&h, 0, sizeof(h));
     ck_assert_int_eq(http_parse_response(s, strlen(s), 65536, 0, &h), HTTP_PARSE_OK);
     ck_assert_int_eq(http_msg_ws_accepted(s, &h), 1);
     ck_assert_int_eq(http_msg_ws_switch_head(out, s, &h), 0);
-    n = evbuffer_get_length(out);
-    r = malloc(n + 1);
-    ck_assert_ptr_nonnull(r);
-    evbuffer_remove(out, r, n);
-    r[n] = '\0';
-    evbuffer_free(out);
-    return r;
+    return taken(out);
 }
 
 /* http_msg_ws_request() on request s, or http_msg_ws_accepted() on response s. */
@@ -99,20 +97,12 @@ fwd_response(const char *s, int client_minor, int keep_alive, int dechunk)
 {
     struct http_head h;
     struct evbuffer *out = evbuffer_new();
-    char *r;
-    size_t n;
 
     ck_assert_ptr_nonnull(out);
     memset(&h, 0, sizeof(h));
     ck_assert_int_eq(http_parse_response(s, strlen(s), 65536, 0, &h), HTTP_PARSE_OK);
     ck_assert_int_eq(http_msg_response_head(out, s, &h, client_minor, keep_alive, dechunk), 0);
-    n = evbuffer_get_length(out);
-    r = malloc(n + 1);
-    ck_assert_ptr_nonnull(r);
-    evbuffer_remove(out, r, n);
-    r[n] = '\0';
-    evbuffer_free(out);
-    return r;
+    return taken(out);
 }
 
 #define CHECK_FWD(fn, expect, ...)                                                                 \
