@@ -131,15 +131,15 @@ for line in open(sys.argv[1]):
         rows.setdefault(f[1], {}).setdefault(f[2], []).append(float(kv[key]))
 cols = ["direct", "tunnel", "relay", "relay-dlp"]
 print("%-10s %-7s" % ("scenario", "unit") + "".join("%12s" % c for c in cols) +
-      "%14s%16s" % ("relay/tunnel", "relay-dlp/tunnel"))
+      "%14s%18s" % ("relay/tunnel", "relay-dlp/tunnel"))
 for scen in sorted(rows, key=lambda s: (s.split("-")[0], int(s.split("-")[1]))):
     med = {c: statistics.median(rows[scen][c]) for c in cols if c in rows[scen]}
     unit = "MB/s" if scen.endswith("65536") else "msgs/s"
     line = "%-10s %-7s" % (scen, unit) + "".join(
         "%12s" % ("%.0f" % med[c] if c in med else "-") for c in cols)
     t = med.get("tunnel")
-    for c in ("relay", "relay-dlp"):
-        line += "%14s" % ("%.0f%%" % (100 * med[c] / t) if t and c in med else "-")
+    for c, width in (("relay", 14), ("relay-dlp", 18)):
+        line += "%*s" % (width, "%.0f%%" % (100 * med[c] / t) if t and c in med else "-")
     print(line)
 EOF
 echo "raw: $raw"

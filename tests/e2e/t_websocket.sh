@@ -9,7 +9,8 @@
 #   deflate with and without context takeover, clean closes from either side;
 #   the upgrade forwarded with Connection/Upgrade/Sec-WebSocket-* and Via,
 #   other upgrades stripped, a 101 to anything but a WebSocket upgrade (or
-#   switching to another protocol) answered 502.
+#   switching to another protocol) answered 502, a 101 agreeing to an
+#   extension the relay cannot read passed on only when nothing is inspected.
 #   Blocked (deepseek) and warned (claude) services: the block page, the
 #   caution page until the acknowledgement form is POSTed, then the upgrade.
 #   DLP on messages: a resident registration number in a text message (whole,
@@ -35,7 +36,8 @@ OLOG=$T/origin.jsonl
 spawn "$PY" "$E2E/ws_origin.py" --port "$WS_PORT" --log "$OLOG" --ready "$T/ws.ready"
 spawn "$PY" "$E2E/ws_origin.py" --port "$WSS_PORT" --cert "$PKI/origin.test.pem" \
     --key "$PKI/origin.test.key" --log "$OLOG" --ready "$T/wss.ready"
-# switch.test: answers every request with a 101 to h2c, and keeps the heads it got
+# switch.test: answers a request for /ext with a 101 to a WebSocket with an extension aigate
+# cannot read, every other request with a 101 to h2c; keeps the heads it got
 spawn "$PY" -c '
 import socket, sys
 s = socket.socket()
@@ -53,7 +55,12 @@ while True:
         head += d
     with open(sys.argv[3], "ab") as f:
         f.write(head)
-    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+    if head.startswith(b"GET /ext "):
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                  b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                  b"Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n\r\n")
+    else:
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
     c.close()
 ' "$SW_PORT" "$T/sw.ready" "$T/sw.heads"
 wait_file "$T/ws.ready" && wait_file "$T/wss.ready" && wait_file "$T/sw.ready" ||
@@ -161,6 +168,13 @@ assert_match "a 101 switching a WebSocket upgrade to h2c: 502" '^502' "$(printf 
     "$SW" "$SW_PORT" | raw_req --summary)"
 assert_contains "switch.test got the WebSocket upgrade as such" "$(tr -d '\r' <"$T/sw.heads")" \
     "Upgrade: websocket"
+# An extension the relay cannot read: passed on when messages are not inspected, refused when they are
+WSREQ='Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: x-webkit-deflate-frame\r\n\r\n'
+assert_match "a 101 with an unknown extension, not inspected: passed on" '^101' \
+    "$(printf "GET %s/ext HTTP/1.1\r\nHost: switch.test:%s\r\n$WSREQ" "$SW" "$SW_PORT" | raw_req --summary)"
+assert_match "a 101 with an unknown extension, inspected (chatgpt): 502" '^502' \
+    "$(printf "GET http://chatgpt.com:%s/ext HTTP/1.1\r\nHost: chatgpt.com:%s\r\n$WSREQ" "$SW_PORT" "$SW_PORT" |
+        raw_req --summary)"
 
 # ---- wss:// inside interception, not inspected ------------------------------------------
 expect_ok "wss:// intercepted (gemini): echoes, pings both ways, the client closes" tls \
