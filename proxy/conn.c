@@ -921,8 +921,7 @@ ws_gate(struct conn *c, int scanned, unsigned found, struct gate_verdict *v)
     q.client = (const struct sockaddr *)&c->peer;
     q.user = r->user[0] ? r->user : NULL;
     q.authenticated = 1;
-    q.ngroups = q.user ? users_groups(c->cfg->users, q.user, &q.groups) : 0;
-    q.groups_from = GATE_GROUPS_CONFIG;
+    groups_into(c, &q);
     q.method = r->method;
     q.url = &url;
     q.buf = path;
@@ -935,20 +934,26 @@ ws_gate(struct conn *c, int scanned, unsigned found, struct gate_verdict *v)
     gate_decide(&g, &q, v);
 }
 
-/* 1 if a dlp rule could decide for the WebSocket c->req opens: its messages are inspected. */
+/*
+ * 1 if a dlp rule could decide for the WebSocket c->req opens: its messages
+ * are inspected.  Also when the directory's groups, not read for the
+ * upgrade, could matter first: a message cannot wait for them, so it is
+ * judged by the provisional verdict, as if the user had none.
+ */
 static int
 ws_dlp_could_decide(struct conn *c)
 {
     struct gate_verdict v;
     ws_gate(c, 0, 0, &v);
-    return (v.needs & GATE_NEED_BODY) != 0;
+    return (v.needs & (GATE_NEED_BODY | GATE_NEED_GROUPS)) != 0;
 }
 
 /*
  * A WebSocket message holds the kinds found: the gate decides as it would
- * for a body holding them.  A block, or a caution not acknowledged (a
- * WebSocket cannot show the page), stops the message and becomes the
- * request's decision; NULL lets it through.
+ * for a body holding them (its provisional verdict when it would still want
+ * directory groups).  A block, or a caution not acknowledged (a WebSocket
+ * cannot show the page), stops the message and becomes the request's
+ * decision; NULL lets it through.
  */
 static const char *
 ws_judge(void *arg, unsigned found)
