@@ -370,6 +370,8 @@ audit_format_node(char *buf, size_t cap, const struct audit_rec *r, int log_quer
     audit_put_cstr(&b, ",\"tls\":", r->tls);
     if (node_len)
         audit_put(&b, node_field, node_len);
+    if (r->upgrade)
+        audit_put_cstr(&b, ",\"upgrade\":", r->upgrade);
     if (r->ndlp > 0 && r->dlp) {
         size_t nd = r->ndlp < AUDIT_DLP_MAX ? r->ndlp : AUDIT_DLP_MAX;
         for (size_t i = 0; i < nd; i++) {

@@ -5,7 +5,9 @@
  * (conn_decide acts on the gate's verdict, gate.h; the body is awaited
  * when a dlp rule needs it), then
  * answered here (pages, errors, the acknowledgement form), relayed to its
- * origin (exchange.c), tunnelled (tunnel.c) or intercepted (tls_mitm.c).
+ * origin (exchange.c), tunnelled (tunnel.c) or intercepted (tls_mitm.c); a
+ * WebSocket the origin accepted is relayed like a tunnel (wsrelay.c when
+ * its messages are inspected).
  * Keep-alive: one exchange at a time, later pipelined requests wait in the
  * input buffer.  Every request ends in req_end() (or in conn_close()'s
  * call of req_finish()), which writes its audit line.
@@ -49,6 +51,8 @@
 #include "aigate/upstream.h"
 #include "aigate/users.h"
 #include "aigate/worker.h"
+#include "aigate/ws.h"
+#include "aigate/wsrelay.h"
 
 #define CONN_HIGH_WATER (256 * 1024)
 #define CONN_LOW_WATER (64 * 1024)
@@ -239,8 +243,9 @@ req_finish(struct conn *c, enum audit_action action, int status)
     ack_store_lookup_cancel(c->acklookup);
     inspect_free(c->inspect);
     exchange_free(c->x);
-    if (c->tunnel) {
+    if (c->tunnel || c->wsr) {
         tunnel_free(c->tunnel);
+        wsrelay_free(c->wsr);
         bufferevent_setcb(c->bev, client_read, client_write, client_event, c);
     }
     upstream_cancel(c->ureq);
@@ -252,6 +257,7 @@ req_finish(struct conn *c, enum audit_action action, int status)
     c->inspect = NULL;
     c->x = NULL;
     c->tunnel = NULL;
+    c->wsr = NULL;
     c->ureq = NULL;
     c->up = NULL;
     free(c->head);
@@ -889,6 +895,82 @@ conn_decide(struct conn *c, const char *buf, const struct http_head *h)
     return DECIDE_ANSWERED;
 }
 
+/*
+ * The gate's verdict on a WebSocket's messages (SPEC 6a) as if they were
+ * the upgrade request's body: scanned (holding the kinds found) or not yet.
+ * The head is gone by then, so the target is read from r->path, the same
+ * path and query the head had.
+ */
+static void
+ws_gate(struct conn *c, int scanned, unsigned found, struct gate_verdict *v)
+{
+    struct req *r = c->req;
+    struct gate_cfg g;
+    struct gate_req q = {0};
+    struct http_url url = r->url;
+    const char *path = r->path ? r->path : "/";
+    size_t len = strlen(path), plen = strcspn(path, "?");
+    time_t now = time(NULL);
+    struct tm local;
+    localtime_r(&now, &local);
+    url.path = (struct http_span){0, (uint32_t)len};
+    url.pathname = (struct http_span){0, (uint32_t)plen};
+    url.query = plen < len ? (struct http_span){(uint32_t)plen + 1, (uint32_t)(len - plen - 1)}
+                           : (struct http_span){0, 0};
+    gate_cfg_init(&g, c->cfg);
+    q.client = (const struct sockaddr *)&c->peer;
+    q.user = r->user[0] ? r->user : NULL;
+    q.authenticated = 1;
+    groups_into(c, &q);
+    q.method = r->method;
+    q.url = &url;
+    q.buf = path;
+    q.has_body = 1;
+    q.body_scanned = scanned;
+    q.dlp_found = found;
+    /* Asked at the upgrade, or not needed then: a message cannot wait for the store. */
+    q.ack = r->ack_state == GATE_ACK_YES ? GATE_ACK_YES : GATE_ACK_NO;
+    q.local = &local;
+    gate_decide(&g, &q, v);
+}
+
+/*
+ * 1 if a dlp rule could decide for the WebSocket c->req opens: its messages
+ * are inspected.  Also when the directory's groups, not read for the
+ * upgrade, could matter first: a message cannot wait for them, so it is
+ * judged by the provisional verdict, as if the user had none.
+ */
+static int
+ws_dlp_could_decide(struct conn *c)
+{
+    struct gate_verdict v;
+    ws_gate(c, 0, 0, &v);
+    return (v.needs & (GATE_NEED_BODY | GATE_NEED_GROUPS)) != 0;
+}
+
+/*
+ * A WebSocket message holds the kinds found: the gate decides as it would
+ * for a body holding them (its provisional verdict when it would still want
+ * directory groups).  A block, or a caution not acknowledged (a WebSocket
+ * cannot show the page), stops the message and becomes the request's
+ * decision; NULL lets it through.
+ */
+static const char *
+ws_judge(void *arg, unsigned found)
+{
+    struct conn *c = arg;
+    struct req *r = c->req;
+    struct gate_verdict v;
+    ws_gate(c, 1, found, &v);
+    if ((v.action != GATE_BLOCK && v.action != GATE_WARN) || !v.rule)
+        return NULL;
+    r->rule = v.rule;
+    r->action = AUDIT_BLOCK;
+    r->dlp_mask |= found;
+    r->is_ai = 1;
+    return v.rule->name;
+}
+
 /* ---- acting on the decision ---------------------------------------------------------- */
 
 static const struct exchange_env *
@@ -919,7 +1001,37 @@ x_aborted(void *arg, const char *why)
     conn_close(arg, why);
 }
 
-static const struct exchange_ops xops = {touch, x_done, x_failed, x_aborted};
+static void tunnel_ended(void *arg, const char *why);
+static const struct tunnel_ops tops;
+static const struct wsrelay_ops wsops = {touch, ws_judge, tunnel_ended};
+
+/*
+ * The origin accepted the WebSocket and the 101 went out: relay frames,
+ * inspecting the client's messages when a dlp rule could decide, else
+ * unparsed (spliced when neither side is TLS).
+ */
+static void
+x_upgraded(void *arg, struct upstream *u, const struct ws_deflate *pmd)
+{
+    struct conn *c = arg;
+    struct req *r = c->req;
+    c->up = u;
+    exchange_free(c->x);
+    c->x = NULL;
+    if (r->ws_inspect)
+        c->wsr = wsrelay_start(c->w->base, c->bev, u->bev, c->client_eof, pmd,
+                               c->cfg->limits.max_body_inspect_bytes, c->cfg->dlp, &r->bytes_in,
+                               &r->bytes_out, &wsops, c);
+    else
+        c->tunnel = tunnel_start(c->w->base, c->bev, u->bev, c->client_eof, !c->intercept,
+                                 &r->bytes_in, &r->bytes_out, &tops, c);
+    if (!c->wsr && !c->tunnel)
+        return conn_fail(c, "out of memory");
+    c->stage = CS_TUNNEL;
+    touch(c);
+}
+
+static const struct exchange_ops xops = {touch, x_done, x_failed, x_aborted, x_upgraded};
 
 /* Forward an allowed request to its origin. */
 static void
@@ -927,12 +1039,15 @@ forward(struct conn *c, const char *buf, const struct http_head *h)
 {
     struct req *r = c->req;
     if (!(r->head = evbuffer_new()) ||
-        http_msg_request_head(r->head, buf, h, &r->url, r->set_headers, r->nset_headers) < 0)
+        http_msg_request_head(r->head, buf, h, &r->url, r->set_headers, r->nset_headers,
+                              r->ws_upgrade) < 0)
         return answer_error(c, 500, "proxy_internal_error", "Internal error", "Out of memory.", 1);
     drain_head(c);
     /* The head is serialized: its parse is no longer needed while the origin answers. */
     free(c->head);
     c->head = NULL;
+    if (r->ws_upgrade)
+        r->ws_inspect = ws_dlp_could_decide(c);
     if (r->body == HTTP_BODY_CHUNKED) {
         http_chunk_init(&r->chunk);
         if (!exchange_chunked_prefix_ok(bufferevent_get_input(c->bev), r))
@@ -973,7 +1088,8 @@ static void
 tunnel_ended(void *arg, const char *why)
 {
     struct conn *c = arg;
-    log_debug("tunnel to %s:%u ended: %s", c->req->url.host, c->req->url.port, why);
+    log_debug("%s to %s:%u ended: %s", c->req->upgraded ? "websocket" : "tunnel", c->req->url.host,
+              c->req->url.port, why);
     c->req->keep_alive = 0;
     req_end(c, c->req->action, c->req->status);
 }
@@ -1043,8 +1159,15 @@ intercept(struct conn *c)
     drain_head(c);
     r->bytes_out += connect_established(c);
     req_identity_free(c); /* the requests inside have their own */
-    struct bufferevent *fb = bufferevent_openssl_filter_new(
-        c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    /*
+     * Deferred callbacks: OpenSSL can meet the peer's close (close_notify, or
+     * EOF) in the same pass as the last records, and libevent reports it
+     * before it hands those bytes over; deferred, the read callback runs
+     * first (and nothing frees the bufferevent inside its own read).
+     */
+    struct bufferevent *fb =
+        bufferevent_openssl_filter_new(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!fb)
         return conn_fail(c, "cannot start TLS to the client");
     bufferevent_openssl_set_allow_dirty_shutdown(fb, 1);
@@ -1248,6 +1371,9 @@ client_event(struct bufferevent *bev, short what, void *arg)
     switch (c->stage) {
     case CS_FORWARD:
         exchange_client_eof(c->x);
+        /* A client that leaves during the response ends it (and the origin's stream) now. */
+        if (c->req->resp_head_done)
+            return conn_close(c, "client closed during the response");
         /* fall through */
     case CS_UPSTREAM:
         /* A half-closed client may still want its answer; an incomplete request cannot be sent. */

@@ -20,6 +20,7 @@
 #include "aigate/log.h"
 #include "aigate/request.h"
 #include "aigate/upstream.h"
+#include "aigate/ws.h"
 
 #define EXCHANGE_HIGH_WATER (256 * 1024)
 #define EXCHANGE_LOW_WATER (64 * 1024)
@@ -268,6 +269,50 @@ pump_response(struct exchange *x)
         bufferevent_disable(x->up->bev, EV_READ);
 }
 
+/*
+ * The origin's 101 to a WebSocket upgrade: the permessage-deflate it agreed
+ * to, the 101 to the client, and the origin connection handed to the owner.
+ * -1 (the exchange is over either way).
+ */
+static int
+switch_protocols(struct exchange *x, const char *buf, const struct http_head *h)
+{
+    struct req *r = x->r;
+    struct evbuffer *in = bufferevent_get_input(x->up->bev);
+    struct ws_deflate pmd = {.client_max_window_bits = 15, .server_max_window_bits = 15};
+    int readable = 1;
+    for (unsigned i = 0; i < h->nhdr; i++)
+        if (http_span_ieq(buf, h->hdr[i].name, "sec-websocket-extensions") &&
+            ws_ext_agreed(buf + h->hdr[i].value.off, h->hdr[i].value.len, &pmd) < 0)
+            readable = 0;
+    if (!readable && r->ws_inspect) {
+        log_warnx("origin %s:%u agreed to a WebSocket extension whose frames cannot be inspected",
+                  r->url.host, r->url.port);
+        fail(x, 502, "http_protocol_error", "Bad gateway",
+             "The site agreed to a WebSocket extension the proxy cannot inspect.", 1);
+        return -1;
+    }
+    if (!readable)
+        memset(&pmd, 0, sizeof(pmd));
+    if (http_msg_ws_switch_head(x->env->scratch, buf, h) < 0) {
+        fail(x, 500, "proxy_internal_error", "Internal error", "Out of memory.", 1);
+        return -1;
+    }
+    client_out(x, x->env->scratch);
+    evbuffer_drain(in, h->head_len);
+    r->status = 101;
+    r->resp_head_done = 1;
+    r->keep_alive = 0;
+    r->upgraded = 1;
+    struct upstream *u = x->up;
+    x->up = NULL;
+    x->over = 1;
+    bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
+    bufferevent_disable(u->bev, EV_READ | EV_WRITE);
+    x->ops->upgraded(x->arg, u, &pmd);
+    return -1;
+}
+
 /* Parse response heads (1xx ones are passed on) until the final one; 0 or -1 when over. */
 static int
 parse_response(struct exchange *x)
@@ -295,8 +340,13 @@ parse_response(struct exchange *x)
         }
         if (h.status >= 100 && h.status < 200) {
             if (h.status == 101) {
+                if (r->ws_upgrade && http_msg_ws_accepted(buf, &h))
+                    return switch_protocols(x, buf, &h);
                 fail(x, 502, "http_protocol_error", "Bad gateway",
-                     "The origin switched protocols, which this proxy does not relay.", 1);
+                     r->ws_upgrade ? "The origin switched to a protocol other than WebSocket."
+                                   : "The origin switched protocols, which this proxy does not "
+                                     "relay.",
+                     1);
                 return -1;
             }
             /* A "100 Continue" we already gave while inspecting the body is not repeated. */
@@ -327,6 +377,13 @@ parse_response(struct exchange *x)
         client_out(x, x->env->scratch);
         evbuffer_drain(in, h.head_len);
         r->resp_head_done = 1;
+        /*
+         * The body is bounded by back-pressure (pump_response), not by the
+         * head's read limit, which under a TLS filter would leave records
+         * unread below it until the origin sent more: a stream's last event,
+         * or the bytes before its close.
+         */
+        bufferevent_setwatermark(x->up->bev, EV_READ, 0, 0);
         return 0;
     }
 }

@@ -136,9 +136,13 @@ is_set(const char *buf, struct http_span name, const struct http_msg_field *set,
     return 0;
 }
 
+/* The WebSocket upgrade, as forwarded each way (RFC 6455 4.1, 4.2.2). */
+static const char ws_upgrade[] = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+
 int
 http_msg_request_head(struct evbuffer *out, const char *buf, const struct http_head *h,
-                      const struct http_url *u, const struct http_msg_field *set, size_t nset)
+                      const struct http_url *u, const struct http_msg_field *set, size_t nset,
+                      int websocket)
 {
     int rc, maxfwd = -1, mf_done = 0;
 
@@ -183,13 +187,15 @@ http_msg_request_head(struct evbuffer *out, const char *buf, const struct http_h
         rc |= evbuffer_add(out, "\r\n", 2);
     }
     rc |= add_via(out, buf, h);
+    if (websocket)
+        rc |= add_str(out, ws_upgrade);
     rc |= evbuffer_add(out, "\r\n", 2);
     return rc ? -1 : 0;
 }
 
-int
-http_msg_response_head(struct evbuffer *out, const char *buf, const struct http_head *h,
-                       int client_minor, int keep_alive, int dechunk)
+/* A response's status line, its end-to-end fields (not Transfer-Encoding when dechunk), Via. */
+static int
+add_response(struct evbuffer *out, const char *buf, const struct http_head *h, int dechunk)
 {
     char status[16];
     int rc;
@@ -209,12 +215,56 @@ http_msg_response_head(struct evbuffer *out, const char *buf, const struct http_
         rc |= add_field(out, buf, &h->hdr[i]);
     }
     rc |= add_via(out, buf, h);
+    return rc;
+}
+
+int
+http_msg_response_head(struct evbuffer *out, const char *buf, const struct http_head *h,
+                       int client_minor, int keep_alive, int dechunk)
+{
+    int rc = add_response(out, buf, h, dechunk);
     if (!keep_alive)
         rc |= add_str(out, "Connection: close\r\n");
     else if (client_minor == 0)
         rc |= add_str(out, "Connection: keep-alive\r\n");
     rc |= evbuffer_add(out, "\r\n", 2);
     return rc ? -1 : 0;
+}
+
+int
+http_msg_ws_switch_head(struct evbuffer *out, const char *buf, const struct http_head *h)
+{
+    int rc = add_response(out, buf, h, 0);
+    rc |= add_str(out, ws_upgrade);
+    rc |= evbuffer_add(out, "\r\n", 2);
+    return rc ? -1 : 0;
+}
+
+/* 1 if h has Connection: upgrade and an Upgrade field listing "websocket". */
+static int
+ws_upgrade_named(const char *buf, const struct http_head *h)
+{
+    if (!h->has_upgrade)
+        return 0;
+    for (unsigned i = 0; i < h->nhdr; i++)
+        if (http_span_ieq(buf, h->hdr[i].name, "upgrade") &&
+            http_list_has(buf, h->hdr[i].value, "websocket"))
+            return 1;
+    return 0;
+}
+
+int
+http_msg_ws_request(const char *buf, const struct http_head *h)
+{
+    return http_span_ieq(buf, h->method, "GET") && h->version_minor == 1 &&
+           (h->body == HTTP_BODY_NONE || (h->body == HTTP_BODY_LENGTH && h->content_length == 0)) &&
+           ws_upgrade_named(buf, h);
+}
+
+int
+http_msg_ws_accepted(const char *buf, const struct http_head *h)
+{
+    return h->status == 101 && ws_upgrade_named(buf, h);
 }
 
 /*

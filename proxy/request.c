@@ -11,6 +11,7 @@
 
 #include "aigate/catalog.h"
 #include "aigate/dlp.h"
+#include "aigate/http_msg.h"
 #include "aigate/metrics.h"
 #include "aigate/pages.h"
 #include "aigate/policy.h"
@@ -34,6 +35,7 @@ req_new(const char *buf, const struct http_head *h, int stopping)
     r->body = h->body;
     r->body_left = h->content_length;
     r->expect_continue = h->expect_continue;
+    r->ws_upgrade = http_msg_ws_request(buf, h);
     r->bytes_in = h->head_len;
     r->status = -1;
     int i = http_header_find(buf, h, "Accept");
@@ -200,6 +202,7 @@ req_audit_emit(struct audit *au, const struct req *r, const char *client, const 
         a.dlp = names;
     }
     a.tls = tls;
+    a.upgrade = r->upgraded ? "websocket" : NULL;
     a.is_ai = r->is_ai;
     metrics_request_done(action, a.service, a.rule, status, a.ms);
     audit_emit(au, &a);

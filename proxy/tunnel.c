@@ -6,8 +6,14 @@
  * side is not read (back-pressure).  The relay ends when both directions are
  * closed and flushed, or on an error from either side.
  *
- * Invariant: ops->end runs at most once, always from a libevent callback;
- * after it the tunnel does nothing until tunnel_free().
+ * A TLS side (an OpenSSL filter bufferevent) counts as written only when
+ * the socket below it has taken everything too; a callback on that socket's
+ * output wakes the tunnel when it drains, since the filter's own write
+ * callback does not.
+ *
+ * Invariant: ops->end runs at most once, always from a libevent callback,
+ * and is the last thing the tunnel does there (the owner may free it from
+ * inside); after it the tunnel does nothing until tunnel_free().
  */
 #include "aigate/tunnel.h"
 
@@ -46,9 +52,14 @@ struct tunnel {
     void *arg;
     uint64_t *up, *down;
     unsigned client_eof : 1, origin_eof : 1, client_shut : 1, origin_shut : 1, splice_ok : 1,
-        spliced : 1, ended : 1;
-    struct event *kick; /* first pass over what was buffered, from the loop */
+        spliced : 1, ended : 1, kicked : 1, finishing : 1;
+    struct event *kick; /* from the loop: the first pass over what was buffered, later checks */
     struct splice_dir sup, sdown;
+    const struct tunnel_filter *filter;
+    void *farg;
+    const char *finish_why;
+    /* on the output of the socket below a TLS side: client, origin */
+    struct evbuffer_cb_entry *under_cb[2];
 };
 
 static void
@@ -87,37 +98,81 @@ tunnel_end(struct tunnel *t, const char *why)
     t->ops->end(t->arg, why);
 }
 
-/* Move what src has read into dst's output; apply back-pressure on src. */
+/* The socket's bufferevent: bev itself, or the one below its TLS layer. */
+static struct bufferevent *
+below(struct bufferevent *bev)
+{
+    struct bufferevent *under = bufferevent_get_underlying(bev);
+    return under ? under : bev;
+}
+
+/* 1 when everything written to bev has reached its socket (through a TLS layer too). */
+static int
+flushed(struct bufferevent *bev)
+{
+    return evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
+           evbuffer_get_length(bufferevent_get_output(below(bev))) == 0;
+}
+
+/*
+ * Move what src has read into dst's output (through the filter, if any);
+ * apply back-pressure on src.  Finishing, it is dropped.
+ */
 static void
-relay(struct bufferevent *src, struct bufferevent *dst, uint64_t *count)
+relay(struct tunnel *t, struct bufferevent *src, struct bufferevent *dst, uint64_t *count)
 {
     struct evbuffer *in = bufferevent_get_input(src);
     struct evbuffer *out = bufferevent_get_output(dst);
     size_t n = evbuffer_get_length(in);
-    if (n) {
-        evbuffer_remove_buffer(in, out, n);
+    int from_client = src == t->client;
+    int eof = from_client ? t->client_eof : t->origin_eof;
+
+    if (t->finishing) {
+        evbuffer_drain(in, n);
         *count += n;
+        return;
     }
-    if (evbuffer_get_length(out) > TUNNEL_HIGH_WATER)
+    if (!t->filter) {
+        evbuffer_remove_buffer(in, out, n);
+    } else if (n || eof) {
+        t->filter->relay(t->farg, from_client, in, out, eof);
+        if (eof)
+            evbuffer_drain(in, evbuffer_get_length(in));
+    }
+    *count += n - evbuffer_get_length(in);
+    if (!t->finishing && evbuffer_get_length(out) > TUNNEL_HIGH_WATER)
         bufferevent_disable(src, EV_READ);
 }
 
-/* Shut down writing towards a side once its output is empty and its peer has sent EOF. */
-static void
+/*
+ * Shut down writing towards a side once its output is written and its peer
+ * has sent EOF; end when both are shut, or when finishing and both outputs
+ * are written.  1 if the tunnel ended (the caller returns at once: the
+ * owner may have freed it).
+ */
+static int
 maybe_shutdown(struct tunnel *t)
 {
-    if (t->origin_eof && !t->client_shut &&
-        evbuffer_get_length(bufferevent_get_output(t->client)) == 0) {
-        shutdown(bufferevent_getfd(t->client), SHUT_WR);
+    if (t->ended)
+        return 1;
+    if (t->finishing) {
+        if (!flushed(t->client) || !flushed(t->origin))
+            return 0;
+        tunnel_end(t, t->finish_why);
+        return 1;
+    }
+    if (t->origin_eof && !t->client_shut && flushed(t->client)) {
+        shutdown(bufferevent_getfd(below(t->client)), SHUT_WR);
         t->client_shut = 1;
     }
-    if (t->client_eof && !t->origin_shut &&
-        evbuffer_get_length(bufferevent_get_output(t->origin)) == 0) {
-        shutdown(bufferevent_getfd(t->origin), SHUT_WR);
+    if (t->client_eof && !t->origin_shut && flushed(t->origin)) {
+        shutdown(bufferevent_getfd(below(t->origin)), SHUT_WR);
         t->origin_shut = 1;
     }
-    if (t->client_shut && t->origin_shut)
-        tunnel_end(t, "both sides closed");
+    if (!t->client_shut || !t->origin_shut)
+        return 0;
+    tunnel_end(t, "both sides closed");
+    return 1;
 }
 
 static void splice_step(struct splice_dir *d);
@@ -237,8 +292,11 @@ static void
 client_read(struct bufferevent *bev, void *arg)
 {
     struct tunnel *t = arg;
+    if (t->ended)
+        return;
     t->ops->activity(t->arg);
-    relay(bev, t->origin, t->up);
+    relay(t, bev, t->origin, t->up);
+    maybe_shutdown(t);
 }
 
 static void
@@ -251,24 +309,26 @@ client_write(struct bufferevent *bev, void *arg)
     t->ops->activity(t->arg);
     if (!t->origin_eof)
         bufferevent_enable(t->origin, EV_READ);
-    maybe_shutdown(t);
-    maybe_splice(t);
+    if (!maybe_shutdown(t))
+        maybe_splice(t);
 }
 
 static void
 side_event(struct tunnel *t, struct bufferevent *bev, short what)
 {
     int is_client = bev == t->client;
+    if (t->ended)
+        return;
     if (what & BEV_EVENT_ERROR)
         return tunnel_end(t, is_client ? "client error" : "origin error");
     if (!(what & BEV_EVENT_EOF))
         return;
     if (is_client) {
-        relay(bev, t->origin, t->up);
         t->client_eof = 1;
+        relay(t, bev, t->origin, t->up);
     } else {
-        relay(bev, t->client, t->down);
         t->origin_eof = 1;
+        relay(t, bev, t->client, t->down);
     }
     maybe_shutdown(t);
 }
@@ -283,8 +343,11 @@ static void
 origin_read(struct bufferevent *bev, void *arg)
 {
     struct tunnel *t = arg;
+    if (t->ended)
+        return;
     t->ops->activity(t->arg);
-    relay(bev, t->client, t->down);
+    relay(t, bev, t->client, t->down);
+    maybe_shutdown(t);
 }
 
 static void
@@ -297,8 +360,8 @@ origin_write(struct bufferevent *bev, void *arg)
     t->ops->activity(t->arg);
     if (!t->client_eof)
         bufferevent_enable(t->client, EV_READ);
-    maybe_shutdown(t);
-    maybe_splice(t);
+    if (!maybe_shutdown(t))
+        maybe_splice(t);
 }
 
 static void
@@ -307,17 +370,36 @@ origin_event(struct bufferevent *bev, short what, void *arg)
     side_event(arg, bev, what);
 }
 
-/* The first pass: bytes that arrived with the CONNECT head (a TLS hello), an EOF already seen. */
+/*
+ * From the loop.  The first time, what was buffered before the tunnel
+ * started: bytes that came with the CONNECT head (a TLS hello) or after a
+ * 101, an EOF already seen.  Later: a TLS side's socket drained, or the
+ * relay is finishing.
+ */
 static void
 tunnel_kick(evutil_socket_t fd, short what, void *arg)
 {
     struct tunnel *t = arg;
     (void)fd;
     (void)what;
-    relay(t->client, t->origin, t->up);
-    relay(t->origin, t->client, t->down);
-    if (t->client_eof)
-        maybe_shutdown(t);
+    if (t->ended)
+        return;
+    if (!t->kicked) {
+        t->kicked = 1;
+        relay(t, t->client, t->origin, t->up);
+        relay(t, t->origin, t->client, t->down);
+    }
+    maybe_shutdown(t);
+}
+
+/* The socket below a TLS side took bytes: once it has all, a half-close or the end may be due. */
+static void
+under_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct tunnel *t = arg;
+    if (!t->ended && info->n_deleted && evbuffer_get_length(buf) == 0 &&
+        (t->finishing || t->client_eof || t->origin_eof))
+        event_active(t->kick, EV_TIMEOUT, 0);
 }
 
 struct tunnel *
@@ -342,6 +424,18 @@ tunnel_start(struct event_base *base, struct bufferevent *client, struct buffere
         free(t);
         return NULL;
     }
+    struct bufferevent *sides[2] = {client, origin};
+    for (int i = 0; i < 2; i++) {
+        struct bufferevent *under = bufferevent_get_underlying(sides[i]);
+        if (under &&
+            !(t->under_cb[i] = evbuffer_add_cb(bufferevent_get_output(under), under_drained, t))) {
+            if (i == 1 && t->under_cb[0])
+                evbuffer_remove_cb_entry(bufferevent_get_output(below(client)), t->under_cb[0]);
+            event_free(t->kick);
+            free(t);
+            return NULL;
+        }
+    }
     bufferevent_setcb(origin, origin_read, origin_write, origin_event, t);
     bufferevent_setcb(client, client_read, client_write, client_event, t);
     bufferevent_setwatermark(origin, EV_WRITE, TUNNEL_LOW_WATER, 0);
@@ -349,10 +443,13 @@ tunnel_start(struct event_base *base, struct bufferevent *client, struct buffere
     bufferevent_setwatermark(client, EV_READ, 0, 0);
     bufferevent_setwatermark(client, EV_WRITE, TUNNEL_LOW_WATER, 0);
     /* Bulk data: move it in large reads and writes (the default is 16 KiB a call). */
-    bufferevent_set_max_single_read(origin, TUNNEL_IO_CHUNK);
-    bufferevent_set_max_single_write(origin, TUNNEL_IO_CHUNK);
-    bufferevent_set_max_single_read(client, TUNNEL_IO_CHUNK);
-    bufferevent_set_max_single_write(client, TUNNEL_IO_CHUNK);
+    for (int i = 0; i < 2; i++) {
+        bufferevent_set_max_single_read(sides[i], TUNNEL_IO_CHUNK);
+        bufferevent_set_max_single_write(sides[i], TUNNEL_IO_CHUNK);
+        /* and on the socket below a TLS side, which does the system calls */
+        bufferevent_set_max_single_read(below(sides[i]), TUNNEL_IO_CHUNK);
+        bufferevent_set_max_single_write(below(sides[i]), TUNNEL_IO_CHUNK);
+    }
     bufferevent_enable(origin, EV_READ | EV_WRITE);
     bufferevent_enable(client, t->client_eof ? EV_WRITE : EV_READ | EV_WRITE);
     event_active(t->kick, EV_TIMEOUT, 0);
@@ -360,10 +457,43 @@ tunnel_start(struct event_base *base, struct bufferevent *client, struct buffere
 }
 
 void
+tunnel_set_filter(struct tunnel *t, const struct tunnel_filter *f, void *arg)
+{
+    t->filter = f;
+    t->farg = arg;
+    t->splice_ok = 0;
+}
+
+void
+tunnel_write(struct tunnel *t, int to_client, const void *data, size_t len)
+{
+    evbuffer_add(bufferevent_get_output(to_client ? t->client : t->origin), data, len);
+}
+
+void
+tunnel_finish(struct tunnel *t, const char *why)
+{
+    if (t->finishing || t->ended)
+        return;
+    t->finishing = 1;
+    t->finish_why = why;
+    /* Keep reading (and dropping) so what the peers still send does not pile up unread. */
+    if (!t->client_eof)
+        bufferevent_enable(t->client, EV_READ);
+    if (!t->origin_eof)
+        bufferevent_enable(t->origin, EV_READ);
+    event_active(t->kick, EV_TIMEOUT, 0);
+}
+
+void
 tunnel_free(struct tunnel *t)
 {
     if (!t)
         return;
+    struct bufferevent *sides[2] = {t->client, t->origin};
+    for (int i = 0; i < 2; i++)
+        if (t->under_cb[i])
+            evbuffer_remove_cb_entry(bufferevent_get_output(below(sides[i])), t->under_cb[i]);
     bufferevent_setcb(t->client, NULL, NULL, NULL, NULL);
     bufferevent_setcb(t->origin, NULL, NULL, NULL, NULL);
     splice_dir_free(&t->sup);

@@ -294,8 +294,9 @@ tls_start(struct upstream_req *r)
     struct bufferevent *fb = NULL;
     bufferevent_set_timeouts(r->bev, NULL, NULL);
     if (ssl)
+        /* Deferred callbacks: the last bytes before the origin's close are read first (conn.c). */
         fb = bufferevent_openssl_filter_new(r->p->w->base, r->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                            BEV_OPT_CLOSE_ON_FREE);
+                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!fb) {
         bufferevent_free(r->bev);
         r->bev = NULL;

@@ -5,8 +5,10 @@
  * Line format.  audit_format() writes the fields in SPEC order: ts, id, client,
  * user, method, scheme, host, port, path, service, category, rule, action,
  * status, bytes_in, bytes_out, ms, tls, then "node" (the writer's
- * audit_cfg.node, present only when set), "dlp" (an array of the kinds of
- * personal data found, present only when there are any), and finally "chain".
+ * audit_cfg.node, present only when set), "upgrade" (the protocol a request
+ * switched to, "websocket", present only then), "dlp" (an array of the kinds
+ * of personal data found, present only when there are any), and finally
+ * "chain".
  * Missing values are null.  Strings are JSON-escaped: '"' and '\\', control
  * bytes as \b \f \n \r \t or \u00XX (DEL too); invalid UTF-8 (overlongs,
  * surrogates, truncated sequences, code points above U+10FFFF) becomes U+FFFD.
@@ -121,6 +123,7 @@ struct audit_rec {
     int status;                      /* < 0: null */
     int64_t bytes_in, bytes_out, ms; /* < 0: null */
     const char *tls;                 /* none|tunnel|intercept, NULL: null */
+    const char *upgrade;             /* "websocket" for a WebSocket (SPEC 6a); NULL: absent */
     const char *const *dlp;
     size_t ndlp;
     int is_ai; /* hit a catalogued service or a block/warn rule */

@@ -25,7 +25,10 @@
  *   CS_ACKWAIT   the acknowledgement is being recorded (caution.h)
  *   CS_UPSTREAM  a CONNECT waits for its origin connection (upstream.h)
  *   CS_FORWARD   the request is with its origin (exchange.h)
- *   CS_TUNNEL    CONNECT relay (tunnel.h)
+ *   CS_TUNNEL    CONNECT relay (tunnel.h), or a WebSocket after the origin's
+ *                101: relayed like a tunnel, or through wsrelay.h when a dlp
+ *                rule could decide (its request's line is written when it
+ *                ends)
  *   CS_HELD      a 407 held back after repeated failures (auth back-off)
  *   CS_CLOSING   flushing a final response, then closed
  *
@@ -34,10 +37,11 @@
  * inner requests of its intercepted tunnel, are that user's (SPEC 9).
  *
  * Lower layers (identity, dirgroups, inspect, caution, exchange, tunnel,
- * upstream) report to the connection by callback; none of them calls the connection
- * by name.  Every request ends in one place, which writes its one audit line
- * (SPEC 7), also when the connection is torn down mid-request; and a
- * connection ends only in conn_close(), which logs why at debug level.
+ * wsrelay, upstream) report to the connection by callback; none of them
+ * calls the connection by name.  Every request ends in one place, which
+ * writes its one audit line (SPEC 7), also when the connection is torn down
+ * mid-request; and a connection ends only in conn_close(), which logs why at
+ * debug level.
  */
 #ifndef AIGATE_CONN_H
 #define AIGATE_CONN_H
@@ -58,6 +62,7 @@ struct caution_wait;
 struct ack_lookup;
 struct exchange;
 struct tunnel;
+struct wsrelay;
 struct upstream;
 struct upstream_req;
 struct event;
@@ -113,8 +118,9 @@ struct conn {
     struct ack_lookup *acklookup;
     struct exchange *x;
     struct tunnel *tunnel;
+    struct wsrelay *wsr;       /* a WebSocket whose messages are inspected */
     struct upstream_req *ureq; /* CONNECT: the origin connection being made */
-    struct upstream *up;       /* CONNECT: the origin connection */
+    struct upstream *up;       /* CONNECT, WebSocket: the origin connection */
 };
 
 /* A new connection on fd (taken: closed on failure) of worker w; NULL when out of memory. */

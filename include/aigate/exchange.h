@@ -16,8 +16,19 @@
  *             client; the owner answers with an error page (e says which)
  *   aborted   once, instead of done: the response had started; the owner
  *             can only close the connection
+ *   upgraded  once, instead of done: the request opened a WebSocket
+ *             (r->ws_upgrade) and the origin switched to it (a 101 with
+ *             Upgrade: websocket, SPEC 6a).  The 101 went to the client
+ *             (r->status 101, r->upgraded set); the origin connection u,
+ *             with whatever followed the 101 still in its input, is the
+ *             owner's now: its callbacks are cleared and it is disabled,
+ *             and it is never reusable (upstream_release(u, 0)).  pmd is
+ *             the permessage-deflate the 101 agreed to (off when none).
+ *             With r->ws_inspect a 101 agreeing to any other extension,
+ *             whose frames could not be read, is refused instead (failed,
+ *             502): the client never sees it.
  *
- * After done/failed/aborted the owner calls exchange_free().  Freeing an
+ * After done/failed/aborted/upgraded the owner calls exchange_free().  Freeing an
  * exchange at any other time (timeout, client gone, shutdown) cancels it and
  * closes the origin connection.
  */
@@ -31,7 +42,9 @@ struct evbuffer;
 struct exchange;
 struct req;
 struct ssl_ctx_st;
+struct upstream;
 struct upstream_pool;
+struct ws_deflate;
 
 struct exchange_error {
     int status;         /* 400, 502, 504, 508 */
@@ -45,6 +58,7 @@ struct exchange_ops {
     void (*done)(void *arg);
     void (*failed)(void *arg, const struct exchange_error *e);
     void (*aborted)(void *arg, const char *why);
+    void (*upgraded)(void *arg, struct upstream *u, const struct ws_deflate *pmd);
 };
 
 struct exchange_env {

@@ -41,10 +41,16 @@ struct http_msg_field {
  * client field with one of their names (ASCII case-insensitive, however
  * many lines) is left out, so the client can neither override nor remove
  * them.  The caller guarantees names are distinct tokens and values hold no
- * CR, LF or NUL.  0, or -1 if the evbuffer could not grow.
+ * CR, LF or NUL.
+ *
+ * websocket (a request http_msg_ws_request() accepts): the upgrade goes on,
+ * as "Connection: Upgrade" and "Upgrade: websocket" (the Sec-WebSocket-*
+ * fields are end-to-end and pass anyway).  0, or -1 if the evbuffer could
+ * not grow.
  */
 int http_msg_request_head(struct evbuffer *out, const char *buf, const struct http_head *h,
-                          const struct http_url *u, const struct http_msg_field *set, size_t nset);
+                          const struct http_url *u, const struct http_msg_field *set, size_t nset,
+                          int websocket);
 
 /*
  * Append "HTTP/1.1 STATUS REASON", the origin's fields minus hop-by-hop ones,
@@ -55,6 +61,25 @@ int http_msg_request_head(struct evbuffer *out, const char *buf, const struct ht
  */
 int http_msg_response_head(struct evbuffer *out, const char *buf, const struct http_head *h,
                            int client_minor, int keep_alive, int dechunk);
+
+/*
+ * Append the 101 that switches the client to the WebSocket the origin's 101
+ * h agreed to: its status line and fields minus hop-by-hop ones (the
+ * Sec-WebSocket-Accept, -Extensions and -Protocol fields pass), Via, then
+ * "Connection: Upgrade" and "Upgrade: websocket".  0 or -1.
+ */
+int http_msg_ws_switch_head(struct evbuffer *out, const char *buf, const struct http_head *h);
+
+/*
+ * 1 if request head h is a WebSocket opening handshake (RFC 6455 4.1) the
+ * proxy relays: GET, HTTP/1.1, no body (or an empty one), Connection naming "upgrade" and an
+ * Upgrade field whose protocol list names "websocket".  Other upgrades are
+ * not relayed (their Upgrade is stripped).  0 otherwise.
+ */
+int http_msg_ws_request(const char *buf, const struct http_head *h);
+
+/* 1 if response head h is a 101 switching to "websocket" (Connection: upgrade included), else 0. */
+int http_msg_ws_accepted(const char *buf, const struct http_head *h);
 
 /* 1 if a Via element's received-by is our pseudonym (a forwarding loop), else 0. */
 int http_msg_via_has_us(const char *buf, const struct http_head *h);

@@ -27,6 +27,13 @@ struct req {
     unsigned keep_alive : 1, is_head : 1, is_connect : 1, body_done : 1, resp_head_done : 1,
         dechunk : 1, origin_keep : 1, retried : 1, expect_continue : 1, continue_sent : 1,
         wants_html : 1, lang_ko : 1, https : 1, dlp_scanned : 1, audited : 1;
+    /*
+     * WebSocket (SPEC 6a): ws_upgrade, the request opens one (forwarded with
+     * its upgrade); ws_inspect, its messages are to be inspected (a dlp rule
+     * could decide: a 101 whose extensions cannot be read is refused);
+     * upgraded, the origin switched and the exchange became a relay.
+     */
+    unsigned ws_upgrade : 1, ws_inspect : 1, upgraded : 1;
     enum http_body body;
     uint64_t body_left;
     struct http_chunk chunk;
@@ -44,7 +51,7 @@ struct req {
     enum audit_action action; /* AUDIT_NONE until decided */
     int ack_state;            /* GATE_ACK_UNKNOWN/YES/NO: the store's answer, once asked */
     int is_ai;
-    unsigned dlp_mask; /* personal data kinds found in the body */
+    unsigned dlp_mask; /* personal data kinds found in the body (or in a blocked message) */
     /* headers the deciding rule sets on the forwarded request (SPEC 5b); the rule's */
     const struct http_msg_field *set_headers;
     size_t nset_headers;
@@ -58,7 +65,8 @@ struct req {
 
 /*
  * A request for the head h parsed from buf: method, version, framing,
- * Accept and Accept-Language preferences, the start time.  keep_alive is
+ * Accept and Accept-Language preferences, a WebSocket upgrade, the start
+ * time.  keep_alive is
  * cleared when stopping.  NULL on out of memory.  Free with req_free().
  */
 struct req *req_new(const char *buf, const struct http_head *h, int stopping);

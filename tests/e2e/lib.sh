@@ -128,6 +128,15 @@ rss_kb() {
     awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
+# sample_rss FILE: append the proxy's VmRSS (KiB) to FILE every 20 ms while it runs (spawn it,
+# kill it by pid when done)
+sample_rss() {
+    while alive "$PROXY_PID"; do
+        rss_kb "$PROXY_PID" >>"$1" 2>/dev/null
+        sleep 0.02
+    done
+}
+
 # jget EXPR: evaluate a Python expression on the JSON document read from stdin (d)
 jget() {
     "$PY" -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"

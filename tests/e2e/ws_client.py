@@ -33,9 +33,11 @@ Prints one JSON object on stdout; exits 0 when everything went as expected.
     After the steps a WebSocket still open is closed with 1000 (--no-close: not).
     Output: {"ok", "status", "extensions", "steps": [{"step", "ok", "ms", ...}],
              "close": {"code", "reason", "from"}, "error"}
-  ws_client.py sse URL [--events N]
+  ws_client.py sse URL [--events N] [--stop-after K]
     reads N server-sent events carrying {"seq","ts"} (ts: ms when written) and
-    reports {"ok", "status", "events", "latency_ms": {"max", "p50", "all"}}
+    reports {"ok", "status", "events", "latency_ms": {"max", "p50", "all"}};
+    with --stop-after K it closes the connection after K events and reports
+    "closed_at" (wall-clock ms)
   ws_client.py stream URL [--events N]
     the same for lines of {"seq","ts"} (chunked, length or close-delimited)
   ws_client.py get URL [--pause-after BYTES --pause SECONDS]
@@ -424,6 +426,9 @@ def cmd_events(args, sse):
     lat, pending = [], [b""]
     sep = b"\n\n" if sse else b"\n"
 
+    class Enough(Exception):
+        pass
+
     def on_data(data):
         t = now_ms()
         pending[0] += data
@@ -434,6 +439,8 @@ def cmd_events(args, sse):
                 text = "".join(x[5:].strip() for x in text.split("\n") if x.startswith("data:"))
             if text.strip():
                 lat.append(round(t - json.loads(text)["ts"], 2))
+            if args.stop_after is not None and len(lat) >= args.stop_after:
+                raise Enough()
 
     try:
         sock, res["status"], headers, body = http_get(args)
@@ -441,7 +448,10 @@ def cmd_events(args, sse):
         res["content_type"] = (headers.get("content-type") or [None])[0]
         if res["status"] != 200:
             raise Failure("status %d" % res["status"])
-        body.read(on_data)
+        try:
+            body.read(on_data)
+        except Enough:
+            res["closed_at"] = round(now_ms(), 3)
         sock.close()
     except (Failure, OSError, ssl.SSLError, EOFError, ValueError) as e:
         res["error"] = str(e) or type(e).__name__
@@ -449,7 +459,8 @@ def cmd_events(args, sse):
     if lat:
         srt = sorted(lat)
         res["latency_ms"] = {"max": srt[-1], "p50": srt[len(srt) // 2], "all": lat}
-    res["ok"] = res["error"] is None and (args.events is None or len(lat) == args.events)
+    want = args.stop_after if args.stop_after is not None else args.events
+    res["ok"] = res["error"] is None and (want is None or len(lat) == want)
     return res
 
 
@@ -493,6 +504,7 @@ def main():
     ap.add_argument("--server-no-context-takeover", action="store_true")
     ap.add_argument("--no-close", action="store_true")
     ap.add_argument("--events", type=int)
+    ap.add_argument("--stop-after", type=int)
     ap.add_argument("--pause-after", type=int)
     ap.add_argument("--pause", type=float, default=0)
     ap.add_argument("--rcvbuf", type=int)

@@ -40,6 +40,9 @@ origin:
   {"ev":"ws-msg","conn":C,"type":"text"|"binary","len":N,"sha256":...,"frames":K}
   {"ev":"ws-close","conn":C,"code":...,"reason":...,"from":"client"|"origin"|null}
   {"ev":"done","conn":C,"path":...,"bytes":N,"ms":T}          (push and stream endpoints)
+  {"ev":"peer-eof","conn":C,"path":...,"ts":MS}  the peer closed during a streaming
+                      response (/sse, /stream, /push): the response stops there, as a
+                      real server's would; ts is the wall-clock time in ms
   {"ev":"end","conn":C}
 --ready FILE is created once the socket listens.
 """
@@ -148,11 +151,11 @@ class Conn:
             if upgrade and url.path.startswith("/ws"):
                 await self.websocket(head + rest, url.path, q)
             elif url.path == "/sse":
-                await self.stream(url.path, q, sse=True)
+                await self.until_peer_leaves(self.stream(url.path, q, sse=True), url.path)
             elif url.path == "/stream":
-                await self.stream(url.path, q, sse=False)
+                await self.until_peer_leaves(self.stream(url.path, q, sse=False), url.path)
             elif url.path == "/push":
-                await self.push_http(q)
+                await self.until_peer_leaves(self.push_http(q), url.path)
             elif url.path == "/page.html":
                 await self.respond(200, "OK", [("Content-Type", "text/html; charset=utf-8"),
                                                ("Content-Length", len(PAGE)),
@@ -168,6 +171,29 @@ class Conn:
                 await self.writer.wait_closed()
             except (ConnectionError, ssl.SSLError):
                 pass
+
+    async def until_peer_leaves(self, response, path):
+        """Run a streaming response while watching the connection: the peer's EOF
+        (it closed) is logged at once and ends the response."""
+        task = asyncio.ensure_future(response)
+
+        async def watch():
+            try:
+                while await self.reader.read(65536):
+                    pass
+            except (ConnectionError, ssl.SSLError):
+                pass
+            if not task.done():
+                log({"ev": "peer-eof", "conn": self.id, "path": path, "ts": round(now_ms(), 3)})
+                task.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        finally:
+            watcher.cancel()
 
     async def stream(self, path, q, sse):
         n = int(q.get("n", "10"))

@@ -1011,7 +1011,10 @@ START_TEST(test_checkpoint_periodic)
 }
 END_TEST
 
-/* audit.node: "node" after "tls" and before "dlp"; verified like any field; in checkpoints too. */
+/*
+ * audit.node: "node" after "tls" and before "upgrade" and "dlp"; verified like
+ * any field; in checkpoints too.
+ */
 START_TEST(test_node)
 {
     struct tdir t;
@@ -1031,20 +1034,26 @@ START_TEST(test_node)
     r.dlp = kinds;
     r.ndlp = 1;
     audit_emit(a, &r);
+    r.upgrade = "websocket";
+    audit_emit(a, &r);
     audit_close(a);
     size_t nl = read_lines(t.log, &lines);
-    ck_assert_uint_eq(nl, 2);
+    ck_assert_uint_eq(nl, 3);
     ck_assert_ptr_nonnull(
         strstr(lines[0], "\"tls\":\"intercept\",\"node\":\"gw-1.corp\",\"chain\":"));
     ck_assert_ptr_nonnull(strstr(
         lines[1], "\"tls\":\"intercept\",\"node\":\"gw-1.corp\",\"dlp\":[\"kr-rrn\"],\"chain\":"));
+    /* "upgrade" (a WebSocket, SPEC 6a) after "node", before "dlp" */
+    ck_assert_ptr_nonnull(strstr(lines[2],
+                                 "\"tls\":\"intercept\",\"node\":\"gw-1.corp\",\"upgrade\":"
+                                 "\"websocket\",\"dlp\":[\"kr-rrn\"],\"chain\":"));
     free_lines(lines, nl);
     size_t nc = read_lines(ckf, &cks);
     ck_assert_uint_eq(nc, 1);
     ck_assert_ptr_nonnull(strstr(cks[0], " node=gw-1.corp file="));
     free_lines(cks, nc);
     ck_assert_int_eq(verify1(t.log, t.key, out, sizeof(out)), 0);
-    ck_assert_str_eq(out, "2 lines verified\n");
+    ck_assert_str_eq(out, "3 lines verified\n");
     ck_assert_int_eq(verify_ck1(t.log, t.key, ckf, out, sizeof(out)), 0);
     tdir_remove(&t);
 }

@@ -6,28 +6,19 @@
  */
 #include <check.h>
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aigate/http_msg.h"
 
-/* Parse request s (absolute-form), serialise it with set[0..nset), return the result (malloc'd). */
+/* What out holds, as a string (malloc'd); out is freed. */
 static char *
-fwd_request_set(const char *s, const struct http_msg_field *set, size_t nset)
+taken(struct evbuffer *out)
 {
-    struct http_head h;
-    struct http_url u;
-    struct evbuffer *out = evbuffer_new();
-    char *r;
-    size_t n;
+    size_t n = evbuffer_get_length(out);
+    char *r = malloc(n + 1);
 
-    ck_assert_ptr_nonnull(out);
-    memset(&h, 0, sizeof(h));
-    ck_assert_int_eq(http_parse_request(s, strlen(s), 65536, &h), HTTP_PARSE_OK);
-    ck_assert_int_eq(http_url_parse_absolute(s, h.target, &u), 0);
-    ck_assert_int_eq(http_msg_request_head(out, s, &h, &u, set, nset), 0);
-    n = evbuffer_get_length(out);
-    r = malloc(n + 1);
     ck_assert_ptr_nonnull(r);
     evbuffer_remove(out, r, n);
     r[n] = '\0';
@@ -35,10 +26,70 @@ fwd_request_set(const char *s, const struct http_msg_field *set, size_t nset)
     return r;
 }
 
+/*
+ * Request s (absolute-form) parsed and serialised with set[0..nset), as a
+ * WebSocket upgrade when ws (malloc'd).
+ */
+static char *
+fwd_request_full(const char *s, const struct http_msg_field *set, size_t nset, int ws)
+{
+    struct http_head h;
+    struct http_url u;
+    struct evbuffer *out = evbuffer_new();
+
+    ck_assert_ptr_nonnull(out);
+    memset(&h, 0, sizeof(h));
+    ck_assert_int_eq(http_parse_request(s, strlen(s), 65536, &h), HTTP_PARSE_OK);
+    ck_assert_int_eq(http_url_parse_absolute(s, h.target, &u), 0);
+    ck_assert_int_eq(http_msg_request_head(out, s, &h, &u, set, nset, ws), 0);
+    return taken(out);
+}
+
 static char *
 fwd_request(const char *s)
 {
-    return fwd_request_set(s, NULL, 0);
+    return fwd_request_full(s, NULL, 0, 0);
+}
+
+static char *
+fwd_request_set(const char *s, const struct http_msg_field *set, size_t nset)
+{
+    return fwd_request_full(s, set, nset, 0);
+}
+
+static char *
+fwd_request_ws(const char *s)
+{
+    return fwd_request_full(s, NULL, 0, 1);
+}
+
+/* The 101 of s as forwarded to a WebSocket client (malloc'd). */
+static char *
+fwd_switch(const char *s)
+{
+    struct http_head h;
+    struct evbuffer *out = evbuffer_new();
+
+    ck_assert_ptr_nonnull(out);
+    memset(&h, 0, sizeof(h));
+    ck_assert_int_eq(http_parse_response(s, strlen(s), 65536, 0, &h), HTTP_PARSE_OK);
+    ck_assert_int_eq(http_msg_ws_accepted(s, &h), 1);
+    ck_assert_int_eq(http_msg_ws_switch_head(out, s, &h), 0);
+    return taken(out);
+}
+
+/* http_msg_ws_request() on request s, or http_msg_ws_accepted() on response s. */
+static int
+is_ws(const char *s, int response)
+{
+    struct http_head h;
+    memset(&h, 0, sizeof(h));
+    if (response) {
+        ck_assert_int_eq(http_parse_response(s, strlen(s), 65536, 0, &h), HTTP_PARSE_OK);
+        return http_msg_ws_accepted(s, &h);
+    }
+    ck_assert_int_eq(http_parse_request(s, strlen(s), 65536, &h), HTTP_PARSE_OK);
+    return http_msg_ws_request(s, &h);
 }
 
 static char *
@@ -46,20 +97,12 @@ fwd_response(const char *s, int client_minor, int keep_alive, int dechunk)
 {
     struct http_head h;
     struct evbuffer *out = evbuffer_new();
-    char *r;
-    size_t n;
 
     ck_assert_ptr_nonnull(out);
     memset(&h, 0, sizeof(h));
     ck_assert_int_eq(http_parse_response(s, strlen(s), 65536, 0, &h), HTTP_PARSE_OK);
     ck_assert_int_eq(http_msg_response_head(out, s, &h, client_minor, keep_alive, dechunk), 0);
-    n = evbuffer_get_length(out);
-    r = malloc(n + 1);
-    ck_assert_ptr_nonnull(r);
-    evbuffer_remove(out, r, n);
-    r[n] = '\0';
-    evbuffer_free(out);
-    return r;
+    return taken(out);
 }
 
 #define CHECK_FWD(fn, expect, ...)                                                                 \
@@ -245,6 +288,77 @@ START_TEST(test_max_forwards)
 }
 END_TEST
 
+START_TEST(test_websocket)
+{
+    const char *up = "Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n";
+    char req[512];
+
+    /* which requests open a WebSocket */
+    snprintf(req, sizeof(req), "GET http://h/ws HTTP/1.1\r\nHost: h\r\n%s\r\n", up);
+    ck_assert_int_eq(is_ws(req, 0), 1);
+    ck_assert_int_eq(is_ws("GET http://h/ HTTP/1.1\r\nConnection: upgrade\r\n"
+                           "Upgrade: h2c, WebSocket\r\nContent-Length: 0\r\n\r\n",
+                           0),
+                     1);
+    snprintf(req, sizeof(req), "GET http://h/ws HTTP/1.0\r\nHost: h\r\n%s\r\n", up);
+    ck_assert_int_eq(is_ws(req, 0), 0);
+    snprintf(req, sizeof(req), "POST http://h/ws HTTP/1.1\r\n%s\r\n", up);
+    ck_assert_int_eq(is_ws(req, 0), 0);
+    snprintf(req, sizeof(req), "GET http://h/ws HTTP/1.1\r\nContent-Length: 2\r\n%s\r\n", up);
+    ck_assert_int_eq(is_ws(req, 0), 0);
+    ck_assert_int_eq(is_ws("GET http://h/ HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", 0), 0);
+    ck_assert_int_eq(is_ws("GET http://h/ HTTP/1.1\r\nConnection: upgrade\r\n\r\n", 0), 0);
+    ck_assert_int_eq(
+        is_ws("GET http://h/ HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n", 0), 0);
+    ck_assert_int_eq(is_ws("GET http://h/ HTTP/1.1\r\nConnection: upgrade\r\n"
+                           "Upgrade: websocketx\r\n\r\n",
+                           0),
+                     0);
+
+    /* forwarded: the upgrade and the Sec-WebSocket-* fields go on, other hop-by-hop ones do not */
+    CHECK_FWD(fwd_request_ws,
+              "GET /chat?x=1 HTTP/1.1\r\nHost: h:8080\r\nSec-WebSocket-Key: a2V5\r\n"
+              "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"
+              "Sec-WebSocket-Protocol: chat\r\nOrigin: http://h:8080\r\nVia: 1.1 aigate\r\n"
+              "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+              "GET http://h:8080/chat?x=1 HTTP/1.1\r\nHost: h:8080\r\n"
+              "Connection: keep-alive, Upgrade, X-Hop\r\nUpgrade: h2c, WebSocket\r\n"
+              "Sec-WebSocket-Key: a2V5\r\nSec-WebSocket-Version: 13\r\n"
+              "Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Protocol: chat\r\n"
+              "Origin: http://h:8080\r\nX-Hop: 1\r\nProxy-Authorization: Basic YTpi\r\n\r\n");
+    /* the same request not relayed as a WebSocket loses its upgrade */
+    CHECK_FWD(fwd_request,
+              "GET / HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: a2V5\r\nVia: 1.1 aigate\r\n\r\n",
+              "GET http://h/ HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+              "Sec-WebSocket-Key: a2V5\r\n\r\n");
+
+    /* the origin's answer */
+    ck_assert_int_eq(is_ws("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                           "Upgrade: websocket\r\n\r\n",
+                           1),
+                     1);
+    ck_assert_int_eq(is_ws("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", 1), 0);
+    ck_assert_int_eq(is_ws("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                           "Upgrade: h2c\r\n\r\n",
+                           1),
+                     0);
+    ck_assert_int_eq(is_ws("HTTP/1.1 200 OK\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                           "Content-Length: 0\r\n\r\n",
+                           1),
+                     0);
+    CHECK_FWD(
+        fwd_switch,
+        "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: czNwUGxV\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n"
+        "Sec-WebSocket-Protocol: chat\r\nVia: 1.1 origin, 1.1 aigate\r\n"
+        "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nConnection: upgrade, "
+        "X-Hop\r\nSec-WebSocket-Accept: czNwUGxV\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n"
+        "Sec-WebSocket-Protocol: chat\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nVia: 1.1 origin\r\n\r\n");
+}
+END_TEST
+
 Suite *http_msg_suite(void);
 
 Suite *
@@ -260,6 +374,7 @@ http_msg_suite(void)
     tcase_add_test(tc, test_response_head);
     tcase_add_test(tc, test_via_loop);
     tcase_add_test(tc, test_max_forwards);
+    tcase_add_test(tc, test_websocket);
     suite_add_tcase(s, tc);
     return s;
 }
