@@ -28,6 +28,7 @@
 #include "aigate/log.h"
 #include "aigate/netaddr.h"
 #include "aigate/offload.h"
+#include "aigate/pipeline.h"
 #include "aigate/tls_mitm.h"
 #include "aigate/upstream.h"
 
@@ -53,7 +54,8 @@ worker_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
         return;
     }
     netaddr_tune_stream(fd);
-    conn_new(w, fd, sa, (socklen_t)salen); /* on failure it has closed fd and uncounted it */
+    /* On failure conn_new has closed fd and uncounted it. */
+    conn_new(w, fd, sa, (socklen_t)salen, &pipeline_ops);
 }
 
 /*
