@@ -453,7 +453,8 @@ dlp_card_at(const unsigned char *s, size_t n, size_t i)
     sep = s[i + run];
     for (;;) {
         run = dlp_run(s, n, j);
-        if (run < 3 || run > 6 || ngroups == sizeof(layout) - 1)
+        /* No layout is longer than d: a longer run is no card (and must not overflow d). */
+        if (run < 3 || run > 6 || ngroups == sizeof(layout) - 1 || total + run > sizeof(d))
             return 0;
         layout[ngroups++] = (char)('0' + run);
         for (size_t k = 0; k < run; k++)

@@ -85,6 +85,20 @@ START_TEST(card_forms)
 }
 END_TEST
 
+/*
+ * Runs of card-like groups longer than any card layout (the longest is
+ * 4-4-4-4-3, 19 digits): five groups of up to 6 digits once overflowed the
+ * 19-digit buffer (a remote crash, issue 11).  No match, no write past it.
+ */
+START_TEST(card_groups_longer_than_a_card)
+{
+    EXPECT(POLICY_DLP_CREDIT_CARD, 0, "1234-123456-123456-123456-123456",
+           "4111 111111 111111 111111 111111", "4111-111111-111111-111111-1111",
+           "4111 1111 1111 1111 111111", "4111-1111-1111-1111-1111-1111",
+           "x 4111 666666 666666 666666 666666 y");
+}
+END_TEST
+
 START_TEST(email_forms)
 {
     EXPECT(POLICY_DLP_EMAIL, 1, "alice@example.com", "a.b+tag@sub.example.co.kr",
@@ -746,6 +760,7 @@ dlp_suite(void)
 
     tcase_add_test(t, rrn_forms);
     tcase_add_test(t, card_forms);
+    tcase_add_test(t, card_groups_longer_than_a_card);
     tcase_add_test(t, email_forms);
     tcase_add_test(t, phone_forms);
     tcase_add_test(t, api_key_forms);
