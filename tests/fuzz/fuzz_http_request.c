@@ -1,16 +1,19 @@
 /*
  * libFuzzer target: a request head from a client, and everything the proxy
- * does with one that parsed: the request-target, the headers it reads
- * (Via, Max-Forwards, Accept, Accept-Language, Proxy-Authorization), the
- * catalog lookup and the policy decision, the head it forwards, a page that
- * quotes it, and a chunked body after it.
+ * does with one that parsed (req_new, req_target): the request-target and
+ * its Host lines, the headers it reads (Via, Max-Forwards, Accept,
+ * Accept-Language, Proxy-Authorization Basic and Negotiate), the catalog
+ * lookup and the policy decision, the head it forwards, the pages and the
+ * TRACE echo it answers with, its audit line, and a chunked body after it.
  *
  * Oracles beyond the sanitizers:
  *   - the parser gives the same result fed the bytes in pieces (as reads
  *     deliver them; unread bytes are poisoned) as fed them at once;
  *   - the head the proxy forwards parses again, with the same method and
  *     the same body framing (a difference is request smuggling);
- *   - the indexed policy_eval() agrees with the rule-by-rule scan.
+ *   - the indexed policy_eval() agrees with the rule-by-rule scan;
+ *   - the audit line is one JSON object the index reads;
+ *   - a TRACE echo carries no credentials or cookies.
  */
 #include <netinet/in.h>
 #include <sanitizer/asan_interface.h>
@@ -19,14 +22,18 @@
 
 #include <event2/buffer.h>
 
+#include "aigate/audit.h"
+#include "aigate/auditidx.h"
 #include "aigate/auth.h"
 #include "aigate/catalog.h"
-#include "aigate/caution.h"
 #include "aigate/config.h"
 #include "aigate/http_msg.h"
 #include "aigate/http_parse.h"
+#include "aigate/negotiate.h"
 #include "aigate/pages.h"
 #include "aigate/policy.h"
+#include "aigate/request.h"
+#include "aigate/respond.h"
 #include "aigate/users.h"
 
 #include "fuzz.h"
@@ -172,16 +179,17 @@ check_forwarded(const char *buf, const struct http_head *h, const struct http_ur
     evbuffer_free(out);
 }
 
-static void
-check_policy(const struct config *cfg, const char *method, const char *path, size_t pathlen,
-             const char *host, const char *user, uint32_t seed)
+/* The deciding rule of cfg for the request; the indexed policy must agree with the scan. */
+static const struct policy_rule *
+check_policy(const struct config *cfg, const struct req *r, const char *path, size_t pathlen,
+             uint32_t seed)
 {
-    const struct service *svc = catalog_lookup(cfg->catalog, host, strlen(host));
     const char *const *groups = NULL;
     struct sockaddr_in sin;
     struct sockaddr_in6 sin6;
     struct policy_req pr = {0};
     struct tm local = {0};
+    const struct policy_rule *rule;
 
     memset(&sin, 0, sizeof(sin));
     memset(&sin6, 0, sizeof(sin6));
@@ -192,88 +200,141 @@ check_policy(const struct config *cfg, const char *method, const char *path, siz
     local.tm_hour = (int)(seed >> 1) % 24;
     local.tm_min = (int)(seed >> 6) % 60;
     local.tm_wday = (int)(seed >> 12) % 7;
-    pr.user = user;
-    pr.ngroups = user ? users_groups(cfg->users, user, &groups) : 0;
+    pr.user = r->user[0] ? r->user : NULL;
+    pr.ngroups = pr.user ? users_groups(cfg->users, pr.user, &groups) : 0;
     pr.groups = groups;
     pr.client = seed & 0x80000 ? (const struct sockaddr *)&sin6 : (const struct sockaddr *)&sin;
-    pr.svc = svc;
-    pr.host = host;
+    pr.svc = catalog_lookup(cfg->catalog, r->url.host, strlen(r->url.host));
+    pr.host = r->url.host;
     pr.local = &local;
-    pr.have_request = method != NULL;
-    pr.method = method;
-    pr.path = path;
-    pr.pathlen = pathlen;
+    pr.have_request = !r->is_connect;
+    pr.method = r->is_connect ? NULL : r->method;
+    pr.path = r->is_connect ? NULL : path;
+    pr.pathlen = r->is_connect ? 0 : pathlen;
     pr.body_inspected = (seed >> 20) & 1;
     pr.dlp_found = pr.body_inspected ? (seed >> 21) & 0x1f : 0;
-    FUZZ_CHECK(policy_eval(cfg->policy, &pr) == policy_eval_scan(cfg->policy, &pr));
+    rule = policy_eval(cfg->policy, &pr);
+    FUZZ_CHECK(rule == policy_eval_scan(cfg->policy, &pr));
+    return rule;
 }
 
-/* What the proxy does with a head that parsed. */
+/*
+ * The audit line for r: whatever the client sent, it is one JSON object
+ * the index reads (jansson, and the fast path the same way when it can).
+ */
+static void
+check_audit_line(const struct req *r, uint32_t seed)
+{
+    static char line[AUDIT_LINE_MAX], a[8192], b[8192];
+    struct audit_rec rec = {0};
+    size_t n;
+
+    rec.ts.tv_sec = 1764496800 + (time_t)(seed % 86400);
+    rec.ts.tv_nsec = (long)(seed % 1000) * 1000000;
+    audit_new_id(rec.id);
+    rec.client = "127.0.0.1";
+    rec.user = r->user[0] ? r->user : NULL;
+    rec.method = r->method[0] ? r->method : NULL;
+    rec.port = -1;
+    if (r->url.host[0]) {
+        rec.scheme = r->https ? "https" : r->url.scheme;
+        rec.host = r->url.host;
+        rec.port = r->url.port;
+    }
+    rec.path = r->path;
+    rec.rule = r->rule ? r->rule->name : NULL;
+    rec.action = (enum audit_action)(seed % (AUDIT_ERROR + 1));
+    rec.status = 200;
+    rec.bytes_in = (int64_t)r->bytes_in;
+    rec.bytes_out = -1;
+    rec.ms = 3;
+    rec.tls = r->https ? "intercept" : "none";
+    FUZZ_CHECK((n = audit_format(line, sizeof(line), &rec, (seed >> 3) & 1)) > 0);
+    FUZZ_CHECK(auditidx_parse_debug(line, n, 0, b, sizeof(b)) == 0);
+    if (auditidx_parse_debug(line, n, 1, a, sizeof(a)) == 0)
+        FUZZ_CHECK(strcmp(a, b) == 0);
+}
+
+/* A TRACE echo never carries credentials or cookies. */
+static void
+check_trace(const char *buf, const struct http_head *h)
+{
+    struct evbuffer *out = evbuffer_new();
+    struct http_head e;
+    const char *p, *body;
+    size_t n;
+
+    FUZZ_CHECK(out != NULL && respond_trace(out, buf, h, 1, 0) > 0);
+    n = evbuffer_get_length(out);
+    p = (const char *)evbuffer_pullup(out, -1);
+    body = memmem(p, n, "\r\n\r\n", 4);
+    FUZZ_CHECK(body != NULL);
+    body += 4;
+    memset(&e, 0, sizeof(e));
+    if (http_parse_request(body, n - (size_t)(body - p), 2 * MAX_HEAD, &e) == HTTP_PARSE_OK)
+        for (unsigned i = 0; i < e.nhdr; i++)
+            FUZZ_CHECK(!http_span_ieq(body, e.hdr[i].name, "Proxy-Authorization") &&
+                       !http_span_ieq(body, e.hdr[i].name, "Authorization") &&
+                       !http_span_ieq(body, e.hdr[i].name, "Cookie"));
+    evbuffer_free(out);
+}
+
+/* What the proxy does with a head that parsed (request.c, http_msg.c, respond.c, ...). */
 static void
 use_head(const char *buf, size_t size, const struct http_head *h, uint32_t seed)
 {
-    struct http_url u;
+    struct req *r = req_new(buf, h, (seed >> 2) & 1);
+    struct evbuffer *out = evbuffer_new();
+    const char *tls_host = NULL, *val, *tok;
+    const struct req_error *e;
     struct auth_cred cred;
-    struct page_vars v = {0};
-    struct evbuffer *page = evbuffer_new();
-    char method[32], target[1024], path[1024];
-    const char *val, *user = NULL;
-    size_t len, pathlen = 1;
-    int rc;
+    char url[2048];
+    size_t len, toklen;
 
-    memset(&u, 0, sizeof(u));
-    if (h->is_connect) {
-        rc = http_url_parse_authority(buf, h->target, &u);
-    } else if (h->target.len > 0 && buf[h->target.off] == '/') {
-        strcpy(u.scheme, "https");
-        strcpy(u.host, "chatgpt.com");
-        u.port = 443;
-        rc = http_url_parse_origin(buf, h->target, &u);
-    } else {
-        rc = http_url_parse_absolute(buf, h->target, &u);
-    }
-    if (rc == 0) {
-        FUZZ_CHECK(memchr(u.host, '\0', sizeof(u.host)) != NULL);
-        FUZZ_CHECK(u.path.off + (size_t)u.path.len <= h->target.off + (size_t)h->target.len);
-        if (!h->is_connect)
-            check_forwarded(buf, h, &u);
+    FUZZ_CHECK(r != NULL && out != NULL);
+    if (h->target.len == 0 || buf[h->target.off] == '/' || (seed >> 4) & 1)
+        tls_host = (seed >> 5) & 1 ? "2001:db8::1" : "chatgpt.com";
+    if ((val = header(buf, h, "Proxy-Authorization", &len)) != NULL) {
+        if (auth_basic_parse(val, len, &cred) == 0) {
+            if (cred.ulen < sizeof(r->user))
+                memcpy(r->user, cred.user, cred.ulen + 1);
+            auth_cred_clear(&cred);
+        }
+        if (negotiate_parse(val, len, &tok, &toklen) == NEGOTIATE_PARSE_OK)
+            FUZZ_CHECK(tok >= val && tok + toklen <= val + len && toklen <= NEGOTIATE_TOKEN_MAX);
     }
     (void)http_msg_via_has_us(buf, h);
     (void)http_msg_max_forwards(buf, h);
-    if ((val = header(buf, h, "Accept-Language", &len)) != NULL)
-        (void)caution_prefers_korean(val, len);
-    if ((val = header(buf, h, "Accept", &len)) != NULL)
-        (void)pages_client_wants_html(val, len);
-    if ((val = header(buf, h, "Proxy-Authorization", &len)) != NULL &&
-        auth_basic_parse(val, len, &cred) == 0)
-        user = cred.user;
-    (void)http_list_has(buf, h->hdr[0].value, "close");
+    if ((e = req_target(r, buf, h, tls_host, 443)) == NULL) {
+        char path[1024];
+        size_t pathlen = 1;
 
-    snprintf(method, sizeof(method), "%.*s", (int)h->method.len, buf + h->method.off);
-    snprintf(target, sizeof(target), "%.*s", (int)h->target.len, buf + h->target.off);
-    if (rc == 0) {
-        if (u.pathname.len > 0) {
-            pathlen = u.pathname.len < sizeof(path) - 1 ? u.pathname.len : sizeof(path) - 1;
-            memcpy(path, buf + u.pathname.off, pathlen);
-        } else {
-            path[0] = '/';
+        FUZZ_CHECK(memchr(r->url.host, '\0', sizeof(r->url.host)) != NULL);
+        if (!h->is_connect)
+            check_forwarded(buf, h, &r->url);
+        req_url(r, url, sizeof(url));
+        path[0] = '/';
+        if (r->url.pathname.len > 0) {
+            pathlen =
+                r->url.pathname.len < sizeof(path) - 1 ? r->url.pathname.len : sizeof(path) - 1;
+            memcpy(path, buf + r->url.pathname.off, pathlen);
         }
         path[pathlen] = '\0';
-        for (size_t i = 0; i < 2; i++)
-            check_policy(cfgs[i], h->is_connect ? NULL : method, h->is_connect ? NULL : path,
-                         pathlen, u.host, user, seed);
+        (void)check_policy(cfgs[1], r, path, pathlen, seed);
+        r->rule = check_policy(cfgs[0], r, path, pathlen, seed);
+        r->svc = catalog_lookup(cfgs[0]->catalog, r->url.host, strlen(r->url.host));
+        if (r->rule != NULL && r->rule->action == POLICY_BLOCK)
+            FUZZ_CHECK(respond_block(out, pages, r, "127.0.0.1", r->keep_alive) > 0);
     }
-    v.host = rc == 0 ? u.host : NULL;
-    v.url = target;
-    v.method = method;
-    v.user = user;
-    v.lang = seed & 1 ? "ko" : "en";
-    FUZZ_CHECK(page != NULL &&
-               pages_render(page, pages, (enum page_kind)(seed % PAGE_KINDS), &v) == 0);
-    FUZZ_CHECK(pages_render_text(page, (enum page_kind)(seed % PAGE_KINDS), &v) == 0);
-    evbuffer_free(page);
-    if (user != NULL)
-        auth_cred_clear(&cred);
+    FUZZ_CHECK(respond_error(out, pages, r, e ? 400 : 502, "http_request_error",
+                             e ? e->title : "Bad gateway", e ? e->detail : r->path,
+                             r->keep_alive) > 0);
+    FUZZ_CHECK(respond_auth(out, pages, r, "aigate", 0) > 0);
+    if (http_span_ieq(buf, h->method, "TRACE"))
+        check_trace(buf, h);
+    check_audit_line(r, seed);
+    evbuffer_free(out);
+    req_free(r);
 
     if (h->body == HTTP_BODY_CHUNKED) {
         struct http_chunk c;
