@@ -1,7 +1,8 @@
 /*
  * libFuzzer target: the DLP scanner (dlp_scan) with all its decoders:
  * Content-Encoding gzip / x-gzip / deflate (zlib or raw) in up to four
- * stages, JSON string escapes, form encoding, and custom patterns.
+ * stages, JSON string escapes, form encoding, the built-in detectors (API
+ * keys and PEM private keys too) and custom patterns.
  *
  * Input: two option bytes, then the body.
  *   byte 0, bits 0-2: Content-Encoding (none, gzip, deflate, x-gzip,
@@ -19,6 +20,7 @@
 #include <zlib.h>
 
 #include "aigate/dlp.h"
+#include "aigate/policy.h"
 
 #include "fuzz.h"
 
@@ -149,7 +151,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *body = malloc(size + 1);
     memcpy(body, data, size);
     found = dlp_scan(d, body, size, ce, celen, ct, ctlen, max);
-    FUZZ_CHECK(d != NULL || found < (1u << 4));
+    FUZZ_CHECK(d != NULL || found < (1u << POLICY_DLP_CUSTOM_FIRST));
     if (do_encode && ce_choice >= 1 && ce_choice <= 5) {
         size_t enclen;
         int fits;
