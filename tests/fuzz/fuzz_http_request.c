@@ -2,8 +2,8 @@
  * libFuzzer target: a request head from a client, and everything the proxy
  * does with one that parsed (req_new, req_target): the request-target and
  * its Host lines, the headers it reads (Via, Max-Forwards, Accept,
- * Accept-Language, Proxy-Authorization Basic and Negotiate), the catalog
- * lookup and the policy decision, the head it forwards, the pages and the
+ * Accept-Language, Proxy-Authorization Basic and Negotiate), the gate's
+ * decision (catalog, policy, add_headers), the head it forwards, the pages and the
  * TRACE echo it answers with, its audit line, and a chunked body after it.
  *
  * Oracles beyond the sanitizers:
@@ -11,7 +11,9 @@
  *     deliver them; unread bytes are poisoned) as fed them at once;
  *   - the head the proxy forwards parses again, with the same method and
  *     the same body framing (a difference is request smuggling);
- *   - the indexed policy_eval() agrees with the rule-by-rule scan;
+ *   - the indexed policy_eval() agrees with the rule-by-rule scan for every
+ *     evaluation the gate makes, and the gate's verdict is final once its
+ *     missing inputs are supplied;
  *   - the audit line is one JSON object the index reads;
  *   - a TRACE echo carries no credentials or cookies.
  */
@@ -27,6 +29,7 @@
 #include "aigate/auth.h"
 #include "aigate/catalog.h"
 #include "aigate/config.h"
+#include "aigate/gate.h"
 #include "aigate/http_msg.h"
 #include "aigate/http_parse.h"
 #include "aigate/negotiate.h"
@@ -55,6 +58,12 @@ static const char extra_conf[] =
     "\"sun\" ];\n"
     "    categories = [ \"chat\" ]; },\n"
     "  { name = \"d\"; action = \"block\"; dlp = [ \"email\", \"custom:emp\" ]; },\n"
+    "  { name = \"q\"; action = \"warn\"; hosts = [ \"www.google.com\" ]; query = [ \"*udm=50*\" "
+    "]; "
+    "},\n"
+    "  { name = \"w\"; action = \"allow\"; services = [ \"chatgpt\" ]; methods = [ \"POST\" ];\n"
+    "    add_headers = ( { name = \"ChatGPT-Allowed-Workspace-Id\"; value = \"ws-1\"; },\n"
+    "                    { name = \"X-Trace\"; value = \"a b\"; } ); },\n"
     "  { name = \"s\"; action = \"warn\"; services = [ \"chatgpt\" ]; ack_ttl_s = 60; },\n"
     "  { name = \"v\"; action = \"block\"; vendor_countries = [ \"CN\" ]; }\n"
     ");\n";
@@ -154,42 +163,63 @@ header(const char *buf, const struct http_head *h, const char *name, size_t *len
     return buf + h->hdr[i].value.off;
 }
 
-/* The forwarded head must parse, as the same request with the same framing. */
+/*
+ * The forwarded head must parse, as the same request with the same framing,
+ * carrying each header the rule sets exactly once, with its value.
+ */
 static void
-check_forwarded(const char *buf, const struct http_head *h, const struct http_url *u)
+check_forwarded(const char *buf, const struct http_head *h, const struct http_url *u,
+                const struct http_msg_field *set, size_t nset)
 {
     struct evbuffer *out = evbuffer_new();
     struct http_head f;
     size_t n;
     const char *p;
 
-    FUZZ_CHECK(out != NULL && http_msg_request_head(out, buf, h, u) == 0);
+    FUZZ_CHECK(out != NULL &&
+               http_msg_request_head(out, buf, h, u, set, nset, http_msg_ws_request(buf, h)) == 0);
     n = evbuffer_get_length(out);
     p = (const char *)evbuffer_pullup(out, -1);
     memset(&f, 0, sizeof(f));
-    /* Room for the Host and Via the proxy adds (two more fields at most). */
-    if (h->nhdr + 2 <= HTTP_MAX_HEADERS) {
+    /* Room for the Host, Via and set fields the proxy adds. */
+    if (h->nhdr + 2 + nset <= HTTP_MAX_HEADERS) {
         FUZZ_CHECK(http_parse_request(p, n, 2 * MAX_HEAD, &f) == HTTP_PARSE_OK);
         FUZZ_CHECK(f.head_len == n);
         FUZZ_CHECK(f.method.len == h->method.len &&
                    memcmp(p + f.method.off, buf + h->method.off, f.method.len) == 0);
         FUZZ_CHECK(f.body == h->body && f.content_length == h->content_length);
         FUZZ_CHECK(http_msg_via_has_us(p, &f));
+        for (size_t k = 0; k < nset; k++) {
+            int seen = 0;
+
+            for (unsigned i = 0; i < f.nhdr; i++)
+                if (http_span_ieq(p, f.hdr[i].name, set[k].name)) {
+                    FUZZ_CHECK(f.hdr[i].value.len == strlen(set[k].value) &&
+                               memcmp(p + f.hdr[i].value.off, set[k].value, f.hdr[i].value.len) ==
+                                   0);
+                    seen++;
+                }
+            FUZZ_CHECK(seen == 1);
+        }
     }
     evbuffer_free(out);
 }
 
-/* The deciding rule of cfg for the request; the indexed policy must agree with the scan. */
-static const struct policy_rule *
-check_policy(const struct config *cfg, const struct req *r, const char *path, size_t pathlen,
-             uint32_t seed)
+/*
+ * The gate's verdict under cfg for the request, its missing inputs supplied
+ * from seed; every policy evaluation it made must agree with the scan.
+ */
+static void
+decide(const struct config *cfg, const struct req *r, const char *buf, uint32_t seed,
+       struct gate_verdict *v)
 {
     const char *const *groups = NULL;
     struct sockaddr_in sin;
     struct sockaddr_in6 sin6;
-    struct policy_req pr = {0};
+    struct gate_cfg g;
+    struct gate_req gr = {0};
+    struct policy_req pr;
     struct tm local = {0};
-    const struct policy_rule *rule;
 
     memset(&sin, 0, sizeof(sin));
     memset(&sin6, 0, sizeof(sin6));
@@ -200,22 +230,39 @@ check_policy(const struct config *cfg, const struct req *r, const char *path, si
     local.tm_hour = (int)(seed >> 1) % 24;
     local.tm_min = (int)(seed >> 6) % 60;
     local.tm_wday = (int)(seed >> 12) % 7;
-    pr.user = r->user[0] ? r->user : NULL;
-    pr.ngroups = pr.user ? users_groups(cfg->users, pr.user, &groups) : 0;
-    pr.groups = groups;
-    pr.client = seed & 0x80000 ? (const struct sockaddr *)&sin6 : (const struct sockaddr *)&sin;
-    pr.svc = catalog_lookup(cfg->catalog, r->url.host, strlen(r->url.host));
-    pr.host = r->url.host;
-    pr.local = &local;
-    pr.have_request = !r->is_connect;
-    pr.method = r->is_connect ? NULL : r->method;
-    pr.path = r->is_connect ? NULL : path;
-    pr.pathlen = r->is_connect ? 0 : pathlen;
-    pr.body_inspected = (seed >> 20) & 1;
-    pr.dlp_found = pr.body_inspected ? (seed >> 21) & 0x1f : 0;
-    rule = policy_eval(cfg->policy, &pr);
-    FUZZ_CHECK(rule == policy_eval_scan(cfg->policy, &pr));
-    return rule;
+    gate_cfg_init(&g, cfg);
+    g.auth_required = (seed >> 15) & 1;
+    gr.client = seed & 0x80000 ? (const struct sockaddr *)&sin6 : (const struct sockaddr *)&sin;
+    gr.user = r->user[0] ? r->user : NULL;
+    gr.authenticated = gr.user != NULL;
+    gr.ngroups = gr.user ? users_groups(cfg->users, gr.user, &groups) : 0;
+    gr.groups = groups;
+    gr.groups_from = GATE_GROUPS_CONFIG;
+    gr.method = r->method;
+    gr.connect = r->is_connect;
+    gr.url = &r->url;
+    gr.buf = buf;
+    gr.has_body = !r->body_done;
+    gr.ack = GATE_ACK_UNKNOWN;
+    gr.local = &local;
+    gate_decide(&g, &gr, v);
+    for (int round = 0; v->needs && round < 4; round++) {
+        gate_policy_req(&gr, v, &pr);
+        FUZZ_CHECK(policy_eval(cfg->policy, &pr) == policy_eval_scan(cfg->policy, &pr));
+        if (v->needs & GATE_NEED_GROUPS)
+            gr.groups_from |= GATE_GROUPS_DIRECTORY;
+        else if (v->needs & GATE_NEED_BODY) {
+            gr.body_scanned = 1;
+            gr.dlp_found = (seed >> 21) & 0x3f;
+        } else if (v->needs & GATE_NEED_ACK_STATE) {
+            gr.ack = (seed >> 27) & 1 ? GATE_ACK_YES : GATE_ACK_NO;
+        }
+        gate_resume(&g, &gr, v);
+    }
+    FUZZ_CHECK(v->needs == 0);
+    gate_policy_req(&gr, v, &pr);
+    FUZZ_CHECK(policy_eval(cfg->policy, &pr) == policy_eval_scan(cfg->policy, &pr));
+    FUZZ_CHECK(v->nheaders == 0 || (v->action == GATE_ALLOW && v->request_visible));
 }
 
 /*
@@ -306,30 +353,24 @@ use_head(const char *buf, size_t size, const struct http_head *h, uint32_t seed)
     (void)http_msg_via_has_us(buf, h);
     (void)http_msg_max_forwards(buf, h);
     if ((e = req_target(r, buf, h, tls_host, 443)) == NULL) {
-        char path[1024];
-        size_t pathlen = 1;
+        struct gate_verdict v;
 
         FUZZ_CHECK(memchr(r->url.host, '\0', sizeof(r->url.host)) != NULL);
-        if (!h->is_connect)
-            check_forwarded(buf, h, &r->url);
         req_url(r, url, sizeof(url));
-        path[0] = '/';
-        if (r->url.pathname.len > 0) {
-            pathlen =
-                r->url.pathname.len < sizeof(path) - 1 ? r->url.pathname.len : sizeof(path) - 1;
-            memcpy(path, buf + r->url.pathname.off, pathlen);
-        }
-        path[pathlen] = '\0';
-        (void)check_policy(cfgs[1], r, path, pathlen, seed);
-        r->rule = check_policy(cfgs[0], r, path, pathlen, seed);
-        r->svc = catalog_lookup(cfgs[0]->catalog, r->url.host, strlen(r->url.host));
-        if (r->rule != NULL && r->rule->action == POLICY_BLOCK)
+        decide(cfgs[1], r, buf, seed, &v);
+        if (!h->is_connect)
+            check_forwarded(buf, h, &r->url, v.headers, v.nheaders);
+        decide(cfgs[0], r, buf, seed, &v);
+        r->rule = v.rule;
+        r->svc = v.service;
+        if (v.action == GATE_BLOCK && v.rule != NULL)
             FUZZ_CHECK(respond_block(out, pages, r, "127.0.0.1", r->keep_alive) > 0);
     }
     FUZZ_CHECK(respond_error(out, pages, r, e ? 400 : 502, "http_request_error",
                              e ? e->title : "Bad gateway", e ? e->detail : r->path,
                              r->keep_alive) > 0);
-    FUZZ_CHECK(respond_auth(out, pages, r, "aigate", 0) > 0);
+    FUZZ_CHECK(
+        respond_auth(out, pages, r, "aigate", RESPOND_AUTH_BASIC | RESPOND_AUTH_NEGOTIATE, 0) > 0);
     if (http_span_ieq(buf, h->method, "TRACE"))
         check_trace(buf, h);
     check_audit_line(r, seed);
