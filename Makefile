@@ -31,6 +31,7 @@ LIBSRCS := $(filter-out proxy/main.c,$(SRCS))
 ASSETS  := $(wildcard proxy/dashboard/*)
 LIBOBJS := $(patsubst proxy/%.c,%.o,$(LIBSRCS)) dash_assets.o
 UNITS   := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
 all: build/aigate
 
@@ -60,7 +61,23 @@ build/asan/aigate: build/asan/obj/main.o build/asan/libaigate.a
 build/asan/unit/%: tests/unit/%.c tests/unit/runner.c build/asan/libaigate.a | build/asan/unit
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $< $(UNIT_MAIN) build/asan/libaigate.a $(CHECK_LIBS) $(LDLIBS)
 
-build/obj build/unit build/asan/obj build/asan/unit build/e2e build/asan/e2e:
+# ---- libFuzzer targets (clang; tests/fuzz/fuzz_NAME.c, corpora in tests/fuzz/) -------
+FUZZ_CC     := clang
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Werror -O1 -g -Iinclude \
+               $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 600
+build/fuzz/obj/%.o: proxy/%.c $(wildcard include/aigate/*.h) | build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+build/fuzz/obj/dash_assets.o: proxy/dash_assets.S $(ASSETS) | build/fuzz/obj
+	$(FUZZ_CC) -c -o $@ $<
+build/fuzz/libaigate.a: $(addprefix build/fuzz/obj/,$(LIBOBJS))
+	$(AR) rcs $@ $^
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/libaigate.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DFUZZ_RULES_DIR='"$(CURDIR)/rules"' -fsanitize=fuzzer -o $@ $< \
+	  build/fuzz/libaigate.a $(LDLIBS)
+
+build/obj build/unit build/asan/obj build/asan/unit build/e2e build/asan/e2e build/fuzz/obj:
 	mkdir -p $@
 
 # ---- e2e drivers: C programs linked against the library (tests/e2e/dirparts.c) -----
@@ -82,6 +99,29 @@ e2e: build/aigate build/asan/aigate $(addprefix build/e2e/,$(E2E_DRIVERS)) \
      $(addprefix build/asan/e2e/,$(E2E_DRIVERS))
 	AIGATE=$(CURDIR)/build/asan/aigate bash tests/e2e/run.sh
 
+# Every target runs its corpus and past crashes once (regression inputs; no fuzzing).
+fuzz-replay: fuzz
+	@set -e; for t in $(FUZZERS); do n=$${t#fuzz_}; \
+	  echo "== fuzz replay $$n"; \
+	  build/fuzz/$$t -runs=0 $$(ls -d tests/fuzz/corpus/$$n tests/fuzz/crashes/$$n 2>/dev/null) \
+	    2>build/fuzz/$$t.replay.log || { cat build/fuzz/$$t.replay.log; exit 1; }; \
+	  grep -h "INITED\|DONE" build/fuzz/$$t.replay.log | tail -1; \
+	done
+
+fuzz: $(addprefix build/fuzz/,$(FUZZERS))
+
+# Fuzz each target for FUZZ_SECONDS (nice'd, one at a time); new inputs go to build/fuzz/corpus/,
+# then those that add coverage are merged into tests/fuzz/corpus/.  A crash leaves
+# build/fuzz/crash-* (see README.md, Tests); the other targets still run.
+fuzz-run: fuzz
+	@failed=""; for t in $(FUZZERS); do n=$${t#fuzz_}; \
+	  mkdir -p build/fuzz/corpus/$$n tests/fuzz/corpus/$$n; echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
+	  nice -n 15 build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -artifact_prefix=build/fuzz/$$n- build/fuzz/corpus/$$n tests/fuzz/corpus/$$n \
+	    $$(ls -d tests/fuzz/crashes/$$n 2>/dev/null) || failed="$$failed $$n"; \
+	  nice -n 15 build/fuzz/$$t -merge=1 tests/fuzz/corpus/$$n build/fuzz/corpus/$$n 2>/dev/null; \
+	done; [ -z "$$failed" ] || { echo "fuzz-run: findings in:$$failed (build/fuzz/*-crash-*)"; exit 1; }
+
 # The same warnings must hold under clang (compile only).
 clang-check:
 	@for f in $(SRCS) $(wildcard tests/unit/test_*.c) tests/unit/runner.c \
@@ -93,6 +133,7 @@ clang-check:
 test: deps test-deps
 	$(MAKE) clang-check
 	$(MAKE) unit
+	$(MAKE) fuzz-replay
 	$(MAKE) e2e
 
 # ---- benchmark (contrib/bench/README.md; needs squid tinyproxy privoxy wrk nginx-light) ----
@@ -220,5 +261,5 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all unit e2e test clang-check deps test-deps dev-ca run install format clean bench bench-profile
+.PHONY: all unit e2e test clang-check fuzz fuzz-run fuzz-replay deps test-deps dev-ca run install format clean bench bench-profile
 .SECONDARY:

@@ -1480,8 +1480,10 @@ auditidx_result_free(struct auditidx_result *res)
     res->n = 0;
 }
 
-static const char *const idx_by_names[] = {"service", "user",     "group", "rule",
-                                           "action",  "category", "hour",  "day"};
+static const char *const idx_by_names[] = {"service",  "user", "group", "rule",  "action",
+                                           "category", "hour", "day",   "minute"};
+_Static_assert(sizeof(idx_by_names) / sizeof(idx_by_names[0]) == AUDITIDX_BY_MINUTE + 1,
+               "a name for every grouping");
 
 /* A CSV field: quoted when it holds a separator, quote or line break; a leading = + - @ TAB CR
  * (a spreadsheet formula) is neutralised with a leading apostrophe (OWASP). */

@@ -76,6 +76,8 @@
 #define DLP_MAX_CODINGS 4
 #define DLP_KEY_MIN 20 /* the shortest API key: an AWS access key id */
 #define DLP_CUSTOM_PREFIX "custom:"
+#define DLP_RE_DEPTH_MAX 32    /* nested groups in a custom regex */
+#define DLP_RE_GROWTH_MAX 4096 /* pieces a custom regex's repetitions may add */
 
 struct dlp_pattern {
     char *kind; /* "custom:NAME" */
@@ -132,6 +134,34 @@ dlp_name_ok(const char *name)
 }
 
 /*
+ * The index of the ']' that closes the bracket expression opened at re[i]
+ * ("[]a]", "[^]a]", "[[:digit:]]" included), or 0 if it is not closed.
+ */
+static size_t
+dlp_bracket_end(const char *re, size_t i)
+{
+    i++;
+    if (re[i] == '^')
+        i++;
+    if (re[i] == ']')
+        i++;
+    while (re[i] && re[i] != ']') {
+        if (re[i] == '[' && (re[i + 1] == ':' || re[i + 1] == '.' || re[i + 1] == '=')) {
+            char end = re[i + 1];
+
+            for (i += 2; re[i] && !(re[i] == end && re[i + 1] == ']'); i++)
+                ;
+            if (re[i] == '\0')
+                return 0;
+            i += 2;
+        } else {
+            i++;
+        }
+    }
+    return re[i] ? i : 0;
+}
+
+/*
  * Whether an ERE uses a back-reference (\1..\9, which glibc accepts in ERE):
  * matching those can take exponential time on a hostile body.  Bracket
  * expressions are skipped, a backslash inside one being literal.
@@ -145,30 +175,103 @@ dlp_has_backref(const char *re)
                 return 1;
             if (re[i + 1] != '\0')
                 i++;
-        } else if (re[i] == '[') {
-            i++;
-            if (re[i] == '^')
-                i++;
-            if (re[i] == ']')
-                i++;
-            while (re[i] && re[i] != ']') {
-                if (re[i] == '[' && (re[i + 1] == ':' || re[i + 1] == '.' || re[i + 1] == '=')) {
-                    char end = re[i + 1];
-
-                    for (i += 2; re[i] && !(re[i] == end && re[i + 1] == ']'); i++)
-                        ;
-                    if (re[i] == '\0')
-                        return 0;
-                    i += 2;
-                } else {
-                    i++;
-                }
-            }
-            if (re[i] == '\0')
-                return 0;
+        } else if (re[i] == '[' && (i = dlp_bracket_end(re, i)) == 0) {
+            return 0;
         }
     }
     return 0;
+}
+
+/* An interval "{m}", "{m,}" or "{m,n}" at re[i] (counts capped): 0 with its last index, or -1. */
+static int
+dlp_re_interval(const char *re, size_t i, size_t *end, uint64_t *m, uint64_t *n)
+{
+    const uint64_t cap = 1000000;
+
+    if (re[i++] != '{' || !(re[i] >= '0' && re[i] <= '9'))
+        return -1;
+    for (*m = 0; re[i] >= '0' && re[i] <= '9'; i++)
+        *m = *m >= cap ? cap : *m * 10 + (uint64_t)(re[i] - '0');
+    *n = *m;
+    if (re[i] == ',') {
+        i++;
+        *n = re[i] >= '0' && re[i] <= '9' ? 0 : *m + 1;
+        for (; re[i] >= '0' && re[i] <= '9'; i++)
+            *n = *n >= cap ? cap : *n * 10 + (uint64_t)(re[i] - '0');
+    }
+    if (re[i] != '}')
+        return -1;
+    *end = i;
+    return 0;
+}
+
+/*
+ * Whether a custom ERE is too big for glibc's regcomp(), which builds it by
+ * copying every repeated piece (x{0,32767} takes 8 GB; each '+' of "x+++..."
+ * doubles the size) and recurses once per parenthesis (some 20,000 levels
+ * overflow the stack): more than DLP_RE_DEPTH_MAX nested groups, or
+ * repetitions that add more than DLP_RE_GROWTH_MAX pieces to the pieces
+ * written (optional copies count twice: glibc's work on them grows with
+ * their square).  That also bounds regexec()'s work per byte of a body.
+ */
+static int
+dlp_re_too_big(const char *re)
+{
+    struct {
+        uint64_t alt, branch, last; /* the group's pieces: branches before, this one, its last */
+    } st[DLP_RE_DEPTH_MAX + 1];
+    const uint64_t max = DLP_RE_GROWTH_MAX + strlen(re);
+    size_t d = 0, end;
+    uint64_t m, n;
+
+    memset(st, 0, sizeof(st));
+    for (size_t i = 0; re[i]; i++) {
+        uint64_t piece = 1;
+
+        if (re[i] == '(') {
+            if (d == DLP_RE_DEPTH_MAX)
+                return 1;
+            d++;
+            memset(&st[d], 0, sizeof(st[d]));
+            continue;
+        }
+        if (re[i] == '|') {
+            st[d].alt += st[d].branch + 1;
+            st[d].branch = st[d].last = 0;
+            if (st[d].alt > max)
+                return 1;
+            continue;
+        }
+        if (re[i] == '*' || re[i] == '?' || re[i] == '+' ||
+            (re[i] == '{' && dlp_re_interval(re, i, &end, &m, &n) == 0)) {
+            uint64_t s = st[d].last, q;
+
+            if (re[i] == '{') {
+                q = (m > 1 ? m : 1) * s + (n > m ? 2 * (n - m) * s : 0) + 1;
+                i = end;
+            } else {
+                q = (re[i] == '+' ? 2 * s : s) + 1;
+            }
+            st[d].branch = st[d].branch - s + q;
+            st[d].last = q;
+            if (st[d].branch > max)
+                return 1;
+            continue;
+        }
+        if (re[i] == ')' && d > 0) {
+            piece = st[d].alt + st[d].branch + 1;
+            d--;
+        } else if (re[i] == '\\' && re[i + 1] != '\0') {
+            i++;
+        } else if (re[i] == '[' && dlp_bracket_end(re, i) != 0) {
+            i = dlp_bracket_end(re, i);
+        }
+        st[d].branch += piece;
+        st[d].last = piece;
+        if (st[d].branch > max)
+            return 1;
+    }
+    return st[0].alt + st[0].branch > max;
 }
 
 /* Compile element e (index i) into d->v[d->n]. */
@@ -224,6 +327,13 @@ dlp_load_one(struct dlp *d, const config_setting_t *e, int i, char *err, size_t 
     rx = config_setting_get_string(regex);
     if (dlp_has_backref(rx)) {
         dlp_err(err, errlen, regex, " \"%s\": back-references (\\1 ...) are not allowed", nm);
+        return -1;
+    }
+    if (dlp_re_too_big(rx)) {
+        dlp_err(err, errlen, regex,
+                " \"%s\": too big (more than %d nested groups, or repetitions adding more "
+                "than %d pieces)",
+                nm, DLP_RE_DEPTH_MAX, DLP_RE_GROWTH_MAX);
         return -1;
     }
     if ((rc = regcomp(&p->re, rx, REG_EXTENDED | REG_NOSUB)) != 0) {
@@ -453,7 +563,8 @@ dlp_card_at(const unsigned char *s, size_t n, size_t i)
     sep = s[i + run];
     for (;;) {
         run = dlp_run(s, n, j);
-        if (run < 3 || run > 6 || ngroups == sizeof(layout) - 1)
+        /* No layout is longer than d: a longer run is no card (and must not overflow d). */
+        if (run < 3 || run > 6 || ngroups == sizeof(layout) - 1 || total + run > sizeof(d))
             return 0;
         layout[ngroups++] = (char)('0' + run);
         for (size_t k = 0; k < run; k++)

@@ -110,14 +110,62 @@ add_field(struct evbuffer *out, const char *buf, const struct http_header *f)
     return rc;
 }
 
-/* One Via: the message's Via values, then ours. */
+/*
+ * Via = #( received-protocol RWS received-by [ RWS comment ] ).  Comments may
+ * hold commas, so elements are split outside parentheses only.  Returns 1 if
+ * an element's received-by is us; *open (if not NULL) tells whether the value
+ * ends inside a comment, where anything appended to it would be swallowed.
+ */
+static int
+via_scan(const char *p, const char *end, int *open)
+{
+    static const size_t us_len = sizeof(HTTP_MSG_VIA_NAME) - 1;
+    int found = 0, depth = 0;
+
+    while (p < end) {
+        const char *a;
+
+        while (p < end && (is_ows(*p) || *p == ','))
+            p++;
+        while (p < end && !is_ows(*p) && *p != ',')
+            p++; /* received-protocol */
+        while (p < end && is_ows(*p))
+            p++;
+        for (a = p; p < end && !is_ows(*p) && *p != ','; p++)
+            ;
+        if ((size_t)(p - a) == us_len && strncasecmp(a, HTTP_MSG_VIA_NAME, us_len) == 0)
+            found = 1;
+        for (; p < end && (depth > 0 || *p != ','); p++) {
+            if (*p == '(')
+                depth++;
+            else if (*p == ')' && depth > 0)
+                depth--;
+            else if (*p == '\\' && depth > 0 && p + 1 < end)
+                p++;
+        }
+    }
+    if (open != NULL)
+        *open = depth > 0;
+    return found;
+}
+
+/*
+ * One Via: the message's Via values, then ours.  A value that leaves a
+ * comment open is dropped: it would swallow our element, and the next aigate
+ * on a loop would not see it.
+ */
 static int
 add_via(struct evbuffer *out, const char *buf, const struct http_head *h)
 {
-    int rc = add_str(out, "Via: ");
+    int rc = add_str(out, "Via: "), open;
 
     for (unsigned i = 0; i < h->nhdr; i++) {
+        const char *v = buf + h->hdr[i].value.off;
+
         if (!http_span_ieq(buf, h->hdr[i].name, "via") || h->hdr[i].value.len == 0)
+            continue;
+        (void)via_scan(v, v + h->hdr[i].value.len, &open);
+        if (open)
             continue;
         rc |= add_span(out, buf, h->hdr[i].value);
         rc |= evbuffer_add(out, ", ", 2);
@@ -267,48 +315,13 @@ http_msg_ws_accepted(const char *buf, const struct http_head *h)
     return h->status == 101 && ws_upgrade_named(buf, h);
 }
 
-/*
- * Via = #( received-protocol RWS received-by [ RWS comment ] ).  Comments may
- * hold commas, so elements are split outside parentheses only.
- */
-static int
-via_value_has_us(const char *p, const char *end)
-{
-    static const size_t us_len = sizeof(HTTP_MSG_VIA_NAME) - 1;
-
-    while (p < end) {
-        const char *a;
-        int depth = 0;
-
-        while (p < end && (is_ows(*p) || *p == ','))
-            p++;
-        while (p < end && !is_ows(*p) && *p != ',')
-            p++; /* received-protocol */
-        while (p < end && is_ows(*p))
-            p++;
-        for (a = p; p < end && !is_ows(*p) && *p != ','; p++)
-            ;
-        if ((size_t)(p - a) == us_len && strncasecmp(a, HTTP_MSG_VIA_NAME, us_len) == 0)
-            return 1;
-        for (; p < end && (depth > 0 || *p != ','); p++) {
-            if (*p == '(')
-                depth++;
-            else if (*p == ')' && depth > 0)
-                depth--;
-            else if (*p == '\\' && depth > 0 && p + 1 < end)
-                p++;
-        }
-    }
-    return 0;
-}
-
 int
 http_msg_via_has_us(const char *buf, const struct http_head *h)
 {
     for (unsigned i = 0; i < h->nhdr; i++) {
         const struct http_header *f = &h->hdr[i];
         if (http_span_ieq(buf, f->name, "via") &&
-            via_value_has_us(buf + f->value.off, buf + f->value.off + f->value.len))
+            via_scan(buf + f->value.off, buf + f->value.off + f->value.len, NULL))
             return 1;
     }
     return 0;

@@ -563,6 +563,34 @@ START_TEST(test_write_json_csv)
 }
 END_TEST
 
+/* Every grouping names itself in the JSON answer; "minute" once read past the names (found by
+ * tests/fuzz/fuzz_audit_log). */
+START_TEST(test_write_every_by)
+{
+    static const char *const names[] = {"service",  "user", "group", "rule",  "action",
+                                        "category", "hour", "day",   "minute"};
+    FILE *f = fopen(logpath, "w");
+    put_line(f, T0, 0, "alice", "chatgpt", NULL, "allow", 1, NULL);
+    fclose(f);
+    struct auditidx *x = auditidx_new();
+    char err[256], want[64];
+    ck_assert_int_eq(auditidx_load_file(x, logpath, err, sizeof(err)), 0);
+    for (int by = AUDITIDX_BY_SERVICE; by <= AUDITIDX_BY_MINUTE; by++) {
+        struct auditidx_result res;
+        struct auditidx_query q = q_all((enum auditidx_by)by);
+        struct evbuffer *b = evbuffer_new();
+        ck_assert_int_eq(auditidx_query(x, &q, NULL, &res), 0);
+        ck_assert_int_eq(auditidx_result_write(&q, &res, b), 0);
+        evbuffer_add(b, "", 1);
+        snprintf(want, sizeof(want), "\"by\":\"%s\"", names[by]);
+        ck_assert_ptr_nonnull(strstr((const char *)evbuffer_pullup(b, -1), want));
+        evbuffer_free(b);
+        auditidx_result_free(&res);
+    }
+    auditidx_free(x);
+}
+END_TEST
+
 START_TEST(test_recent_and_report)
 {
     struct auditidx *x = load_mix();
@@ -971,6 +999,7 @@ auditidx_suite(void)
     tcase_add_test(tc, test_fast_path_agrees);
     tcase_add_test(tc, test_summaries_agree);
     tcase_add_test(tc, test_write_json_csv);
+    tcase_add_test(tc, test_write_every_by);
     tcase_add_test(tc, test_recent_and_report);
     tcase_add_test(tc, test_parse_time);
     tcase_add_test(tc, test_hosts);

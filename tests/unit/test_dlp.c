@@ -85,6 +85,20 @@ START_TEST(card_forms)
 }
 END_TEST
 
+/*
+ * Runs of card-like groups longer than any card layout (the longest is
+ * 4-4-4-4-3, 19 digits): five groups of up to 6 digits once overflowed the
+ * 19-digit buffer (a remote crash, issue 11).  No match, no write past it.
+ */
+START_TEST(card_groups_longer_than_a_card)
+{
+    EXPECT(POLICY_DLP_CREDIT_CARD, 0, "1234-123456-123456-123456-123456",
+           "4111 111111 111111 111111 111111", "4111-111111-111111-111111-1111",
+           "4111 1111 1111 1111 111111", "4111-1111-1111-1111-1111-1111",
+           "x 4111 666666 666666 666666 666666 y");
+}
+END_TEST
+
 START_TEST(email_forms)
 {
     EXPECT(POLICY_DLP_EMAIL, 1, "alice@example.com", "a.b+tag@sub.example.co.kr",
@@ -637,6 +651,67 @@ load_fails(const char *text, const char *want)
     done(NULL);
 }
 
+/*
+ * Custom patterns glibc's regcomp() would build into something huge: it
+ * copies every repeated piece (x{0,32767} took 8 GB, each '+' of "x+++"
+ * doubles) and recurses per parenthesis (deep nesting overflowed the stack).
+ * Found by tests/fuzz/fuzz_config; what real patterns look like still loads.
+ */
+static char *
+rx_conf(const char *head, const char *unit, size_t n, const char *tail)
+{
+    size_t len = strlen(head) + strlen(unit) * n + strlen(tail) + 64;
+    char *s = malloc(len), *p = s;
+
+    ck_assert_ptr_nonnull(s);
+    p += sprintf(p, "dlp_patterns = ( { name = \"a\"; regex = \"%s", head);
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s", unit);
+    sprintf(p, "%s\"; } );\n", tail);
+    return s;
+}
+
+START_TEST(regex_too_big)
+{
+    static const struct {
+        const char *head, *unit;
+        size_t n;
+        const char *tail;
+        int ok;
+    } c[] = {
+        {"x", "+", 13, "", 0},
+        {"", "(", 33, "x", 0}, /* closed below */
+        {"((x{100}){100}){10}", "", 0, "", 0},
+        {"[a-z]{0,2100}", "", 0, "", 0},
+        {"x", "+", 8, "", 1},
+        {"", "(", 32, "x", 1},
+        {"[A-Za-z0-9_-]{40,250}", "", 0, "", 1},
+        {"(secret|confidential|internal){1,3} x{2}{3}", "", 0, "", 1},
+        {"(", "keyword|", 800, "last)", 1}, /* 6,400 bytes written, no repetition */
+    };
+
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        char tail[128];
+        char *text;
+        struct dlp *d;
+
+        snprintf(tail, sizeof(tail), "%s", c[i].tail);
+        if (strcmp(c[i].unit, "(") == 0)
+            for (size_t k = 0; k < c[i].n && strlen(tail) + 2 < sizeof(tail); k++)
+                strcat(tail, ")");
+        text = rx_conf(c[i].head, c[i].unit, c[i].n, tail);
+        d = load(text);
+        if (c[i].ok)
+            ck_assert_msg(d != NULL, "case %zu refused: %s", i, err);
+        else
+            ck_assert_msg(d == NULL && strstr(err, "dlp_patterns \"a\": too big") != NULL,
+                          "case %zu: \"%s\"", i, err);
+        done(d);
+        free(text);
+    }
+}
+END_TEST
+
 START_TEST(load_errors)
 {
     load_fails("dlp_patterns = (\n { name = \"a\"; regex = \"x\"; },\n"
@@ -746,6 +821,7 @@ dlp_suite(void)
 
     tcase_add_test(t, rrn_forms);
     tcase_add_test(t, card_forms);
+    tcase_add_test(t, card_groups_longer_than_a_card);
     tcase_add_test(t, email_forms);
     tcase_add_test(t, phone_forms);
     tcase_add_test(t, api_key_forms);
@@ -765,6 +841,7 @@ dlp_suite(void)
     tcase_add_test(t, kind_names);
     tcase_add_test(t, no_patterns);
     tcase_add_test(t, load_errors);
+    tcase_add_test(t, regex_too_big);
     tcase_add_test(t, backrefs_in_brackets_are_literal);
     tcase_add_test(t, too_many_patterns);
     tcase_add_test(t, errors_name_the_file);

@@ -275,6 +275,34 @@ START_TEST(test_via_loop)
 }
 END_TEST
 
+/*
+ * A Via value that leaves a comment open would swallow the element we
+ * append ("1.0 a (x, 1.1 aigate"), and the next aigate would not see the
+ * loop (found by tests/fuzz/fuzz_http_request): such a value is dropped.
+ */
+START_TEST(test_via_open_comment)
+{
+    static const char *const in[] = {
+        "GET http://h/ HTTP/1.1\r\nVia: 1.0 a (open\r\n\r\n",
+        "GET http://h/ HTTP/1.1\r\nVia: 1.0 a (b (c) d\r\nVia: 1.1 b (ok)\r\n\r\n",
+        "GET http://h/ HTTP/1.1\r\nVia: 1.0 a (b \\\r\n\r\n",
+    };
+    static const char *const out[] = {
+        "GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 aigate\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 b (ok), 1.1 aigate\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 aigate\r\n\r\n",
+    };
+
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        char *fwd = fwd_request(in[i]);
+
+        ck_assert_str_eq(fwd, out[i]);
+        ck_assert(via_us(fwd));
+        free(fwd);
+    }
+}
+END_TEST
+
 START_TEST(test_max_forwards)
 {
     ck_assert_int_eq(maxfwd("OPTIONS * HTTP/1.1\r\nMax-Forwards: 10\r\n\r\n"), 10);
@@ -373,6 +401,7 @@ http_msg_suite(void)
     tcase_add_test(tc, test_request_set_fields);
     tcase_add_test(tc, test_response_head);
     tcase_add_test(tc, test_via_loop);
+    tcase_add_test(tc, test_via_open_comment);
     tcase_add_test(tc, test_max_forwards);
     tcase_add_test(tc, test_websocket);
     suite_add_tcase(s, tc);
