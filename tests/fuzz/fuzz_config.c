@@ -81,9 +81,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const struct service *s = catalog_service(c->catalog, i);
 
         FUZZ_CHECK(s->index == i && catalog_find_id(c->catalog, s->id) == s);
-        for (size_t k = 0; k < s->nhosts; k++)
-            if (s->hosts[k][0] != '*')
-                FUZZ_CHECK(catalog_lookup(c->catalog, s->hosts[k], strlen(s->hosts[k])) == s);
+        for (size_t k = 0; k < s->nhosts; k++) {
+            size_t n = strlen(s->hosts[k]);
+
+            if (s->hosts[k][0] == '*')
+                continue;
+            if (s->npaths == 0)
+                FUZZ_CHECK(catalog_lookup(c->catalog, s->hosts[k], n) == s);
+            else
+                FUZZ_CHECK(catalog_has_scoped(c->catalog, s->hosts[k], n) &&
+                           catalog_lookup(c->catalog, s->hosts[k], n) != s);
+        }
     }
     for (size_t i = 0; i < policy_count(c->policy); i++)
         FUZZ_CHECK(policy_rule_at(c->policy, i)->index == i);
