@@ -25,20 +25,23 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-SRCS    := $(wildcard proxy/*.c)
+SRCS    := proxy/main.c $(wildcard proxy/*/*.c)
+HDRS    := $(wildcard include/aigate/*/*.h)
 LIBSRCS := $(filter-out proxy/main.c,$(SRCS))
-# The dashboard's page, script and style, compiled in by proxy/dash_assets.S (.incbin).
-ASSETS  := $(wildcard proxy/dashboard/*)
-LIBOBJS := $(patsubst proxy/%.c,%.o,$(LIBSRCS)) dash_assets.o
+# The dashboard's page, script and style, compiled in by proxy/admin/dash_assets.S (.incbin).
+ASSETS  := $(wildcard proxy/admin/dashboard/*)
+LIBOBJS := $(patsubst proxy/%.c,%.o,$(LIBSRCS)) admin/dash_assets.o
 UNITS   := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
 all: build/aigate
 
 # ---- release build ---------------------------------------------------------
-build/obj/%.o: proxy/%.c $(wildcard include/aigate/*.h) | build/obj
+build/obj/%.o: proxy/%.c $(HDRS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(HARDEN) -c -o $@ $<
-build/obj/dash_assets.o: proxy/dash_assets.S $(ASSETS) | build/obj
+build/obj/admin/dash_assets.o: proxy/admin/dash_assets.S $(ASSETS)
+	@mkdir -p $(@D)
 	$(CC) -c -o $@ $<
 build/libaigate.a: $(addprefix build/obj/,$(LIBOBJS))
 	$(AR) rcs $@ $^
@@ -50,9 +53,11 @@ build/unit/%: tests/unit/%.c tests/unit/runner.c build/libaigate.a | build/unit
 	$(CC) $(CFLAGS) $(HARDEN) $(LDFLAGS) -o $@ $< $(UNIT_MAIN) build/libaigate.a $(CHECK_LIBS) $(LDLIBS)
 
 # ---- sanitizer build (make test runs everything against it too) -------------
-build/asan/obj/%.o: proxy/%.c $(wildcard include/aigate/*.h) | build/asan/obj
+build/asan/obj/%.o: proxy/%.c $(HDRS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -c -o $@ $<
-build/asan/obj/dash_assets.o: proxy/dash_assets.S $(ASSETS) | build/asan/obj
+build/asan/obj/admin/dash_assets.o: proxy/admin/dash_assets.S $(ASSETS)
+	@mkdir -p $(@D)
 	$(CC) -c -o $@ $<
 build/asan/libaigate.a: $(addprefix build/asan/obj/,$(LIBOBJS))
 	$(AR) rcs $@ $^
@@ -67,9 +72,11 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Werror -O1 -g -Iinclude \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
                -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 600
-build/fuzz/obj/%.o: proxy/%.c $(wildcard include/aigate/*.h) | build/fuzz/obj
+build/fuzz/obj/%.o: proxy/%.c $(HDRS)
+	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
-build/fuzz/obj/dash_assets.o: proxy/dash_assets.S $(ASSETS) | build/fuzz/obj
+build/fuzz/obj/admin/dash_assets.o: proxy/admin/dash_assets.S $(ASSETS)
+	@mkdir -p $(@D)
 	$(FUZZ_CC) -c -o $@ $<
 build/fuzz/libaigate.a: $(addprefix build/fuzz/obj/,$(LIBOBJS))
 	$(AR) rcs $@ $^
@@ -77,7 +84,7 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/libaigate.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -DFUZZ_RULES_DIR='"$(CURDIR)/rules"' -fsanitize=fuzzer -o $@ $< \
 	  build/fuzz/libaigate.a $(LDLIBS)
 
-build/obj build/unit build/asan/obj build/asan/unit build/e2e build/asan/e2e build/fuzz/obj:
+build/unit build/asan/unit build/e2e build/asan/e2e:
 	mkdir -p $@
 
 # ---- e2e drivers: C programs linked against the library (tests/e2e/dirparts.c) -----
@@ -142,6 +149,11 @@ bench: build/aigate
 
 bench-profile: build/aigate
 	bash contrib/bench/bench.sh profile
+
+# The micro-benchmarks of contrib/bench/ (rules_bench.c, tls_bench.c), linked against the library.
+build/%_bench: contrib/bench/%_bench.c build/libaigate.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< build/libaigate.a $(LDLIBS)
+bench-tools: build/rules_bench build/tls_bench
 
 # ---- dependencies -----------------------------------------------------------
 # apt_install PACKAGES: apt-get install those of PACKAGES not installed yet.  Non-interactive:
@@ -256,10 +268,10 @@ install: build/aigate
 	echo "  4. aigate -t -c /etc/aigate/aigate.conf"
 
 format:
-	clang-format -i proxy/*.c include/aigate/*.h tests/unit/*.c
+	clang-format -i $(SRCS) $(HDRS) tests/unit/*.c
 
 clean:
 	rm -rf build
 
-.PHONY: all unit e2e test clang-check fuzz fuzz-run fuzz-replay deps test-deps dev-ca run install format clean bench bench-profile
+.PHONY: all unit e2e test clang-check fuzz fuzz-run fuzz-replay deps test-deps dev-ca run install format clean bench bench-profile bench-tools
 .SECONDARY:

@@ -4,7 +4,7 @@
 usage: auditgen.py LINES DAYS OUT
 
 LINES lines spread evenly over the DAYS days before now, in time order, in the
-writer's field order (include/aigate/audit.h).  The mix: 2,000 users in
+writer's field order (include/aigate/audit/audit.h).  The mix: 2,000 users in
 aigate's own format, half the requests to catalogued AI services (30 of them),
 the rest ordinary web traffic (service null); actions allow 80 %, warn 6 %,
 ack 5 %, block 6 %, auth-fail 2 %, error 1 %; one AI request in 100 carries a

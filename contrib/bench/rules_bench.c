@@ -20,9 +20,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "aigate/catalog.h"
-#include "aigate/hostset.h"
-#include "aigate/policy.h"
+#include "aigate/rules/catalog.h"
+#include "aigate/rules/hostset.h"
+#include "aigate/rules/policy.h"
 
 #define NPROBE 4096
 

@@ -1,5 +1,5 @@
 /*
- * Micro-benchmark of the interception TLS path (proxy/tls_mitm.c), one thread:
+ * Micro-benchmark of the interception TLS path (proxy/tls/tls_mitm.c), one thread:
  * full handshakes over non-blocking socketpairs between tls_client_ssl() (the
  * browser's side, verifying against the generated CA) and tls_server_ssl(),
  * with the leaf cache hit every time (one host) and missed every time
@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "aigate/tls_mitm.h"
+#include "aigate/tls/tls_mitm.h"
 
 static double
 bench_now(void)

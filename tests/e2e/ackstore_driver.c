@@ -29,10 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "aigate/ack.h"
-#include "aigate/ackredis.h"
-#include "aigate/offload.h"
-#include "aigate/worker.h"
+#include "aigate/caution/ack.h"
+#include "aigate/caution/ackredis.h"
+#include "aigate/core/offload.h"
+#include "aigate/net/worker.h"
 
 static const unsigned char key[ACK_KEY_LEN] = "fleet-test-secret-0123456789abcd";
 static struct worker w;

@@ -39,12 +39,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "aigate/config.h"
-#include "aigate/dircache.h"
-#include "aigate/dirgroups.h"
-#include "aigate/negotiate.h"
-#include "aigate/offload.h"
-#include "aigate/worker.h"
+#include "aigate/core/config.h"
+#include "aigate/identity/dircache.h"
+#include "aigate/identity/dirgroups.h"
+#include "aigate/identity/negotiate.h"
+#include "aigate/core/offload.h"
+#include "aigate/net/worker.h"
 
 static long long
 now_ms(void)

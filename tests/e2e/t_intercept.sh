@@ -157,7 +157,7 @@ assert_match "chatgpt.com through the proxy: issued by our CA" 'CN *= *aigate in
     "$(issuer_of chatgpt.com "$GOOD")"
 
 # ---- the minted leaf ------------------------------------------------------------
-# Each worker keeps its own leaf cache (proxy/tls_mitm.c), so with 2 workers a
+# Each worker keeps its own leaf cache (proxy/tls/tls_mitm.c), so with 2 workers a
 # host has at most 2 leaves whichever worker a connection lands on.
 fp() { openssl x509 -in "$1" -noout -fingerprint -sha256 2>/dev/null; }
 for i in 1 2 3 4 5 6 7 8; do leaf chatgpt.com "$GOOD" "$T/leafw$i.pem"; done

@@ -122,7 +122,7 @@ assert_contains "systemd-analyze verify notices a missing binary" "$out" "/usr/b
 
 # LimitNOFILE holds every client, its origin and the idle origin pool (16 workers).
 maxconn=$("$CFGGET" "$ROOT/rules/aigate.conf" limits.max_connections)
-pool=$(sed -n 's/^#define POOL_MAX_TOTAL \([0-9]*\).*/\1/p' "$ROOT/proxy/upstream.c")
+pool=$(sed -n 's/^#define POOL_MAX_TOTAL \([0-9]*\).*/\1/p' "$ROOT/proxy/net/upstream.c")
 nofile=$(sed -n 's/^LimitNOFILE=//p' "$ROOT/contrib/systemd/aigate.service")
 [ -n "$maxconn" ] && [ -n "$pool" ] && [ -n "$nofile" ] ||
     die "max_connections ($maxconn), POOL_MAX_TOTAL ($pool) or LimitNOFILE ($nofile) not found"

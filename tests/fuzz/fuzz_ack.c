@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "aigate/ack.h"
+#include "aigate/caution/ack.h"
 
 #include "fuzz.h"
 

@@ -26,8 +26,8 @@
 
 #include <event2/buffer.h>
 
-#include "aigate/audit.h"
-#include "aigate/auditidx.h"
+#include "aigate/audit/audit.h"
+#include "aigate/audit/auditidx.h"
 
 #include "fuzz.h"
 

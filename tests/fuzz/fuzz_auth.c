@@ -9,7 +9,7 @@
 
 #include <openssl/evp.h>
 
-#include "aigate/auth.h"
+#include "aigate/identity/auth.h"
 
 #include "fuzz.h"
 

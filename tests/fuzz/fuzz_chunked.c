@@ -9,7 +9,7 @@
  */
 #include <string.h>
 
-#include "aigate/http_parse.h"
+#include "aigate/http/http_parse.h"
 
 #include "fuzz.h"
 

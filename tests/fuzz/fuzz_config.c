@@ -12,9 +12,9 @@
  */
 #include <string.h>
 
-#include "aigate/catalog.h"
-#include "aigate/config.h"
-#include "aigate/policy.h"
+#include "aigate/rules/catalog.h"
+#include "aigate/core/config.h"
+#include "aigate/rules/policy.h"
 
 #include "fuzz.h"
 

@@ -16,9 +16,9 @@
 
 #include <event2/buffer.h>
 
-#include "aigate/audit.h"
-#include "aigate/auditidx.h"
-#include "aigate/dashboard.h"
+#include "aigate/audit/audit.h"
+#include "aigate/audit/auditidx.h"
+#include "aigate/admin/dashboard.h"
 
 #include "fuzz.h"
 

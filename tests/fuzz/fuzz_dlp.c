@@ -19,8 +19,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "aigate/dlp.h"
-#include "aigate/policy.h"
+#include "aigate/rules/dlp.h"
+#include "aigate/rules/policy.h"
 
 #include "fuzz.h"
 

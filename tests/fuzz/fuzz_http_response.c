@@ -13,8 +13,8 @@
 
 #include <event2/buffer.h>
 
-#include "aigate/http_msg.h"
-#include "aigate/http_parse.h"
+#include "aigate/http/http_msg.h"
+#include "aigate/http/http_parse.h"
 
 #include "fuzz.h"
 

@@ -13,7 +13,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "aigate/proxyproto.h"
+#include "aigate/net/proxyproto.h"
 
 #include "fuzz.h"
 

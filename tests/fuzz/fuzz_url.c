@@ -12,7 +12,7 @@
 #include <sanitizer/asan_interface.h>
 #include <string.h>
 
-#include "aigate/http_parse.h"
+#include "aigate/http/http_parse.h"
 
 #include "fuzz.h"
 

@@ -31,7 +31,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "aigate/ws.h"
+#include "aigate/ws/ws.h"
 
 #include "fuzz.h"
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/ack.c: the secret file, tokens and every verdict, the
+ * Unit tests for proxy/caution/ack.c: the secret file, tokens and every verdict, the
  * store (commit, check, expiry, replay, cancel, bounds, threads), its state
  * file (persistence, corrupt files, atomic writes), its journal (group
  * commit, replay, torn tail, compaction, kill -9), the ack form and the
@@ -19,9 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "aigate/ack.h"
-#include "aigate/offload.h"
-#include "aigate/worker.h"
+#include "aigate/caution/ack.h"
+#include "aigate/core/offload.h"
+#include "aigate/net/worker.h"
 
 static char tmpdir[64];
 static char statefile[128];

@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/ackredis.c without a Redis server: the redis:// URL
+ * Unit tests for proxy/caution/ackredis.c without a Redis server: the redis:// URL
  * (what it takes, what it refuses, that errors never show the password),
  * the key formats, and the store's behaviour when the server cannot be
  * reached or never answers: lookups say unavailable, commits fail, both
@@ -21,10 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "aigate/ack.h"
-#include "aigate/ackredis.h"
-#include "aigate/offload.h"
-#include "aigate/worker.h"
+#include "aigate/caution/ack.h"
+#include "aigate/caution/ackredis.h"
+#include "aigate/core/offload.h"
+#include "aigate/net/worker.h"
 
 /* ---- URL ---- */
 

@@ -6,8 +6,8 @@
  * SIGXFSZ ignored): whole lines or nothing, start-up on it, the partial line
  * left by a crash moved aside; checkpoints and the "node" field.
  */
-#include "aigate/audit.h"
-#include "aigate/auditidx.h"
+#include "aigate/audit/audit.h"
+#include "aigate/audit/auditidx.h"
 
 #include <check.h>
 #include <dirent.h>

@@ -6,7 +6,7 @@
  * completed later, rotations by the real writer several between two polls,
  * a restart equal to the run before).
  */
-#include "aigate/auditidx.h"
+#include "aigate/audit/auditidx.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -20,8 +20,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "aigate/audit.h"
-#include "aigate/users.h"
+#include "aigate/audit/audit.h"
+#include "aigate/identity/users.h"
 
 #define CHAIN ",\"chain\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}"
 #define T0 1795407000LL /* 2026-11-23T04:10:00Z */

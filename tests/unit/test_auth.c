@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/auth.c: htpasswd loading, Basic parsing, crypt
+ * Unit tests for proxy/identity/auth.c: htpasswd loading, Basic parsing, crypt
  * verification for each hash format, the credential cache, the back-off.
  */
 #include <check.h>
@@ -14,7 +14,7 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 
-#include "aigate/auth.h"
+#include "aigate/identity/auth.h"
 
 static char tmpdir[64];
 static char htfile[128];

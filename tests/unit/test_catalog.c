@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aigate/catalog.h"
-#include "aigate/hostset.h"
+#include "aigate/rules/catalog.h"
+#include "aigate/rules/hostset.h"
 
 static config_t cfg;
 static char err[512];

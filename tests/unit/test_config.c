@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "aigate/config.h"
+#include "aigate/core/config.h"
 
 static char dir[64];
 

@@ -2,12 +2,12 @@
  * Dashboard: the parameters of /api/usage and /api/recent (defaults, every
  * key, every error) and the page's language from Accept-Language.
  */
-#include "aigate/dashboard.h"
+#include "aigate/admin/dashboard.h"
 
 #include <check.h>
 #include <string.h>
 
-#include "aigate/auditidx.h"
+#include "aigate/audit/auditidx.h"
 
 #define NOW 1795407000123LL /* 2026-11-23T04:10:00.123Z */
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/dircache.c: reference-counted group sets, the local
+ * Unit tests for proxy/identity/dircache.c: reference-counted group sets, the local
  * cache's get/put/replace, its capacity (oldest stored evicted first), its
  * age limit, clear, and use from several threads at once.
  */
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "aigate/dircache.h"
+#include "aigate/identity/dircache.h"
 
 static struct dircache_set *
 set_of(const char *a, const char *b)

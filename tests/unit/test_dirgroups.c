@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/dirgroups.c without a directory server: RFC 4515
+ * Unit tests for proxy/identity/dirgroups.c without a directory server: RFC 4515
  * escaping, filter templates and their checks, the cache verdicts, merging
  * config and directory groups, the `ldap` config section (defaults, errors
  * with FILE:LINE, the private password file), and the service against a
@@ -21,12 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "aigate/config.h"
-#include "aigate/dircache.h"
-#include "aigate/dirgroups.h"
-#include "aigate/offload.h"
-#include "aigate/users.h"
-#include "aigate/worker.h"
+#include "aigate/core/config.h"
+#include "aigate/core/offload.h"
+#include "aigate/identity/dircache.h"
+#include "aigate/identity/dirgroups.h"
+#include "aigate/identity/users.h"
+#include "aigate/net/worker.h"
 
 /* ---- escaping and filters -------------------------------------------------------- */
 

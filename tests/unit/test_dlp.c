@@ -13,8 +13,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "aigate/dlp.h"
-#include "aigate/policy.h"
+#include "aigate/rules/dlp.h"
+#include "aigate/rules/policy.h"
 
 #define MAX_DECODED (1024 * 1024)
 

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aigate/catalog.h"
-#include "aigate/explain.h"
-#include "aigate/gate.h"
-#include "aigate/policy.h"
+#include "aigate/rules/catalog.h"
+#include "aigate/rules/explain.h"
+#include "aigate/rules/gate.h"
+#include "aigate/rules/policy.h"
 
 static const char conf[] =
     "services = (\n"

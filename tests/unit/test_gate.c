@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aigate/catalog.h"
-#include "aigate/gate.h"
-#include "aigate/http_msg.h"
-#include "aigate/policy.h"
+#include "aigate/http/http_msg.h"
+#include "aigate/rules/catalog.h"
+#include "aigate/rules/gate.h"
+#include "aigate/rules/policy.h"
 
 static const char conf[] =
     "services = (\n"

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aigate/hash.h"
+#include "aigate/core/hash.h"
 
 /* vectors_sip64[len] of the SipHash reference code, as little-endian words. */
 static const struct {

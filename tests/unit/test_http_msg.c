@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/http_msg.c: forwarded request and response heads
+ * Unit tests for proxy/http/http_msg.c: forwarded request and response heads
  * (hop-by-hop removal incl. Connection-named fields, Host rewrite, Via,
  * Max-Forwards), Via loop detection, fields the proxy sets (add_headers)
  * replacing the client's.
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aigate/http_msg.h"
+#include "aigate/http/http_msg.h"
 
 /* What out holds, as a string (malloc'd); out is freed. */
 static char *

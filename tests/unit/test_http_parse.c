@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/http_parse.c: request/response heads, framing
+ * Unit tests for proxy/http/http_parse.c: request/response heads, framing
  * (SPEC section 6), chunked bodies split at every byte, URLs, and the llhttp
  * strict-mode request corpus.
  *
@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aigate/http_parse.h"
+#include "aigate/http/http_parse.h"
 
 #include "conformance_cases.h"
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/keyfile.c: creation (mode 0600, no temporary file
+ * Unit tests for proxy/core/keyfile.c: creation (mode 0600, no temporary file
  * left, fresh keys), reloading, the hex and raw formats, malformed and
  * unusable files, a missing file without create, two processes racing to
  * create the same file, and keyfile_fsync_dir.
@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "aigate/keyfile.h"
+#include "aigate/core/keyfile.h"
 
 #define RACE_ROUNDS 40
 

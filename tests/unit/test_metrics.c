@@ -4,7 +4,7 @@
  * beyond the table counted as "other"; upstream error kinds and TLS
  * handshake failures.  Each test runs in its own process (fresh counters).
  */
-#include "aigate/metrics.h"
+#include "aigate/admin/metrics.h"
 
 #include <check.h>
 #include <event2/buffer.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/negotiate.c without a KDC: parsing the
+ * Unit tests for proxy/identity/negotiate.c without a KDC: parsing the
  * Proxy-Authorization value, user names from principals (which realm is
  * stripped), the keytab check on keytabs made here with random keys, the
  * acceptor's refusals of tokens that are not Kerberos (with a reason that
@@ -16,9 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "aigate/auth.h"
-#include "aigate/config.h"
-#include "aigate/negotiate.h"
+#include "aigate/core/config.h"
+#include "aigate/identity/auth.h"
+#include "aigate/identity/negotiate.h"
 
 static char dir[64];
 static char keytab[128];

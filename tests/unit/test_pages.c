@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/pages.c: escaping, template parsing and rendering,
+ * Unit tests for proxy/http/pages.c: escaping, template parsing and rendering,
  * built-in defaults, the text variants, Accept negotiation.
  */
 #include <check.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "aigate/pages.h"
+#include "aigate/http/pages.h"
 
 static char tmpdir[64];
 

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aigate/catalog.h"
-#include "aigate/hostset.h"
-#include "aigate/http_msg.h"
-#include "aigate/policy.h"
+#include "aigate/http/http_msg.h"
+#include "aigate/rules/catalog.h"
+#include "aigate/rules/hostset.h"
+#include "aigate/rules/policy.h"
 
 static const char services[] =
     "services = (\n"

@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/proxyproto.c: PROXY protocol v1 and v2 headers as
+ * Unit tests for proxy/net/proxyproto.c: PROXY protocol v1 and v2 headers as
  * HAProxy's send-proxy and send-proxy-v2 write them, split at every byte,
  * with the connection's own bytes after them; TCP4, TCP6, UNKNOWN, LOCAL and
  * the families that fall back to the real peer; TLVs; and garbage,
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aigate/proxyproto.h"
+#include "aigate/net/proxyproto.h"
 
 static const unsigned char v2sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
                                         0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};

@@ -17,7 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "aigate/tls_mitm.h"
+#include "aigate/tls/tls_mitm.h"
 
 static char dir[64];
 static char cert_path[128], key_path[128];

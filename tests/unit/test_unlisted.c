@@ -5,7 +5,7 @@
  * the report over an audit index with a catalog (path-scoped hosts count as
  * catalogued).
  */
-#include "aigate/unlisted.h"
+#include "aigate/audit/unlisted.h"
 
 #include <check.h>
 #include <libconfig.h>
@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "aigate/auditidx.h"
-#include "aigate/catalog.h"
+#include "aigate/audit/auditidx.h"
+#include "aigate/rules/catalog.h"
 
 static int
 looks(const char *host)

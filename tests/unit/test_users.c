@@ -1,5 +1,5 @@
 /*
- * Unit tests for proxy/users.c: group membership, address-identified users
+ * Unit tests for proxy/identity/users.c: group membership, address-identified users
  * (longest prefix), and config validation messages.
  */
 #include <check.h>
@@ -12,7 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "aigate/users.h"
+#include "aigate/identity/users.h"
 
 static char tmpdir[64];
 static char cfgfile[128];

@@ -15,9 +15,9 @@
 #include <sys/resource.h>
 #include <zlib.h>
 
-#include "aigate/dlp.h"
-#include "aigate/policy.h"
-#include "aigate/ws.h"
+#include "aigate/rules/dlp.h"
+#include "aigate/rules/policy.h"
+#include "aigate/ws/ws.h"
 
 #define LIMIT (1024 * 1024)
 #define MAXMSG 16

@@ -1,5 +1,5 @@
 /*
- * The inspecting WebSocket relay (proxy/wsrelay.c over proxy/tunnel.c),
+ * The inspecting WebSocket relay (proxy/ws/wsrelay.c over proxy/net/tunnel.c),
  * between socketpairs on a real event loop: clean messages pass byte for
  * byte both ways; a message bigger than the tunnel's high-water mark is held
  * whole and released (no stall); a blocked message never reaches the origin,
@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "aigate/policy.h"
-#include "aigate/ws.h"
-#include "aigate/wsrelay.h"
+#include "aigate/rules/policy.h"
+#include "aigate/ws/ws.h"
+#include "aigate/ws/wsrelay.h"
 
 #define FIN 0x80
 #define OP_TEXT 0x1
