@@ -26,9 +26,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "aigate/net/bulkio.h"
+
 #define TUNNEL_HIGH_WATER (512 * 1024)
 #define TUNNEL_LOW_WATER (128 * 1024)
-#define TUNNEL_IO_CHUNK (256 * 1024)
 /* Room for a few bursts; more only lets data go cold in the cache before it is sent. */
 #define TUNNEL_PIPE_SIZE (256 * 1024)
 
@@ -442,14 +443,8 @@ tunnel_start(struct event_base *base, struct bufferevent *client, struct buffere
     bufferevent_setwatermark(origin, EV_READ, 0, 0);
     bufferevent_setwatermark(client, EV_READ, 0, 0);
     bufferevent_setwatermark(client, EV_WRITE, TUNNEL_LOW_WATER, 0);
-    /* Bulk data: move it in large reads and writes (the default is 16 KiB a call). */
-    for (int i = 0; i < 2; i++) {
-        bufferevent_set_max_single_read(sides[i], TUNNEL_IO_CHUNK);
-        bufferevent_set_max_single_write(sides[i], TUNNEL_IO_CHUNK);
-        /* and on the socket below a TLS side, which does the system calls */
-        bufferevent_set_max_single_read(below(sides[i]), TUNNEL_IO_CHUNK);
-        bufferevent_set_max_single_write(below(sides[i]), TUNNEL_IO_CHUNK);
-    }
+    bulkio_set(origin);
+    bulkio_set(client);
     bufferevent_enable(origin, EV_READ | EV_WRITE);
     bufferevent_enable(client, t->client_eof ? EV_WRITE : EV_READ | EV_WRITE);
     event_active(t->kick, EV_TIMEOUT, 0);
