@@ -19,8 +19,8 @@
 # runs, 1 download, 3 names: a smoke test), PEERS (which proxies, default
 # "aigate squid-bump squid-bumpall mitmproxy"), AIGATE (build/aigate),
 # SQUID_BIN (a Squid built with OpenSSL; default: unpacked from Debian's
-# squid-openssl into ${XDG_CACHE_HOME:-~/.cache}/aigate-bench/), ORIGIN_HTTPS
-# (28453), PROXY_PORT (23140: proxies on 23140..23143), KEEP=1 (keep the
+# squid-openssl into $SQUID_CACHE, default /var/tmp/aigate-bench),
+# ORIGIN_HTTPS (28453), PROXY_PORT (23140: proxies on 23140..23143), KEEP=1 (keep the
 # scratch directory).
 set -eu
 
@@ -53,9 +53,11 @@ done
 [ "$(id -u)" = 0 ] || case " $PEERS " in *" squid"*) die "Squid peers need root (Squid drops to the user proxy)" ;; esac
 
 # a Squid built with OpenSSL: Debian's squid-openssl conflicts with squid
-# (which bench.sh runs), so its package is unpacked into a cache, not installed
+# (which bench.sh runs), so its package is unpacked into a cache, not
+# installed.  Not under $HOME: Squid runs its helpers as the user proxy, who
+# must be able to reach them.
 squid_openssl() {
-    local cache=${XDG_CACHE_HOME:-$HOME/.cache}/aigate-bench squid t
+    local cache=${SQUID_CACHE:-/var/tmp/aigate-bench} squid t
     if [ -n "${SQUID_BIN:-}" ]; then echo "$SQUID_BIN"; return; fi
     if squid -v 2>/dev/null | grep -q -- --with-openssl; then command -v squid; return; fi
     squid=$cache/squid-openssl/usr/sbin/squid
@@ -65,6 +67,7 @@ squid_openssl() {
         (cd "$t" && { apt-get download squid-openssl >/dev/null 2>&1 ||
             { apt-get update -qq && apt-get download squid-openssl >/dev/null; }; }) || { rm -rf "$t"; return 1; }
         mkdir -p "$cache/squid-openssl"
+        chmod 755 "$cache"
         dpkg-deb -x "$t"/squid-openssl_*.deb "$cache/squid-openssl"
         rm -rf "$t"
     fi
