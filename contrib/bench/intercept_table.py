@@ -18,7 +18,7 @@ ROWS = [  # label, scenario, key, unit, higher is better, has a direct figure
     ("new connections, full handshake", "conn_full", "rate", "conns/s", True, True),
     ("  proxy CPU per connection", "conn_full", "cpu_us_per_op", "µs", False, False),
     ("new connections, resumption offered", "conn_resume", "rate", "conns/s", True, True),
-    ("  share resumed (client side)", "conn_resume", "resumed_share", "%", True, False),
+    ("  share resumed (client side)", "conn_resume", "resumed_share", "%", True, True),
     ("  proxy CPU per connection", "conn_resume", "cpu_us_per_op", "µs", False, False),
     ("kept-alive GETs of 1 KiB", "keepalive", "rate", "req/s", True, True),
     ("  proxy CPU per request", "keepalive", "cpu_us_per_op", "µs", False, False),
@@ -100,7 +100,7 @@ def main():
                 continue
             m = med(v.values())
             cell = fmt(m, unit)
-            if c != "direct" and has_direct and m is not None:
+            if c != "direct" and has_direct and unit != "%" and m is not None:
                 rr = med(v[r] / direct[r] for r in v if r in direct and direct[r])
                 if rr is not None:
                     cell += f" ({rr * 100:.0f}%)" if higher else f" (x{rr:.1f})"
@@ -108,6 +108,9 @@ def main():
         a = values(data, "aigate", scen, key)
         for o in others:
             b = values(data, o, scen, key)
+            if unit == "%":
+                cells.append("")
+                continue
             f = med((a[r] / b[r] if higher else b[r] / a[r]) for r in a if r in b and a[r] and b[r])
             cells.append("NA" if f is None else f"{f:.2f}")
         print(f"| {label} | {unit} | " + " | ".join(cells) + " |")
