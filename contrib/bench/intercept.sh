@@ -104,14 +104,14 @@ mkdir -p "$here/results"
 stamp=$(date +%Y%m%d-%H%M%S)
 raw=$here/results/intercept-$stamp.raw
 table=$here/results/intercept-$stamp.txt
-proxy_pid= nginx_pid=
+proxy_pid='' nginx_pid=''
 
 stop_proxy() {
     [ -n "$proxy_pid" ] || return 0
-    local kids p i
+    local kids p
     kids=$(tree "$proxy_pid")
     kill "$proxy_pid" 2>/dev/null || true
-    for i in $(seq 100); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 100); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$proxy_pid" 2>/dev/null || true
     wait "$proxy_pid" 2>/dev/null || true
     sleep 0.3
@@ -144,8 +144,7 @@ cpu_ticks() { # utime+stime of the proxy's processes (all threads)
     echo "$t"
 }
 wait_port() {
-    local i
-    for i in $(seq 300); do
+    for _ in $(seq 300); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         [ -z "$proxy_pid" ] || kill -0 "$proxy_pid" 2>/dev/null || return 1
         sleep 0.1
@@ -329,11 +328,11 @@ first_run() {
 
 # download VARIANT [PORT]: 100 MiB, median of DL_RUNS, MB/s (1e6 B/s)
 download() {
-    local v=$1 port=${2:-} args=() t0 t1 i r rates=() mbps
+    local v=$1 port=${2:-} args=() t0 t1 r rates=() mbps
     if [ -n "$port" ]; then args=(-x "http://127.0.0.1:$port" --cacert "$(ca_of "$v")")
     else args=(--resolve "$AI_HOST:$HTTPS:127.0.0.1" --cacert "$work/ca/origin/ca.pem"); fi
     t0=$([ -n "$port" ] && cpu_ticks || echo 0)
-    for i in $(seq "$DL_RUNS"); do
+    for _ in $(seq "$DL_RUNS"); do
         r=$(on_load curl -s --max-time 120 -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' \
             "${args[@]}" "https://$AI_HOST:$HTTPS/100m" || true)
         [ "${r% *}" = "200 104857600" ] || { emit "$v download_100m MBps=0 failed=1 got=${r// /:}"; return; }
