@@ -149,6 +149,9 @@ bench: build/aigate
 
 bench-profile: build/aigate
 	bash contrib/bench/bench.sh profile
+# TLS interception against Squid ssl_bump and mitmproxy (contrib/bench/README.md, "intercept.sh").
+bench-intercept: build/aigate
+	bash contrib/bench/intercept.sh
 
 # The micro-benchmarks of contrib/bench/ (rules_bench.c, tls_bench.c), linked against the library.
 build/%_bench: contrib/bench/%_bench.c build/libaigate.a
@@ -273,5 +276,5 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all unit e2e test clang-check fuzz fuzz-run fuzz-replay deps test-deps dev-ca run install format clean bench bench-profile bench-tools
+.PHONY: all unit e2e test clang-check fuzz fuzz-run fuzz-replay deps test-deps dev-ca run install format clean bench bench-profile bench-intercept bench-tools
 .SECONDARY:
