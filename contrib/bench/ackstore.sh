@@ -17,6 +17,7 @@
 # (binary, build/aigate), ORIGIN_HTTP (28180), PROXY_PORT (23228), REDIS_PORT
 # (26379), KEEP=1 (keep the scratch directory).
 set -eu
+source "$(dirname "$0")/lib.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -71,14 +72,6 @@ trap 'exit 130' INT TERM
 
 log() { echo "ackstore: $*" >&2; }
 
-wait_port() {
-    local i
-    for i in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # ---- origin and Redis ------------------------------------------------------
 start_origin() {
@@ -171,9 +164,6 @@ EOF
     [ "$code" = 303 ] || { log "acknowledgement: got $code, not 303"; return 1; }
 }
 
-cpu_ticks() { # utime + stime of the whole process (all its threads)
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
-}
 
 # run_case CASE: one proxy run, one line
 run_case() {

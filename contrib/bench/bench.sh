@@ -12,6 +12,7 @@
 # (5000), QUICK=1 (1 round, 2 s runs, 1000 idle connections: a smoke test),
 # AIGATE (binary, build/aigate), KEEP=1 (keep the scratch directory).
 set -eu
+source "$(dirname "$0")/lib.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -101,14 +102,6 @@ CONF
     wait_port $HTTP && wait_port $HTTPS || { log "nginx did not start"; exit 1; }
 }
 
-wait_port() {
-    local i
-    for i in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # ---- proxies ---------------------------------------------------------------
 # fill NAME PORT -> path of the config made from peers/NAME.conf.in

@@ -19,6 +19,7 @@
 # AIGATE (build/aigate), KEEP=1 (keep the scratch directory: the log is ~4.4 GB plain),
 # REUSE=DIR (a scratch directory kept by an earlier run: use its log/, skip steps 1 and 2).
 set -eu
+source "$(dirname "$0")/lib.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -54,14 +55,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 say() { echo "$*" | tee -a "$out"; }
-wait_port() {
-    local i
-    for i in $(seq 300); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 say "# aigate dashboard bench: $(date -u +%FT%TZ), $(nproc) CPUs, $LINES lines over $DAYS days"
@@ -115,7 +108,7 @@ t0=$(date +%s%3N)
 taskset -c 0 "$AIGATE" -f -c "$work/aigate.conf" 2>"$work/aigate.log" &
 pids+=($!)
 aigate_pid=$!
-wait_port "$ADMIN" || { echo "aigate did not start: $(tail -3 "$work/aigate.log")" >&2; exit 1; }
+wait_port "$ADMIN" 300 || { echo "aigate did not start: $(tail -3 "$work/aigate.log")" >&2; exit 1; }
 A="http://127.0.0.1:$ADMIN"
 api() { curl -s -u bench:bench-pass -o /dev/null -w '%{time_total}\n' "$A$1"; }
 api "/api/usage?period=${DAYS}d" >/dev/null # waits for the first build
@@ -145,7 +138,7 @@ http { access_log off; keepalive_requests 10000000; keepalive_timeout 600s;
        server { listen 127.0.0.1:$HTTP; root $work/www; } }
 CONF
 taskset -c 1 nginx -c "$work/nginx.conf"
-wait_port "$HTTP" || { echo "nginx did not start" >&2; exit 1; }
+wait_port "$HTTP" 300 || { echo "nginx did not start" >&2; exit 1; }
 # The page's queries, once a second.  curl stands in for a browser elsewhere: on aigate's CPU (not
 # the load's) at nice 19, so that its own start-up does not delay aigate's worker.
 dashboard_loop() {

@@ -23,6 +23,7 @@
 # ORIGIN_HTTPS (28453), PROXY_PORT (23140: proxies on 23140..23143), KEEP=1 (keep the
 # scratch directory).
 set -eu
+source "$(dirname "$0")/lib.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -136,20 +137,12 @@ tree() { # PID and its descendants
     echo "$1"
     for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree "$c"; done
 }
-cpu_ticks() { # utime+stime of the proxy's processes (all threads)
+tree_cpu_ticks() { # utime+stime of the proxy's processes (all threads)
     local p t=0
     for p in $(tree "$proxy_pid"); do
-        t=$((t + $(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+        t=$((t + $(cpu_ticks "$p")))
     done
     echo "$t"
-}
-wait_port() {
-    for _ in $(seq 300); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        [ -z "$proxy_pid" ] || kill -0 "$proxy_pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
 }
 
 # ---- client, CAs, origin ---------------------------------------------------
@@ -231,7 +224,7 @@ http {
 CONF
 taskset -c $LOAD_CPU nginx -c "$work/origin/nginx.conf" >"$work/origin/nginx.out" 2>&1 &
 nginx_pid=$!
-wait_port "$HTTPS" || { cat "$work/origin/nginx.out" >&2; die "nginx did not start"; }
+wait_port "$HTTPS" 300 || { cat "$work/origin/nginx.out" >&2; die "nginx did not start"; }
 
 # ---- proxies -----------------------------------------------------------------
 ca_of() { # VARIANT -> the CA its leaves come from
@@ -261,7 +254,7 @@ start_proxy() { # VARIANT PORT
     esac
     taskset -c $PROXY_CPU "${cmd[@]}" >"$work/$v.out" 2>&1 </dev/null &
     proxy_pid=$!
-    if ! wait_port "$port"; then
+    if ! wait_port "$port" 300 "$proxy_pid"; then
         log "$v did not start:"
         tail -20 "$work/$v.out" >&2
         stop_proxy
@@ -331,14 +324,14 @@ download() {
     local v=$1 port=${2:-} args=() t0 t1 r rates=() mbps
     if [ -n "$port" ]; then args=(-x "http://127.0.0.1:$port" --cacert "$(ca_of "$v")")
     else args=(--resolve "$AI_HOST:$HTTPS:127.0.0.1" --cacert "$work/ca/origin/ca.pem"); fi
-    t0=$([ -n "$port" ] && cpu_ticks || echo 0)
+    t0=$([ -n "$port" ] && tree_cpu_ticks || echo 0)
     for _ in $(seq "$DL_RUNS"); do
         r=$(on_load curl -s --max-time 120 -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' \
             "${args[@]}" "https://$AI_HOST:$HTTPS/100m" || true)
         [ "${r% *}" = "200 104857600" ] || { emit "$v download_100m MBps=0 failed=1 got=${r// /:}"; return; }
         rates+=("$(awk -v b="${r##* }" 'BEGIN{printf "%.0f", b / 1e6}')")
     done
-    t1=$([ -n "$port" ] && cpu_ticks || echo 0)
+    t1=$([ -n "$port" ] && tree_cpu_ticks || echo 0)
     mbps=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
     emit "$v download_100m MBps=$mbps runs=$(IFS=,; echo "${rates[*]}")$([ -n "$port" ] &&
         awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$DL_RUNS" 'BEGIN{printf " cpu_s_per_100m=%.2f", t / hz / n}')"
