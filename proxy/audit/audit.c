@@ -1116,6 +1116,7 @@ audit_start_gz(struct audit *a)
         free(job);
         return;
     }
+    pthread_setname_np(a->gz, "aigate-gzip");
     a->gz_running = 1;
 }
 
@@ -1867,6 +1868,7 @@ audit_open(const struct audit_cfg *cfg, char *err, size_t errlen)
         pthread_mutex_destroy(&a->mu);
         goto fail;
     }
+    pthread_setname_np(a->writer, "aigate-audit");
     return a;
 
 fail:

@@ -1259,8 +1259,10 @@ ack_store_open(const char *state_file, char *err, size_t errlen)
     if (!sync || pthread_create(&s->journal, NULL, ack_journal_main, s) != 0)
         goto fail_thread;
     s->have_journal = 1;
+    pthread_setname_np(s->journal, "aigate-ackjrnl");
     if (pthread_create(&s->writer, NULL, ack_writer_main, s) != 0)
         goto fail_thread;
+    pthread_setname_np(s->writer, "aigate-ackstate");
     return &s->base;
 
 fail_thread:

@@ -57,9 +57,11 @@ offload_start(int n)
     threads = calloc((size_t)n, sizeof(*threads));
     if (!threads)
         return -1;
-    for (; nthreads < n; nthreads++)
+    for (; nthreads < n; nthreads++) {
         if (pthread_create(&threads[nthreads], NULL, offload_main, NULL) != 0)
             break;
+        pthread_setname_np(threads[nthreads], "aigate-offload");
+    }
     return nthreads > 0 ? 0 : -1;
 }
 

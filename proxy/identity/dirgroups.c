@@ -1155,6 +1155,7 @@ dirgroups_new(const struct dirgroups_cfg *cfg, char *err, size_t errlen)
             dirgroups_free(d);
             return NULL;
         }
+        pthread_setname_np(t->tid, "aigate-ldap");
     }
     return d;
 fail:

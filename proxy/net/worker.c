@@ -308,7 +308,12 @@ int
 worker_start(struct worker *w, struct event *exited_ev)
 {
     w->exited_ev = exited_ev;
-    return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+    char name[16];
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return -1;
+    snprintf(name, sizeof(name), "aigate-w%d", w->id % 1000);
+    pthread_setname_np(w->thread, name);
+    return 0;
 }
 
 void
