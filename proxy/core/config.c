@@ -843,47 +843,129 @@ config_name_main(char *err, size_t errlen, const char *path)
     snprintf(err, errlen, "%s%s", path, rest);
 }
 
+/* libconfig 1.5 gives up on includes nested deeper than this. */
+#define CONFIG_INCLUDE_DEPTH 10
+
+/*
+ * The quoted path of an "@include" line (leading blanks allowed): *q is its
+ * first character, the return its length.  -1 if line is no @include.
+ */
+static ssize_t
+include_path(const char *line, const char **q)
+{
+    const char *p = line, *e;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strncmp(p, "@include", 8) != 0)
+        return -1;
+    if (!(p = strchr(p + 8, '"')) || !(e = strchr(p + 1, '"')))
+        return -1;
+    *q = p + 1;
+    return e - (p + 1);
+}
+
+/*
+ * libconfig 1.5 opens @include files itself, and when one cannot be read as
+ * a file (a directory) its scanner calls exit(): a SIGHUP would end the
+ * proxy instead of keeping the old configuration; a FIFO or a device would
+ * be read forever.  So every file included, at any depth, must be a regular
+ * file before libconfig sees the text.  Nested paths are checked as libconfig
+ * resolves them (as written).  0, or -1 with "FILE:LINE: message" in err.
+ */
+static int
+include_check(const char *from, int lineno, const char *path, int depth, char *err, size_t errlen)
+{
+    struct stat st;
+    FILE *f;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0, rc = 0;
+
+    if (stat(path, &st) < 0) {
+        snprintf(err, errlen, "%s:%d: @include \"%s\": %s", from, lineno, path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s:%d: @include \"%s\": not a regular file", from, lineno, path);
+        return -1;
+    }
+    if (depth >= CONFIG_INCLUDE_DEPTH || !(f = fopen(path, "r")))
+        return 0; /* libconfig says what is wrong */
+    while (rc == 0 && getline(&line, &cap, f) != -1) {
+        const char *q;
+        ssize_t len = include_path(line, &q);
+        n++;
+        if (len >= 0) {
+            char *inc = strndup(q, (size_t)len);
+            rc = inc ? include_check(path, n, inc, depth + 1, err, errlen) : 0;
+            free(inc);
+        }
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
 /*
  * Read the main file and make its relative @include paths absolute against
  * its folder (libconfig 1.5 would prefix an include_dir even to absolute
- * paths).  Line numbers are unchanged.  Returns a malloc'd string or NULL.
+ * paths); every file included must be a regular file (include_check).  Line
+ * numbers are unchanged.  Returns a malloc'd string, or NULL with err set.
  */
 static char *
-config_text(const char *path, const char *dir)
+config_text(const char *path, const char *dir, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
     char *out = NULL, *line = NULL;
     size_t outlen = 0, cap = 0;
-    FILE *mem = NULL;
-    if (!f)
+    FILE *mem;
+    int n = 0, bad = 0;
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         return NULL;
-    if (!(mem = open_memstream(&out, &outlen)))
-        goto done;
-    while (getline(&line, &cap, f) != -1) {
-        const char *p = line;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (strncmp(p, "@include", 8) == 0) {
-            const char *q = strchr(p, '"');
-            if (q && q[1] != '/' && q[1] != '"') {
-                fwrite(line, 1, (size_t)(q + 1 - line), mem);
-                fprintf(mem, "%s/%s", dir, q + 1);
-                continue;
-            }
+    }
+    if (!(mem = open_memstream(&out, &outlen))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        fclose(f);
+        return NULL;
+    }
+    while (!bad && getline(&line, &cap, f) != -1) {
+        const char *q;
+        ssize_t len = include_path(line, &q);
+        char *inc;
+        n++;
+        if (len < 0) {
+            fputs(line, mem);
+            continue;
         }
-        fputs(line, mem);
+        if (len > 0 && q[0] != '/') {
+            fwrite(line, 1, (size_t)(q - line), mem);
+            fprintf(mem, "%s/%s", dir, q);
+            if (asprintf(&inc, "%s/%.*s", dir, (int)len, q) < 0)
+                inc = NULL;
+        } else {
+            fputs(line, mem);
+            inc = strndup(q, (size_t)len);
+        }
+        if (!inc) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            bad = 1;
+        } else {
+            bad = include_check(path, n, inc, 1, err, errlen) < 0;
+            free(inc);
+        }
     }
-    if (ferror(f)) {
-        fclose(mem);
-        free(out);
-        out = NULL;
-        mem = NULL;
+    if (!bad && ferror(f)) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        bad = 1;
     }
-done:
-    if (mem)
-        fclose(mem);
+    fclose(mem);
     free(line);
     fclose(f);
+    if (bad) {
+        free(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -910,10 +992,8 @@ config_load(const char *path, char *err, size_t errlen)
     }
     x.dir = c->dir;
     config_defaults(c);
-    if (!(text = config_text(path, c->dir))) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    if (!(text = config_text(path, c->dir, err, errlen)))
         goto fail;
-    }
     if (!config_read_string(&lc, text)) {
         snprintf(err, errlen, "%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) : path,
                  config_error_line(&lc), config_error_text(&lc));

@@ -44,6 +44,16 @@ assert_eq "request after a bad reload" two "$(pcurl "$N/two.txt")"
 assert_eq "CONNECT still refused (old config in force)" 403 "$(connect_status)"
 assert_eq "keep-alive connection after a bad reload" two "$(ka_get two.txt)"
 
+# An @include of a directory (libconfig's scanner would exit the process): refused the same way
+{ proxy_conf; printf '@include "%s"\n' "$T"; } >"$T/aigate.conf"
+line=$(wc -l <"$T/aigate.conf")
+kill -HUP "$PROXY_PID"
+sleep 1
+alive "$PROXY_PID" || fail "proxy died on a reload that includes a directory"
+assert_match "include of a directory logged with FILE:LINE" \
+    "aigate\\.conf:$line: @include \"$T\": not a regular file" "$(cat "$PROXY_LOG")"
+assert_eq "request after the refused include" two "$(pcurl "$N/two.txt")"
+
 # A good config with a changed value: in force on the next request
 CONNECT_PORTS="443, $NGINX_HTTPS_PORT" proxy_conf >"$T/aigate.conf"
 kill -HUP "$PROXY_PID"

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "aigate/core/config.h"
@@ -189,6 +190,36 @@ START_TEST(test_include_error_names_included_file)
 }
 END_TEST
 
+/* libconfig 1.5 exits the process on an @include it cannot read as a file. */
+START_TEST(test_include_not_a_file)
+{
+    char err[512], sub[300], fifo[300], text[700];
+    snprintf(sub, sizeof(sub), "%s/sub", dir);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+
+    struct config *c = load("listen = [ \"127.0.0.1:3128\" ];\n@include \"/\"\n", err, sizeof(err));
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(err, "aigate.conf:2: @include \"/\": not a regular file") != NULL, "%s",
+                  err);
+
+    ck_assert_ptr_null(load("@include \"fifo\"\n", err, sizeof(err)));
+    ck_assert_msg(strstr(err, "aigate.conf:1: @include") && strstr(err, "not a regular file"), "%s",
+                  err);
+
+    /* nested: the included file names a directory on its third line */
+    snprintf(text, sizeof(text), "# one\n# two\n@include \"%s\"\n", sub);
+    write_file("inner.conf", text);
+    ck_assert_ptr_null(load("@include \"inner.conf\"\n", err, sizeof(err)));
+    ck_assert_msg(strstr(err, "inner.conf:3: @include") && strstr(err, "not a regular file"), "%s",
+                  err);
+
+    ck_assert_ptr_null(load("@include \"missing.conf\"\n", err, sizeof(err)));
+    ck_assert_msg(strstr(err, "aigate.conf:1: @include") && strstr(err, "No such file"), "%s", err);
+}
+END_TEST
+
 START_TEST(test_missing_file)
 {
     char err[512];
@@ -221,6 +252,7 @@ config_suite(void)
     tcase_add_test(tc, test_values);
     tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, test_include_error_names_included_file);
+    tcase_add_test(tc, test_include_not_a_file);
     tcase_add_test(tc, test_fleet_keys);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_shipped_config);
