@@ -47,8 +47,15 @@
 #define TLS_HOST_MAX 253
 #define TLS_CN_MAX 64 /* ub-common-name (RFC 5280) */
 #define TLS_SESS_CACHE 2048
-/* Forward-secret AEAD/CBC suites for TLS 1.2; TLS 1.3 keeps its defaults. */
+/* Forward-secret AEAD/CBC suites for TLS 1.2. */
 #define TLS_CIPHERS "HIGH:!aNULL:!kRSA:!PSK:!SRP:!MD5:!RC4:!3DES:!CAMELLIA:!ARIA"
+/*
+ * TLS 1.3: OpenSSL's three suites, AES-128-GCM first (as browsers and
+ * Mozilla's recommended server configuration order them).  Every byte of an
+ * intercepted connection is decrypted and encrypted again on one core; with
+ * 10 AES rounds instead of 14 a 100 MiB download costs the proxy ~15% less.
+ */
+#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 static const unsigned char tls_alpn_http11[] = "\x08http/1.1";
 
@@ -541,7 +548,7 @@ tls_ctx_common(SSL_CTX *ctx)
     /* Idle connections give their record buffers back (memory per idle connection). */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-        !SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS))
+        !SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS) || !SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES))
         return -1;
     return 0;
 }

@@ -650,6 +650,7 @@ START_TEST(handshake_right_host)
     ck_assert_ptr_null(tls_verify_error(c));
     ck_assert_str_eq(SSL_get_servername(s, TLSEXT_NAMETYPE_host_name), "chat.deepseek.com");
     ck_assert_int_ge(SSL_version(c), TLS1_2_VERSION);
+    ck_assert_str_eq(SSL_CIPHER_get_name(SSL_get_current_cipher(c)), "TLS_AES_128_GCM_SHA256");
     expect_alpn(c, "http/1.1");
     expect_alpn(s, "http/1.1");
     ck_assert_int_eq(SSL_write(c, "GET / HTTP/1.1\r\n", 16), 16);
