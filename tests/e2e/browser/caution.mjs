@@ -9,17 +9,9 @@
 // OUT_DIR.  Playwright starts Chromium on a fresh temporary user-data-dir
 // (given on its command line, which --ignore-certificate-errors-spki-list needs).
 // Prints "ok - ..." / "not ok - ..." lines; exits 1 if any check failed.
-import { chromium } from 'playwright-core';
+import { env, ok, notOk, check, finish, launchThroughProxy } from './harness.mjs';
 import { join } from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`FATAL: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-};
 const PROXY_PORT = env('PROXY_PORT');
 const HTTP_URL = env('HTTP_URL');
 const HTTP_SERVICE = env('HTTP_SERVICE');
@@ -28,13 +20,6 @@ const HTTPS_SERVICE = env('HTTPS_SERVICE');
 const CA_SPKI = env('CA_SPKI');
 const OUT_DIR = env('OUT_DIR');
 
-let failed = false;
-const ok = (desc) => console.log(`ok - ${desc}`);
-const notOk = (desc) => {
-  console.log(`not ok - ${desc}`);
-  failed = true;
-};
-const check = (desc, cond, got) => (cond ? ok(desc) : notOk(`${desc}: got ${JSON.stringify(got)}`));
 
 // A warned URL loaded in a new context with LOCALE: the caution page.
 async function showCaution(browser, locale, url, heading, shot) {
@@ -76,16 +61,7 @@ async function acknowledge(page, button, url, originText, shot) {
   }
 }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--proxy-server=127.0.0.1:${PROXY_PORT}`,
-    `--ignore-certificate-errors-spki-list=${CA_SPKI}`,
-  ],
-});
+const browser = await launchThroughProxy(PROXY_PORT, CA_SPKI);
 try {
   console.log(`chromium ${browser.version()}`);
 
@@ -116,4 +92,4 @@ try {
 } finally {
   await browser.close();
 }
-process.exit(failed ? 1 : 0);
+finish();

@@ -9,16 +9,9 @@
 // list of service ids the page must show), OUT_DIR.  Prints "ok - ..." / "not ok - ..." lines;
 // exits 1 if any check failed.
 import { chromium } from 'playwright-core';
+import { env, ok, notOk, check, finish, CHROMIUM } from './harness.mjs';
 import { join } from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`FATAL: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-};
 const ADMIN_URL = env('ADMIN_URL');
 const USER = env('ADMIN_USER');
 const PASS = env('ADMIN_PASS');
@@ -26,13 +19,6 @@ const SERVICES = env('SERVICES').split(',');
 const OUT_DIR = env('OUT_DIR');
 const origin = new URL(ADMIN_URL).origin;
 
-let failed = false;
-const ok = (desc) => console.log(`ok - ${desc}`);
-const notOk = (desc) => {
-  console.log(`not ok - ${desc}`);
-  failed = true;
-};
-const check = (desc, cond, got) => (cond ? ok(desc) : notOk(`${desc}: got ${JSON.stringify(got)}`));
 
 const VIEWS = {
   laptop: { viewport: { width: 1366, height: 900 } },
@@ -89,7 +75,7 @@ async function look(browser, locale, view) {
   await context.close();
 }
 
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 try {
   for (const locale of ['en-US', 'ko-KR'])
     for (const view of ['laptop', 'phone'])
@@ -99,4 +85,4 @@ try {
 } finally {
   await browser.close();
 }
-process.exit(failed ? 1 : 0);
+finish();

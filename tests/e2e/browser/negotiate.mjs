@@ -14,18 +14,11 @@
 // --vmodule=*http_auth*=3" to see Chromium's authentication, with DEBUG=pw:browser).
 // Prints "ok - ..." / "not ok - ..." lines; exits 1 if any check failed.
 import { chromium } from 'playwright-core';
+import { env, ok, notOk, check, finish, CHROMIUM, QUIET_ARGS } from './harness.mjs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`FATAL: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-};
 const PROXY_HOST = env('PROXY_HOST');
 const PROXY_PORT = env('PROXY_PORT');
 const URLS = env('URLS').split(' ');
@@ -34,25 +27,17 @@ const OUT_DIR = env('OUT_DIR');
 env('KRB5CCNAME');
 env('KRB5_CONFIG');
 
-let failed = false;
-const ok = (desc) => console.log(`ok - ${desc}`);
-const notOk = (desc) => {
-  console.log(`not ok - ${desc}`);
-  failed = true;
-};
-const check = (desc, cond, got) => (cond ? ok(desc) : notOk(`${desc}: got ${JSON.stringify(got)}`));
 
 // A persistent profile in a fresh folder, as a person's browser has (not the
 // off-the-record context of browser.newContext()).
 const profile = await mkdtemp(join(tmpdir(), 'aigate-negotiate-'));
 const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
+  executablePath: CHROMIUM,
   headless: true,
   env: process.env,
   viewport: { width: 1100, height: 900 },
   args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ...QUIET_ARGS,
     `--proxy-server=http://${PROXY_HOST}:${PROXY_PORT}`,
     `--auth-server-allowlist=${PROXY_HOST}`,
     `--ignore-certificate-errors-spki-list=${CA_SPKI}`,
@@ -94,4 +79,4 @@ try {
   await context.close();
   await rm(profile, { recursive: true, force: true });
 }
-process.exit(failed ? 1 : 0);
+finish();

@@ -21,17 +21,9 @@
 // certificates to trust: the aigate CA, and the test origin's own certificate
 // for the blind tunnel), OUT_DIR.
 // Prints "ok - ..." / "not ok - ..." lines; exits 1 if any check failed.
-import { chromium } from 'playwright-core';
+import { env, ok, notOk, check, finish, launchThroughProxy } from './harness.mjs';
 import { join } from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`FATAL: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-};
 const PROXY_PORT = env('PROXY_PORT');
 const BLOCK_URL = env('BLOCK_URL');
 const WARN_URL = env('WARN_URL');
@@ -41,13 +33,6 @@ const PLAIN_URL = env('PLAIN_URL');
 const CA_SPKI = env('CA_SPKI');
 const OUT_DIR = env('OUT_DIR');
 
-let failed = false;
-const ok = (desc) => console.log(`ok - ${desc}`);
-const notOk = (desc) => {
-  console.log(`not ok - ${desc}`);
-  failed = true;
-};
-const check = (desc, cond, got) => (cond ? ok(desc) : notOk(`${desc}: got ${JSON.stringify(got)}`));
 
 // A browser context for USER (a fresh profile: no cookies, no cached
 // credentials) whose page answers the proxy's 407 with USER's password.
@@ -103,16 +88,7 @@ async function blockPage(who, page, shot) {
     (await h1.isVisible()) && (await h1.innerText()).includes('DeepSeek'), await h1.innerText());
 }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--proxy-server=127.0.0.1:${PROXY_PORT}`,
-    `--ignore-certificate-errors-spki-list=${CA_SPKI}`,
-  ],
-});
+const browser = await launchThroughProxy(PROXY_PORT, CA_SPKI);
 try {
   console.log(`chromium ${browser.version()}`);
 
@@ -169,4 +145,4 @@ try {
 } finally {
   await browser.close();
 }
-process.exit(failed ? 1 : 0);
+finish();

@@ -13,40 +13,16 @@
 // Environment: PROXY_PORT, PAGE_URL, CA_SPKI (base64 SHA-256 of the aigate
 // CA's SubjectPublicKeyInfo), OUT_DIR.  Prints "ok - ..." / "not ok - ...";
 // exits 1 if any check failed.
-import { chromium } from 'playwright-core';
+import { env, ok, notOk, check, finish, launchThroughProxy } from './harness.mjs';
 import { join } from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`FATAL: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-};
 const PROXY_PORT = env('PROXY_PORT');
 const PAGE_URL = env('PAGE_URL');
 const CA_SPKI = env('CA_SPKI');
 const OUT_DIR = env('OUT_DIR');
 
-let failed = false;
-const ok = (desc) => console.log(`ok - ${desc}`);
-const notOk = (desc) => {
-  console.log(`not ok - ${desc}`);
-  failed = true;
-};
-const check = (desc, cond, got) => (cond ? ok(desc) : notOk(`${desc}: got ${JSON.stringify(got)}`));
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--proxy-server=127.0.0.1:${PROXY_PORT}`,
-    `--ignore-certificate-errors-spki-list=${CA_SPKI}`,
-  ],
-});
+const browser = await launchThroughProxy(PROXY_PORT, CA_SPKI);
 try {
   console.log(`chromium ${browser.version()}`);
   const context = await browser.newContext({ viewport: { width: 900, height: 600 } });
@@ -116,4 +92,4 @@ try {
 } finally {
   await browser.close();
 }
-process.exit(failed ? 1 : 0);
+finish();
