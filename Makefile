@@ -49,7 +49,7 @@ build/aigate: build/obj/main.o build/libaigate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 # Each suite is linked with the one main() in tests/unit/runner.c, which calls NAME_suite().
 UNIT_MAIN = tests/unit/runner.c -DUNIT_SUITE=$(patsubst test_%,%,$*)_suite
-build/unit/%: tests/unit/%.c tests/unit/runner.c build/libaigate.a | build/unit
+build/unit/%: tests/unit/%.c tests/unit/runner.c $(wildcard tests/unit/*.h) build/libaigate.a | build/unit
 	$(CC) $(CFLAGS) $(HARDEN) $(LDFLAGS) -o $@ $< $(UNIT_MAIN) build/libaigate.a $(CHECK_LIBS) $(LDLIBS)
 
 # ---- sanitizer build (make test runs everything against it too) -------------
@@ -63,7 +63,7 @@ build/asan/libaigate.a: $(addprefix build/asan/obj/,$(LIBOBJS))
 	$(AR) rcs $@ $^
 build/asan/aigate: build/asan/obj/main.o build/asan/libaigate.a
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-build/asan/unit/%: tests/unit/%.c tests/unit/runner.c build/asan/libaigate.a | build/asan/unit
+build/asan/unit/%: tests/unit/%.c tests/unit/runner.c $(wildcard tests/unit/*.h) build/asan/libaigate.a | build/asan/unit
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $< $(UNIT_MAIN) build/asan/libaigate.a $(CHECK_LIBS) $(LDLIBS)
 
 # ---- libFuzzer targets (clang; tests/fuzz/fuzz_NAME.c, corpora in tests/fuzz/) -------

@@ -18,6 +18,7 @@
 #include "aigate/rules/dlp.h"
 #include "aigate/rules/policy.h"
 #include "aigate/ws/ws.h"
+#include "wsframe.h"
 
 #define LIMIT (1024 * 1024)
 #define MAXMSG 16
@@ -41,52 +42,17 @@ put(struct stream *s, const void *p, size_t n)
     s->len += n;
 }
 
-#define FIN 0x80
-#define RSV1 0x40
-#define OP_CONT 0x0
-#define OP_TEXT 0x1
-#define OP_BIN 0x2
-#define OP_CLOSE 0x8
-#define OP_PING 0x9
-#define OP_PONG 0xa
-
 static const unsigned char key[4] = {0x37, 0xfa, 0x21, 0x3d};
 
-/*
- * Append a frame: b0 is FIN|RSV|opcode; masked with key unless mask is 0;
- * the length in the shortest encoding unless wide (then 16 or 64 bits).
- */
+/* Append a frame (wsframe.h), masked with key unless mask is 0. */
 static void
 frame_ex(struct stream *s, unsigned b0, int mask, int wide, const void *payload, size_t n)
 {
-    unsigned char h[14], *m;
-    size_t hl = 2;
+    unsigned char *f = malloc(14 + n);
 
-    h[0] = (unsigned char)b0;
-    if (n < 126 && !wide) {
-        h[1] = (unsigned char)n;
-    } else if (n < 65536 && wide != 64) {
-        h[1] = 126;
-        h[2] = (unsigned char)(n >> 8);
-        h[3] = (unsigned char)n;
-        hl = 4;
-    } else {
-        h[1] = 127;
-        for (int k = 0; k < 8; k++)
-            h[2 + k] = (unsigned char)((uint64_t)n >> (56 - 8 * k));
-        hl = 10;
-    }
-    if (mask) {
-        h[1] |= 0x80;
-        memcpy(h + hl, key, 4);
-        hl += 4;
-    }
-    put(s, h, hl);
-    m = malloc(n + 1);
-    for (size_t k = 0; k < n; k++)
-        m[k] = ((const unsigned char *)payload)[k] ^ (mask ? key[k & 3] : 0);
-    put(s, m, n);
-    free(m);
+    ck_assert_ptr_nonnull(f);
+    put(s, f, wsframe(f, b0, mask ? key : NULL, wide, payload, n));
+    free(f);
 }
 
 static void

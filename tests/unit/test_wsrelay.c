@@ -24,12 +24,7 @@
 #include "aigate/rules/policy.h"
 #include "aigate/ws/ws.h"
 #include "aigate/ws/wsrelay.h"
-
-#define FIN 0x80
-#define OP_TEXT 0x1
-#define OP_BIN 0x2
-#define OP_CLOSE 0x8
-#define OP_PING 0x9
+#include "wsframe.h"
 
 static const unsigned char key[4] = {0x11, 0x22, 0x33, 0x44};
 
@@ -134,37 +129,15 @@ run_for(struct rig *r, int ms)
     }
 }
 
-/* Append a frame (b0: FIN and opcode), masked with key when mask. */
+/* Append a frame (b0: FIN and opcode, wsframe.h), masked with key when mask. */
 static void
 frame(struct evbuffer *out, unsigned b0, int mask, const void *payload, size_t n)
 {
-    unsigned char h[14];
-    size_t hl = 2;
-    h[0] = (unsigned char)b0;
-    if (n < 126) {
-        h[1] = (unsigned char)n;
-    } else if (n < 65536) {
-        h[1] = 126;
-        h[2] = (unsigned char)(n >> 8);
-        h[3] = (unsigned char)n;
-        hl = 4;
-    } else {
-        h[1] = 127;
-        for (int k = 0; k < 8; k++)
-            h[2 + k] = (unsigned char)((uint64_t)n >> (56 - 8 * k));
-        hl = 10;
-    }
-    if (mask) {
-        h[1] |= 0x80;
-        memcpy(h + hl, key, 4);
-        hl += 4;
-    }
-    evbuffer_add(out, h, hl);
-    unsigned char *m = malloc(n + 1);
-    for (size_t k = 0; k < n; k++)
-        m[k] = ((const unsigned char *)payload)[k] ^ (mask ? key[k & 3] : 0);
-    evbuffer_add(out, m, n);
-    free(m);
+    unsigned char *f = malloc(14 + n);
+
+    ck_assert_ptr_nonnull(f);
+    evbuffer_add(out, f, wsframe(f, b0, mask ? key : NULL, 0, payload, n));
+    free(f);
 }
 
 static void
