@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "aigate/audit/auditidx.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
@@ -114,6 +116,24 @@ fuzz_write_file(const char *path, const void *data, size_t size)
         size -= (size_t)w;
     }
     close(fd);
+}
+
+/* 1 if two audit index answers have the same rows (keys and every count). */
+static inline int
+fuzz_rows_equal(const struct auditidx_result *a, const struct auditidx_result *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++) {
+        const struct auditidx_row *x = &a->rows[i], *y = &b->rows[i];
+
+        if ((x->key == NULL) != (y->key == NULL) || (x->key && strcmp(x->key, y->key) != 0) ||
+            x->requests != y->requests || x->allow != y->allow || x->warn != y->warn ||
+            x->ack != y->ack || x->block != y->block || x->dlp != y->dlp ||
+            x->bytes_out != y->bytes_out)
+            return 0;
+    }
+    return 1;
 }
 
 #endif

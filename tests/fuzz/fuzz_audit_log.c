@@ -71,23 +71,6 @@ is_gzip(const uint8_t *p, size_t n)
     return n >= 2 && p[0] == 0x1f && p[1] == 0x8b;
 }
 
-static int
-rows_equal(const struct auditidx_result *a, const struct auditidx_result *b)
-{
-    if (a->n != b->n)
-        return 0;
-    for (size_t i = 0; i < a->n; i++) {
-        const struct auditidx_row *x = &a->rows[i], *y = &b->rows[i];
-
-        if ((x->key == NULL) != (y->key == NULL) || (x->key && strcmp(x->key, y->key) != 0) ||
-            x->requests != y->requests || x->allow != y->allow || x->warn != y->warn ||
-            x->ack != y->ack || x->block != y->block || x->dlp != y->dlp ||
-            x->bytes_out != y->bytes_out)
-            return 0;
-    }
-    return 1;
-}
-
 /* The index over the files: report, and one query by summaries and by records. */
 static int
 run_index(const char *const names[2], size_t nfiles, enum auditidx_by by)
@@ -113,7 +96,7 @@ run_index(const char *const names[2], size_t nfiles, enum auditidx_by by)
     if (auditidx_query(x, &q, NULL, &fast) == 0) {
         q.scan = 1;
         FUZZ_CHECK(auditidx_query(x, &q, NULL, &scan) == 0);
-        FUZZ_CHECK(rows_equal(&fast, &scan));
+        FUZZ_CHECK(fuzz_rows_equal(&fast, &scan));
         FUZZ_CHECK(auditidx_result_write(&q, &fast, out) == 0);
     }
     FUZZ_CHECK(auditidx_recent_write(x, &q, NULL, out) == 0);

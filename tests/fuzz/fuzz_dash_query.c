@@ -16,9 +16,9 @@
 
 #include <event2/buffer.h>
 
+#include "aigate/admin/dashboard.h"
 #include "aigate/audit/audit.h"
 #include "aigate/audit/auditidx.h"
-#include "aigate/admin/dashboard.h"
 
 #include "fuzz.h"
 
@@ -78,23 +78,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static int
-rows_equal(const struct auditidx_result *a, const struct auditidx_result *b)
-{
-    if (a->n != b->n)
-        return 0;
-    for (size_t i = 0; i < a->n; i++) {
-        const struct auditidx_row *x = &a->rows[i], *y = &b->rows[i];
-
-        if ((x->key == NULL) != (y->key == NULL) || (x->key && strcmp(x->key, y->key) != 0) ||
-            x->requests != y->requests || x->allow != y->allow || x->warn != y->warn ||
-            x->ack != y->ack || x->block != y->block || x->dlp != y->dlp ||
-            x->bytes_out != y->bytes_out)
-            return 0;
-    }
-    return 1;
-}
-
 static void
 usage(const struct auditidx_query *pq)
 {
@@ -108,7 +91,7 @@ usage(const struct auditidx_query *pq)
     if (auditidx_query(idx, &q, NULL, &fast) == 0) {
         q.scan = 1;
         FUZZ_CHECK(auditidx_query(idx, &q, NULL, &scan) == 0);
-        FUZZ_CHECK(rows_equal(&fast, &scan));
+        FUZZ_CHECK(fuzz_rows_equal(&fast, &scan));
         for (size_t i = 1; i < fast.n; i++) {
             const struct auditidx_row *a = &fast.rows[i - 1], *b = &fast.rows[i];
 
