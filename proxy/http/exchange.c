@@ -19,7 +19,6 @@
 #include "aigate/core/log.h"
 #include "aigate/http/http_msg.h"
 #include "aigate/http/request.h"
-#include "aigate/net/bulkio.h"
 #include "aigate/net/upstream.h"
 #include "aigate/ws/ws.h"
 
@@ -480,8 +479,6 @@ upstream_ready(struct upstream *u, enum upstream_err err, const char *tls_detail
     bufferevent_setcb(u->bev, up_read, up_write, up_event, x);
     bufferevent_setwatermark(u->bev, EV_WRITE, EXCHANGE_LOW_WATER, 0);
     bufferevent_setwatermark(u->bev, EV_READ, 0, x->env->max_head + 4096);
-    bulkio_set(u->bev);
-    bulkio_set(x->client);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     send_request(x);
 }

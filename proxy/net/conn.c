@@ -18,6 +18,7 @@
 #include "aigate/core/config.h"
 #include "aigate/core/log.h"
 #include "aigate/http/request.h"
+#include "aigate/net/bulkio.h"
 #include "aigate/net/proxyproto.h"
 #include "aigate/net/worker.h"
 
@@ -115,6 +116,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     TAILQ_INSERT_TAIL(&w->conns, c, entry);
     w->nconns++;
     conn_own_bev(c);
+    bulkio_set(c->bev);
     bufferevent_setwatermark(c->bev, EV_READ, 0, c->cfg->limits.max_header_bytes + 4096);
     bufferevent_setwatermark(c->bev, EV_WRITE, CONN_LOW_WATER, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -290,6 +292,7 @@ conn_start_tls(struct conn *c, SSL *ssl)
     evbuffer_add_cb(bufferevent_get_output(c->bev), under_out_cb, c);
     c->bev = fb;
     conn_own_bev(c);
+    bulkio_set(c->bev);
     bufferevent_setwatermark(c->bev, EV_READ, 0, c->cfg->limits.max_header_bytes + 4096);
     bufferevent_setwatermark(c->bev, EV_WRITE, CONN_LOW_WATER, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

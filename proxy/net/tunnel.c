@@ -26,8 +26,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "aigate/net/bulkio.h"
-
 #define TUNNEL_HIGH_WATER (512 * 1024)
 #define TUNNEL_LOW_WATER (128 * 1024)
 /* Room for a few bursts; more only lets data go cold in the cache before it is sent. */
@@ -443,8 +441,6 @@ tunnel_start(struct event_base *base, struct bufferevent *client, struct buffere
     bufferevent_setwatermark(origin, EV_READ, 0, 0);
     bufferevent_setwatermark(client, EV_READ, 0, 0);
     bufferevent_setwatermark(client, EV_WRITE, TUNNEL_LOW_WATER, 0);
-    bulkio_set(origin);
-    bulkio_set(client);
     bufferevent_enable(origin, EV_READ | EV_WRITE);
     bufferevent_enable(client, t->client_eof ? EV_WRITE : EV_READ | EV_WRITE);
     event_active(t->kick, EV_TIMEOUT, 0);
