@@ -19,6 +19,7 @@
 #include "aigate/core/log.h"
 #include "aigate/http/http_msg.h"
 #include "aigate/http/request.h"
+#include "aigate/net/tlsbev.h"
 #include "aigate/net/upstream.h"
 #include "aigate/ws/ws.h"
 
@@ -210,6 +211,7 @@ static void
 response_done(struct exchange *x)
 {
     struct req *r = x->r;
+    tlsbev_coalesce(x->client);
     release_upstream(x, r->origin_keep && r->body_done && r->rbody != HTTP_BODY_EOF);
     if (!r->body_done)
         r->keep_alive = 0;
@@ -265,6 +267,7 @@ pump_response(struct exchange *x)
     } else {
         return response_done(x);
     }
+    tlsbev_coalesce(x->client);
     if (evbuffer_get_length(out) > EXCHANGE_HIGH_WATER)
         bufferevent_disable(x->up->bev, EV_READ);
 }
@@ -383,7 +386,7 @@ parse_response(struct exchange *x)
          * unread below it until the origin sent more: a stream's last event,
          * or the bytes before its close.
          */
-        bufferevent_setwatermark(x->up->bev, EV_READ, 0, 0);
+        tlsbev_read_limit(x->up->bev, 0);
         return 0;
     }
 }
@@ -410,7 +413,7 @@ up_write(struct bufferevent *bev, void *arg)
         return;
     x->ops->activity(x->arg);
     if (!x->r->body_done && !x->client_eof)
-        bufferevent_enable(x->client, EV_READ);
+        tlsbev_read_on(x->client, 0);
 }
 
 static void
@@ -478,8 +481,8 @@ upstream_ready(struct upstream *u, enum upstream_err err, const char *tls_detail
     x->ops->activity(x->arg);
     bufferevent_setcb(u->bev, up_read, up_write, up_event, x);
     bufferevent_setwatermark(u->bev, EV_WRITE, EXCHANGE_LOW_WATER, 0);
-    bufferevent_setwatermark(u->bev, EV_READ, 0, x->env->max_head + 4096);
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    tlsbev_read_limit(u->bev, x->env->max_head + 4096);
+    tlsbev_read_on(u->bev, EV_WRITE);
     send_request(x);
 }
 
@@ -525,7 +528,7 @@ void
 exchange_client_writable(struct exchange *x)
 {
     if (x->up && !x->over && x->r->resp_head_done)
-        bufferevent_enable(x->up->bev, EV_READ);
+        tlsbev_read_on(x->up->bev, 0);
 }
 
 void

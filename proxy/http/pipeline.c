@@ -43,6 +43,7 @@
 #include "aigate/identity/users.h"
 #include "aigate/net/conn.h"
 #include "aigate/net/proxyproto.h"
+#include "aigate/net/tlsbev.h"
 #include "aigate/net/tunnel.h"
 #include "aigate/net/upstream.h"
 #include "aigate/net/worker.h"
@@ -207,7 +208,7 @@ read_heads(struct conn *c)
         request_start(c);
     }
     if (c->stage == CS_IDLE || c->stage == CS_HEAD)
-        bufferevent_enable(c->bev, EV_READ);
+        tlsbev_read_on(c->bev, 0);
 }
 
 /* The body a dlp rule needs: wait for it (only new bytes are looked at each time). */
@@ -225,7 +226,7 @@ wait_body(struct conn *c, const struct http_head *h)
         r->dlp_scanned = 1;
         inspect_free(c->inspect);
         c->inspect = NULL;
-        bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + 4096);
+        tlsbev_read_limit(c->bev, cfg->limits.max_header_bytes + 4096);
         return DECIDE_GO;
     }
     /* The client may hold the body back until told to send it (RFC 9110 10.1.1). */
@@ -237,8 +238,8 @@ wait_body(struct conn *c, const struct http_head *h)
     if (c->stage != CS_BODY) {
         c->stage = CS_BODY;
         conn_timer_idle(c);
-        bufferevent_setwatermark(c->bev, EV_READ, 0,
-                                 cfg->limits.max_header_bytes + inspect_raw_max(c->inspect) + 4096);
+        tlsbev_read_limit(c->bev,
+                          cfg->limits.max_header_bytes + inspect_raw_max(c->inspect) + 4096);
     }
     return DECIDE_WAIT;
 }

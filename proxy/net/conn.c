@@ -20,6 +20,7 @@
 #include "aigate/http/request.h"
 #include "aigate/net/bulkio.h"
 #include "aigate/net/proxyproto.h"
+#include "aigate/net/tlsbev.h"
 #include "aigate/net/worker.h"
 
 #define CONN_HIGH_WATER (256 * 1024)
@@ -209,7 +210,7 @@ conn_finish(struct conn *c, int keep)
     }
     c->stage = CS_IDLE;
     conn_timer_idle(c);
-    bufferevent_enable(c->bev, EV_READ);
+    tlsbev_read_on(c->bev, 0);
     /* The next pipelined request, from the loop: a long pipeline cannot recurse. */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -273,24 +274,18 @@ conn_drain_head(struct conn *c)
 int
 conn_start_tls(struct conn *c, SSL *ssl)
 {
-    /*
-     * Deferred callbacks: OpenSSL can meet the peer's close (close_notify, or
-     * EOF) in the same pass as the last records, and libevent reports it
-     * before it hands those bytes over; deferred, the read callback runs
-     * first (and nothing frees the bufferevent inside its own read).
-     */
-    struct bufferevent *fb =
-        bufferevent_openssl_filter_new(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (!fb) {
+    struct bufferevent *tls = tlsbev_start(c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING);
+    if (!tls) {
         conn_fail(c, "cannot start TLS to the client");
         return -1;
     }
-    bufferevent_openssl_set_allow_dirty_shutdown(fb, 1);
-    /* Bound what the TLS layer queues below us; back-pressure then applies to fb's output. */
-    bufferevent_setwatermark(c->bev, EV_WRITE, 0, CONN_HIGH_WATER);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), under_out_cb, c);
-    c->bev = fb;
+    struct bufferevent *under = bufferevent_get_underlying(tls);
+    if (under) {
+        /* Bound what the TLS layer queues below us; back-pressure then applies to its output. */
+        bufferevent_setwatermark(under, EV_WRITE, 0, CONN_HIGH_WATER);
+        evbuffer_add_cb(bufferevent_get_output(under), under_out_cb, c);
+    }
+    c->bev = tls;
     conn_own_bev(c);
     bulkio_set(c->bev);
     bufferevent_setwatermark(c->bev, EV_READ, 0, c->cfg->limits.max_header_bytes + 4096);

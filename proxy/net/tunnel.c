@@ -16,6 +16,7 @@
  * inside); after it the tunnel does nothing until tunnel_free().
  */
 #include "aigate/net/tunnel.h"
+#include "aigate/net/tlsbev.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -307,7 +308,7 @@ client_write(struct bufferevent *bev, void *arg)
         return;
     t->ops->activity(t->arg);
     if (!t->origin_eof)
-        bufferevent_enable(t->origin, EV_READ);
+        tlsbev_read_on(t->origin, 0);
     if (!maybe_shutdown(t))
         maybe_splice(t);
 }
@@ -358,7 +359,7 @@ origin_write(struct bufferevent *bev, void *arg)
         return;
     t->ops->activity(t->arg);
     if (!t->client_eof)
-        bufferevent_enable(t->client, EV_READ);
+        tlsbev_read_on(t->client, 0);
     if (!maybe_shutdown(t))
         maybe_splice(t);
 }
@@ -438,11 +439,14 @@ tunnel_start(struct event_base *base, struct bufferevent *client, struct buffere
     bufferevent_setcb(origin, origin_read, origin_write, origin_event, t);
     bufferevent_setcb(client, client_read, client_write, client_event, t);
     bufferevent_setwatermark(origin, EV_WRITE, TUNNEL_LOW_WATER, 0);
-    bufferevent_setwatermark(origin, EV_READ, 0, 0);
-    bufferevent_setwatermark(client, EV_READ, 0, 0);
     bufferevent_setwatermark(client, EV_WRITE, TUNNEL_LOW_WATER, 0);
-    bufferevent_enable(origin, EV_READ | EV_WRITE);
-    bufferevent_enable(client, t->client_eof ? EV_WRITE : EV_READ | EV_WRITE);
+    tlsbev_read_limit(origin, 0);
+    tlsbev_read_limit(client, 0);
+    tlsbev_read_on(origin, EV_WRITE);
+    if (t->client_eof)
+        bufferevent_enable(client, EV_WRITE);
+    else
+        tlsbev_read_on(client, EV_WRITE);
     event_active(t->kick, EV_TIMEOUT, 0);
     return t;
 }
@@ -470,9 +474,9 @@ tunnel_finish(struct tunnel *t, const char *why)
     t->finish_why = why;
     /* Keep reading (and dropping) so what the peers still send does not pile up unread. */
     if (!t->client_eof)
-        bufferevent_enable(t->client, EV_READ);
+        tlsbev_read_on(t->client, 0);
     if (!t->origin_eof)
-        bufferevent_enable(t->origin, EV_READ);
+        tlsbev_read_on(t->origin, 0);
     event_active(t->kick, EV_TIMEOUT, 0);
 }
 

@@ -24,6 +24,7 @@
 #include "aigate/core/log.h"
 #include "aigate/core/netaddr.h"
 #include "aigate/net/bulkio.h"
+#include "aigate/net/tlsbev.h"
 #include "aigate/net/worker.h"
 #include "aigate/tls/tls_mitm.h"
 
@@ -211,8 +212,8 @@ upstream_release(struct upstream *u, int reusable)
     u->idle_since_ms = now_ms(p);
     bufferevent_setcb(u->bev, idle_read, NULL, idle_event, u);
     bufferevent_set_timeouts(u->bev, NULL, NULL);
-    bufferevent_setwatermark(u->bev, EV_READ, 0, 0);
-    bufferevent_enable(u->bev, EV_READ);
+    tlsbev_read_limit(u->bev, 0);
+    tlsbev_read_on(u->bev, 0);
 }
 
 static struct upstream *
@@ -295,10 +296,7 @@ tls_start(struct upstream_req *r)
     struct bufferevent *fb = NULL;
     bufferevent_set_timeouts(r->bev, NULL, NULL);
     if (ssl)
-        /* Deferred callbacks: the last bytes before the origin's close are read first (exchange.c).
-         */
-        fb = bufferevent_openssl_filter_new(r->p->w->base, r->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        fb = tlsbev_start(r->p->w->base, r->bev, ssl, BUFFEREVENT_SSL_CONNECTING);
     if (!fb) {
         bufferevent_free(r->bev);
         r->bev = NULL;
@@ -306,8 +304,8 @@ tls_start(struct upstream_req *r)
         req_finish(r, UPSTREAM_ERR_TLS);
         return;
     }
-    bufferevent_openssl_set_allow_dirty_shutdown(fb, 1);
-    bufferevent_setwatermark(r->bev, EV_WRITE, 0, 256 * 1024);
+    if (bufferevent_get_underlying(fb))
+        bufferevent_setwatermark(r->bev, EV_WRITE, 0, 256 * 1024);
     struct timeval tv = {c->limits.connect_timeout_ms / 1000,
                          (c->limits.connect_timeout_ms % 1000) * 1000};
     r->bev = fb;
