@@ -18,7 +18,7 @@
 #include "aigate/core/config.h"
 #include "aigate/core/log.h"
 #include "aigate/http/request.h"
-#include "aigate/net/bulkio.h"
+#include "aigate/net/bevio.h"
 #include "aigate/net/proxyproto.h"
 #include "aigate/net/tlsbev.h"
 #include "aigate/net/worker.h"
@@ -117,7 +117,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
     TAILQ_INSERT_TAIL(&w->conns, c, entry);
     w->nconns++;
     conn_own_bev(c);
-    bulkio_set(c->bev);
+    bevio_set(c->bev);
     bufferevent_setwatermark(c->bev, EV_READ, 0, c->cfg->limits.max_header_bytes + 4096);
     bufferevent_setwatermark(c->bev, EV_WRITE, CONN_LOW_WATER, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -287,7 +287,7 @@ conn_start_tls(struct conn *c, SSL *ssl)
     }
     c->bev = tls;
     conn_own_bev(c);
-    bulkio_set(c->bev);
+    bevio_set(c->bev);
     bufferevent_setwatermark(c->bev, EV_READ, 0, c->cfg->limits.max_header_bytes + 4096);
     bufferevent_setwatermark(c->bev, EV_WRITE, CONN_LOW_WATER, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

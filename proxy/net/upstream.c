@@ -23,7 +23,7 @@
 #include "aigate/core/config.h"
 #include "aigate/core/log.h"
 #include "aigate/core/netaddr.h"
-#include "aigate/net/bulkio.h"
+#include "aigate/net/bevio.h"
 #include "aigate/net/tlsbev.h"
 #include "aigate/net/worker.h"
 #include "aigate/tls/tls_mitm.h"
@@ -344,7 +344,7 @@ connect_event(struct bufferevent *bev, short what, void *arg)
             return;
         }
         netaddr_tune_stream(bufferevent_getfd(r->bev));
-        bulkio_set(r->bev);
+        bevio_set(r->bev);
         u->bev = r->bev;
         u->pool = r->p;
         memcpy(u->key, r->key, sizeof(u->key));
