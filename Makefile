@@ -87,12 +87,12 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/libaigate.a
 build/unit build/asan/unit build/e2e build/asan/e2e:
 	mkdir -p $@
 
-# ---- e2e drivers: C programs linked against the library (tests/e2e/dirparts.c) -----
+# ---- e2e drivers: C programs linked against the library (tests/e2e/dirparts.c, ackstore_driver.c)
 build/e2e/%: tests/e2e/%.c build/libaigate.a | build/e2e
 	$(CC) $(CFLAGS) $(HARDEN) $(LDFLAGS) -o $@ $< build/libaigate.a $(LDLIBS)
 build/asan/e2e/%: tests/e2e/%.c build/asan/libaigate.a | build/asan/e2e
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $< build/asan/libaigate.a $(LDLIBS)
-E2E_DRIVERS := dirparts
+E2E_DRIVERS := dirparts ackstore_driver
 
 # ---- tests ------------------------------------------------------------------
 unit: dev-ca $(addprefix build/unit/,$(UNITS)) $(addprefix build/asan/unit/,$(UNITS))

@@ -48,7 +48,7 @@ offload_finish(struct offload_job *job)
     job->next = w->done_jobs;
     w->done_jobs = job;
     pthread_mutex_unlock(&w->done_mu);
-    event_active(w->done_ev, EV_READ, 0);
+    worker_wake(w);
 }
 
 int

@@ -1,7 +1,9 @@
 /*
- * Worker threads.  Each runs its own event_base; nothing on the request path
- * takes a lock.  The only cross-thread traffic is worker_post_*(), which
- * stores a message under w->mu and activates w->msg_ev.
+ * Worker threads.  Each runs its own event_base, made without a lock (the
+ * base is touched by its own thread only), so nothing on the request path
+ * takes one.  Other threads reach a worker through worker_wake() alone: a
+ * message stored under w->mu (worker_post_*), or jobs the offload pool
+ * handed back under w->done_mu, then a write to the worker's eventfd.
  *
  * Shutdown: the listeners are closed at once (new connections are refused),
  * idle keep-alive connections are closed, busy ones finish their current
@@ -17,8 +19,10 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "aigate/caution/ack.h"
@@ -188,12 +192,16 @@ worker_begin_stop(struct worker *w)
         event_base_loopexit(w->base, NULL);
 }
 
+/* Another thread wrote to the eventfd: messages first, then jobs handed back. */
 static void
-worker_msg(evutil_socket_t fd, short what, void *arg)
+worker_woken(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
-    (void)fd;
+    uint64_t n;
     (void)what;
+    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        log_warnx("worker %d: wake-up: %s", w->id, strerror(errno));
+    offload_complete(w);
     pthread_mutex_lock(&w->mu);
     struct config *next = w->pending;
     int stop = w->stop_requested;
@@ -230,14 +238,6 @@ worker_msg(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-worker_done_jobs(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    offload_complete(arg);
-}
-
-static void
 worker_grace(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
@@ -261,6 +261,7 @@ int
 worker_init(struct worker *w, int id, struct config *cfg)
 {
     memset(w, 0, sizeof(*w));
+    w->wake_fd = -1;
     w->id = id;
     TAILQ_INIT(&w->conns);
     pthread_mutex_init(&w->mu, NULL);
@@ -269,19 +270,20 @@ worker_init(struct worker *w, int id, struct config *cfg)
     /*
      * The change list folds watching a socket for writable and unwatching it
      * in the same pass into no epoll_ctl at all (bevio.h).  Safe here: no
-     * descriptor a loop watches is ever dup()ed.
+     * descriptor a loop watches is ever dup()ed.  No lock: see the top.
      */
     struct event_config *ec = event_config_new();
     if (!ec)
         return -1;
-    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST | EVENT_BASE_FLAG_NOLOCK);
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);
     if (!w->base)
         return -1;
     if (!(w->dns = worker_dns(w->base, cfg)))
         return -1;
-    w->msg_ev = event_new(w->base, -1, 0, worker_msg, w);
+    if (worker_wake_init(w) < 0)
+        return -1;
     w->grace_ev = evtimer_new(w->base, worker_grace, w);
     w->pool = upstream_pool_new(w);
     w->auth_cache = auth_cache_new(4096, 3600);
@@ -291,10 +293,8 @@ worker_init(struct worker *w, int id, struct config *cfg)
     w->on_conn_gone = worker_conn_gone;
     w->xenv =
         (struct exchange_env){w->pool, w->scratch, cfg->limits.max_header_bytes, &w->stopping};
-    w->done_ev = event_new(w->base, -1, 0, worker_done_jobs, w);
     w->accept_ev = evtimer_new(w->base, worker_accept_timer, w);
-    if (!w->msg_ev || !w->grace_ev || !w->pool || !w->auth_cache || !w->scratch || !w->done_ev ||
-        !w->accept_ev)
+    if (!w->grace_ev || !w->pool || !w->auth_cache || !w->scratch || !w->accept_ev)
         return -1;
     return worker_listen(w, cfg);
 }
@@ -327,6 +327,36 @@ worker_start(struct worker *w, struct event *exited_ev)
     return 0;
 }
 
+int
+worker_wake_init(struct worker *w)
+{
+    if ((w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+        return -1;
+    w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, worker_woken, w);
+    return w->wake_ev && event_add(w->wake_ev, NULL) == 0 ? 0 : -1;
+}
+
+void
+worker_wake_free(struct worker *w)
+{
+    offload_complete(w);
+    if (w->wake_ev)
+        event_free(w->wake_ev);
+    w->wake_ev = NULL;
+    if (w->wake_fd >= 0)
+        close(w->wake_fd);
+    w->wake_fd = -1;
+}
+
+void
+worker_wake(struct worker *w)
+{
+    uint64_t one = 1;
+    /* EAGAIN: the counter is full, so a wake-up is pending anyway. */
+    if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_warnx("worker %d: cannot wake: %s", w->id, strerror(errno));
+}
+
 void
 worker_post_config(struct worker *w, struct config *cfg)
 {
@@ -335,7 +365,7 @@ worker_post_config(struct worker *w, struct config *cfg)
         config_unref(w->pending);
     w->pending = config_ref(cfg);
     pthread_mutex_unlock(&w->mu);
-    event_active(w->msg_ev, EV_READ, 0);
+    worker_wake(w);
 }
 
 void
@@ -344,7 +374,7 @@ worker_post_stop(struct worker *w)
     pthread_mutex_lock(&w->mu);
     w->stop_requested = 1;
     pthread_mutex_unlock(&w->mu);
-    event_active(w->msg_ev, EV_READ, 0);
+    worker_wake(w);
 }
 
 void
@@ -361,14 +391,10 @@ worker_free(struct worker *w)
     for (size_t i = 0; i < w->nlisteners; i++)
         evconnlistener_free(w->listeners[i]);
     free(w->listeners);
-    if (w->msg_ev)
-        event_free(w->msg_ev);
     if (w->grace_ev)
         event_free(w->grace_ev);
     upstream_pool_free(w->pool);
-    offload_complete(w); /* jobs that finished after the loop ended: their owners are gone */
-    if (w->done_ev)
-        event_free(w->done_ev);
+    worker_wake_free(w); /* and jobs that finished after the loop ended: their owners are gone */
     if (w->accept_ev)
         event_free(w->accept_ev);
     pthread_mutex_destroy(&w->done_mu);

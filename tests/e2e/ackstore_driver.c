@@ -194,14 +194,6 @@ on_input(evutil_socket_t fd, short what, void *arg)
     next_command();
 }
 
-static void
-on_done_jobs(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    offload_complete(arg);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -219,10 +211,10 @@ main(int argc, char **argv)
     evthread_use_pthreads();
     pthread_mutex_init(&w.done_mu, NULL);
     w.base = event_base_new();
-    w.done_ev = event_new(w.base, -1, 0, on_done_jobs, &w);
+    int woken = w.base ? worker_wake_init(&w) : -1;
     in_ev = event_new(w.base, in, EV_READ | EV_PERSIST, on_input, NULL);
     wait_ev = evtimer_new(w.base, on_wait, NULL);
-    if (!w.base || !w.done_ev || !in_ev || !wait_ev)
+    if (!w.base || woken < 0 || !in_ev || !wait_ev)
         return 1;
     store = strncmp(argv[1], "file:", 5) == 0 ? ack_store_open(argv[1] + 5, err, sizeof(err))
                                               : ack_redis_open(argv[1], 1, err, sizeof(err));
@@ -235,10 +227,9 @@ main(int argc, char **argv)
     event_base_dispatch(w.base);
     closed = 1;
     ack_store_close(store);
-    offload_complete(&w);
+    worker_wake_free(&w);
     event_free(in_ev);
     event_free(wait_ev);
-    event_free(w.done_ev);
     event_base_free(w.base);
     pthread_mutex_destroy(&w.done_mu);
     return 0;

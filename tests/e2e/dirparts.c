@@ -40,10 +40,10 @@
 #include <time.h>
 
 #include "aigate/core/config.h"
+#include "aigate/core/offload.h"
 #include "aigate/identity/dircache.h"
 #include "aigate/identity/dirgroups.h"
 #include "aigate/identity/negotiate.h"
-#include "aigate/core/offload.h"
 #include "aigate/net/worker.h"
 
 static long long
@@ -302,14 +302,6 @@ on_answer(struct dirgroups_answer ans, void *arg)
 }
 
 static void
-tw_done_jobs(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    offload_complete(arg);
-}
-
-static void
 start_get(struct dirgroups *d, const char *user)
 {
     struct call *c = calloc(1, sizeof(*c));
@@ -351,10 +343,10 @@ cmd_groups(int argc, char **argv)
     }
     pthread_mutex_init(&tw.done_mu, NULL);
     tw.base = event_base_new();
-    tw.done_ev = tw.base ? event_new(tw.base, -1, 0, tw_done_jobs, &tw) : NULL;
-    struct dirgroups *d = tw.done_ev ? dirgroups_new(cfg->ldap, err, sizeof(err)) : NULL;
+    int woken = tw.base ? worker_wake_init(&tw) : -1;
+    struct dirgroups *d = woken == 0 ? dirgroups_new(cfg->ldap, err, sizeof(err)) : NULL;
     if (!d) {
-        printf("dirgroups: %s\n", tw.done_ev ? err : "no event base");
+        printf("dirgroups: %s\n", woken == 0 ? err : "no event loop");
         return 1;
     }
     printf("ready\n");
@@ -392,8 +384,7 @@ cmd_groups(int argc, char **argv)
             event_base_dispatch(tw.base);
     }
     dirgroups_free(d);
-    offload_complete(&tw);
-    event_free(tw.done_ev);
+    worker_wake_free(&tw);
     event_base_free(tw.base);
     pthread_mutex_destroy(&tw.done_mu);
     config_unref(cfg);

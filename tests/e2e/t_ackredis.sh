@@ -12,19 +12,13 @@
 
 command -v redis-cli >/dev/null || die "redis-cli is missing: make test-deps (redis-tools)"
 
-# ---- the driver, built against the library of the proxy under test ----
-lib=$(dirname "$AIGATE")/libaigate.a
-[ -e "$lib" ] || die "no $lib next to $AIGATE: make $(dirname "${AIGATE#"$ROOT"/}")/libaigate.a"
-san=
-if ldd "$AIGATE" 2>/dev/null | grep -q libasan; then
-    san="-fsanitize=address,undefined -fno-omit-frame-pointer"
+# ---- the driver, built by make e2e against the library of the proxy under test ----
+# next to the proxy binary: build/e2e/ackstore_driver or build/asan/e2e/ackstore_driver
+DRV=$(dirname "$AIGATE")/e2e/ackstore_driver
+if [ ! -x "$DRV" ]; then
+    make -C "$ROOT" "${DRV#"$ROOT"/}" >"$T/make.log" 2>&1 ||
+        die "cannot build $DRV: $(tail -n 5 "$T/make.log")"
 fi
-DRV=$T/ackstore_driver
-# shellcheck disable=SC2086 # san and pkg-config output are lists of options
-cc -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Wformat=2 -Werror $san -I"$ROOT/include" -o "$DRV" \
-    "$E2E/ackstore_driver.c" "$lib" \
-    $(pkg-config --libs libevent libevent_openssl libevent_pthreads openssl libconfig zlib hiredis) \
-    -lcrypt -lpthread -lm 2>"$T/cc.log" || die "cannot build the driver: $(head -n 20 "$T/cc.log")"
 
 REDIS_ARGS="--requirepass s3cret"
 start_redis "$T/redis"

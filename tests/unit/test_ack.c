@@ -355,27 +355,18 @@ static struct worker tw;
 static int ndone; /* callbacks run */
 
 static void
-tw_done_jobs(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    offload_complete(arg);
-}
-
-static void
 tw_init_worker(struct worker *w)
 {
     memset(w, 0, sizeof(*w));
     pthread_mutex_init(&w->done_mu, NULL);
     ck_assert_ptr_nonnull(w->base = event_base_new());
-    ck_assert_ptr_nonnull(w->done_ev = event_new(w->base, -1, 0, tw_done_jobs, w));
+    ck_assert_int_eq(worker_wake_init(w), 0);
 }
 
 static void
 tw_free_worker(struct worker *w)
 {
-    offload_complete(w);
-    event_free(w->done_ev);
+    worker_wake_free(w);
     event_base_free(w->base);
     pthread_mutex_destroy(&w->done_mu);
 }

@@ -172,29 +172,20 @@ static struct worker tw;
 static int ndone;
 
 static void
-tw_done_jobs(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    offload_complete(arg);
-}
-
-static void
 store_setup(void)
 {
     evthread_use_pthreads();
     memset(&tw, 0, sizeof(tw));
     pthread_mutex_init(&tw.done_mu, NULL);
     ck_assert_ptr_nonnull(tw.base = event_base_new());
-    ck_assert_ptr_nonnull(tw.done_ev = event_new(tw.base, -1, 0, tw_done_jobs, &tw));
+    ck_assert_int_eq(worker_wake_init(&tw), 0);
     ndone = 0;
 }
 
 static void
 store_teardown(void)
 {
-    offload_complete(&tw);
-    event_free(tw.done_ev);
+    worker_wake_free(&tw);
     event_base_free(tw.base);
     pthread_mutex_destroy(&tw.done_mu);
 }

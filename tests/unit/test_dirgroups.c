@@ -344,14 +344,6 @@ mono_ms(void)
 }
 
 static void
-tw_done_jobs(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    offload_complete(arg);
-}
-
-static void
 tw_setup(void)
 {
     setup();
@@ -359,7 +351,7 @@ tw_setup(void)
     memset(&tw, 0, sizeof(tw));
     pthread_mutex_init(&tw.done_mu, NULL);
     ck_assert_ptr_nonnull(tw.base = event_base_new());
-    ck_assert_ptr_nonnull(tw.done_ev = event_new(tw.base, -1, 0, tw_done_jobs, &tw));
+    ck_assert_int_eq(worker_wake_init(&tw), 0);
     ncalls = 0;
     memset(&last, 0, sizeof(last));
 }
@@ -367,8 +359,7 @@ tw_setup(void)
 static void
 tw_teardown(void)
 {
-    offload_complete(&tw);
-    event_free(tw.done_ev);
+    worker_wake_free(&tw);
     event_base_free(tw.base);
     teardown();
 }

@@ -59,7 +59,8 @@ struct worker {
     pthread_mutex_t mu; /* guards pending/stop_requested only */
     struct config *pending;
     int stop_requested;
-    struct event *msg_ev;
+    int wake_fd; /* eventfd: worker_wake() */
+    struct event *wake_ev;
     struct event *grace_ev;
     int stopping;
 
@@ -70,10 +71,10 @@ struct worker {
     struct evbuffer *scratch; /* builds a response head before one add to the client */
     struct exchange_env xenv; /* what request forwarding needs of this worker */
     void (*on_conn_gone)(struct worker *w); /* a connection was freed */
-    struct tls_leaf_cache *leaf_cache;
+    struct tls_leaf_cache
+        *leaf_cache;         /* minted leaves for this worker's CA; NULL without interception */
     pthread_mutex_t done_mu; /* guards done_jobs: the offload pool hands jobs back */
     struct offload_job *done_jobs;
-    struct event *done_ev;   /* minted leaves for this worker's CA; NULL without interception */
     struct event *exited_ev; /* the owner's (main thread) event, activated when the loop ended */
     struct event *accept_ev; /* resumes accepting after a pause for lack of descriptors */
     int accept_paused;
@@ -86,6 +87,15 @@ int worker_init(struct worker *w, int id, struct config *cfg);
 /* Start the thread; when its loop has ended and its connections are gone it activates exited_ev
  * (an event of the caller's loop, may be NULL). */
 int worker_start(struct worker *w, struct event *exited_ev);
+/* From any thread: the worker's loop runs its messages and the jobs handed back to it. */
+void worker_wake(struct worker *w);
+/*
+ * What worker_wake() needs, on w->base (worker_init() does this; tests that
+ * run a loop of their own as a worker call it).  worker_wake_free() runs the
+ * jobs still handed back, then releases it.
+ */
+int worker_wake_init(struct worker *w);
+void worker_wake_free(struct worker *w);
 /* Hand a new snapshot to the worker (takes a reference).  Thread-safe. */
 void worker_post_config(struct worker *w, struct config *cfg);
 /* Ask the worker to stop accepting and drain within the grace period. */
