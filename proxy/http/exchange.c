@@ -211,7 +211,6 @@ static void
 response_done(struct exchange *x)
 {
     struct req *r = x->r;
-    tlsbev_coalesce(x->client);
     release_upstream(x, r->origin_keep && r->body_done && r->rbody != HTTP_BODY_EOF);
     if (!r->body_done)
         r->keep_alive = 0;
@@ -267,7 +266,6 @@ pump_response(struct exchange *x)
     } else {
         return response_done(x);
     }
-    tlsbev_coalesce(x->client);
     if (evbuffer_get_length(out) > EXCHANGE_HIGH_WATER)
         bufferevent_disable(x->up->bev, EV_READ);
 }

@@ -6,19 +6,25 @@
 #include <event2/bufferevent_struct.h> /* ev_write, to write in this pass */
 #include <event2/event.h>
 
+#include "aigate/net/tlsbev.h"
+
 /*
- * Bytes were queued: libevent has just asked to be told when the socket is
- * writable (its own callback on the buffer runs before this one).  Run its
- * write handler in this pass instead; it unwatches the socket once the
- * buffer is empty.
+ * Bytes were queued: libevent has asked to be told when the socket is
+ * writable.  Run its write handler in this pass instead; it unwatches the
+ * socket once the buffer is empty.  (Its own callback on the buffer runs
+ * after this one: a first add to an empty buffer is written when the
+ * socket says so, later ones in the same pass.)  TLS on the socket: first
+ * the output is made fewer, larger records (tlsbev_coalesce).
  */
 static void
 output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct bufferevent *bev = arg;
     (void)buf;
-    if (info->n_added && (bufferevent_get_enabled(bev) & EV_WRITE) &&
-        event_pending(&bev->ev_write, EV_WRITE, NULL))
+    if (!info->n_added)
+        return;
+    tlsbev_coalesce(bev);
+    if ((bufferevent_get_enabled(bev) & EV_WRITE) && event_pending(&bev->ev_write, EV_WRITE, NULL))
         event_active(&bev->ev_write, EV_WRITE, 1);
 }
 

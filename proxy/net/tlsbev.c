@@ -94,7 +94,9 @@ tlsbev_coalesce(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
     size_t n = evbuffer_get_length(out);
-    if (n > 0 && n <= TLSBEV_RECORD && bufferevent_openssl_get_ssl(bev) &&
-        evbuffer_peek(out, -1, NULL, NULL, 0) > 1)
-        evbuffer_pullup(out, -1);
+    if (n > TLSBEV_RECORD)
+        n = TLSBEV_RECORD;
+    if (evbuffer_get_contiguous_space(out) < n && bufferevent_openssl_get_ssl(bev) &&
+        !bufferevent_get_underlying(bev))
+        evbuffer_pullup(out, (ev_ssize_t)n);
 }

@@ -40,9 +40,11 @@ void tlsbev_read_on(struct bufferevent *bev, short also);
 void tlsbev_read_limit(struct bufferevent *bev, size_t high);
 
 /*
- * A small answer queued in pieces (head, body) goes out as one TLS record
- * and one write rather than one per piece: bev's output is made one piece
- * when it holds no more than a record.  Nothing for other bufferevents.
+ * OpenSSL on the socket makes each piece of the output buffer a TLS record
+ * and a write(2) of its own: a head and its body, or WebSocket frames read
+ * one by one, would go out as many small ones.  This makes the first
+ * record's worth (16 KiB) of bev's output one piece; bevio.c calls it on
+ * every add.  Nothing for other bufferevents.
  */
 void tlsbev_coalesce(struct bufferevent *bev);
 
