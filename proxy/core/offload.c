@@ -4,7 +4,6 @@
  */
 #include "aigate/core/offload.h"
 
-#include <event2/event.h>
 #include <pthread.h>
 #include <stdlib.h>
 

@@ -9,6 +9,14 @@
 
 #define TLSBEV_RECORD 16384 /* the most a TLS record carries */
 
+/* bev's SSL when bev is TLS with OpenSSL on the socket (not a filter); else NULL. */
+static SSL *
+socket_ssl(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    return ssl && !bufferevent_get_underlying(bev) ? ssl : NULL;
+}
+
 /*
  * Decrypted bytes OpenSSL holds for a TLS bufferevent on its own socket:
  * let its read event run, which reads them if reading is on and not
@@ -17,8 +25,8 @@
 static void
 kick(struct bufferevent *bev)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    if (ssl && !bufferevent_get_underlying(bev) && SSL_pending(ssl) > 0)
+    SSL *ssl = socket_ssl(bev);
+    if (ssl && SSL_pending(ssl) > 0)
         event_active(&bev->ev_read, EV_READ, 1);
 }
 
@@ -96,7 +104,6 @@ tlsbev_coalesce(struct bufferevent *bev)
     size_t n = evbuffer_get_length(out);
     if (n > TLSBEV_RECORD)
         n = TLSBEV_RECORD;
-    if (evbuffer_get_contiguous_space(out) < n && bufferevent_openssl_get_ssl(bev) &&
-        !bufferevent_get_underlying(bev))
+    if (evbuffer_get_contiguous_space(out) < n && socket_ssl(bev))
         evbuffer_pullup(out, (ev_ssize_t)n);
 }

@@ -27,8 +27,9 @@ struct event_base;
  * A TLS bufferevent (BEV_OPT_CLOSE_ON_FREE, deferred callbacks, dirty
  * shutdown allowed) in state st over plain's socket.  plain is freed, or is
  * the filter's underlying bufferevent (bufferevent_get_underlying() tells).
- * NULL on failure: plain is still the caller's (its socket possibly closed)
- * and ssl is gone.
+ * NULL on failure (out of memory): plain is still the caller's, its socket
+ * possibly closed; ssl was handed to libevent, which frees it once it has
+ * taken it (a filter that fails before that leaves it unfreed, as before).
  */
 struct bufferevent *tlsbev_start(struct event_base *base, struct bufferevent *plain, SSL *ssl,
                                  enum bufferevent_ssl_state st);

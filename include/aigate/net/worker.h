@@ -71,8 +71,8 @@ struct worker {
     struct evbuffer *scratch; /* builds a response head before one add to the client */
     struct exchange_env xenv; /* what request forwarding needs of this worker */
     void (*on_conn_gone)(struct worker *w); /* a connection was freed */
-    struct tls_leaf_cache
-        *leaf_cache;         /* minted leaves for this worker's CA; NULL without interception */
+    /* minted leaves for this worker's CA; NULL without interception */
+    struct tls_leaf_cache *leaf_cache;
     pthread_mutex_t done_mu; /* guards done_jobs: the offload pool hands jobs back */
     struct offload_job *done_jobs;
     struct event *exited_ev; /* the owner's (main thread) event, activated when the loop ended */
